@@ -1,0 +1,95 @@
+# Every gate of the project. Humans and CI call the same targets:
+#   make serve   set everything up and run the server on 127.0.0.1:50051
+#   make test    set everything up and run every check
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(HOME)/.cargo/bin:$(PATH)
+export VIRTUAL_ENV := $(VENV)
+
+LISTEN ?= 127.0.0.1:50051
+DATA_DIR ?= ./batchgrpc-data
+PYTEST_ARGS ?=
+
+RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs')
+PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
+
+.PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
+        test-rust test-python stubtest clean
+
+help:
+	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
+	@echo "make test             set up, build and run every check (what CI runs)"
+	@echo "make generate         regenerate the Python stubs from proto/"
+	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
+	@echo "make clean            remove build output and the virtualenv"
+
+# --- set-up -------------------------------------------------------------------
+
+$(VENV)/.deps: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The Rust extension, installed into the virtualenv with src/ on the path.
+$(VENV)/.core: $(VENV)/.deps pyproject.toml $(RUST_SOURCES)
+	maturin develop --release --locked
+	touch $@
+
+setup: $(VENV)/.core
+
+build: setup
+
+# --- run ----------------------------------------------------------------------
+
+serve: setup
+	batchgrpc serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+# --- generated code -----------------------------------------------------------
+
+generate: $(VENV)/.deps
+	buf generate
+
+check-generated: $(VENV)/.deps
+	tools/check-generated
+
+# --- lint ---------------------------------------------------------------------
+
+lint-proto: $(VENV)/.deps
+	buf lint
+	buf format --diff --exit-code
+
+lint-python: setup
+	ruff check src tests tools/protoc-gen-grpc-python
+	ruff format --check src tests tools/protoc-gen-grpc-python
+	mypy
+	python -m mypy.stubtest batchgrpc._core
+
+lint-rust:
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets --features python -- -D warnings
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+lint: lint-proto lint-python lint-rust
+
+stubtest: setup
+	python -m mypy.stubtest batchgrpc._core
+
+# --- tests --------------------------------------------------------------------
+
+test-rust:
+	cargo test --locked --workspace
+
+test-python: setup
+	python -m pytest $(PYTEST_ARGS)
+
+test: check-generated lint test-rust test-python
+
+clean:
+	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -delete

@@ -1,0 +1,13 @@
+//! The hot path of batchgrpc, in plain Rust.
+//!
+//! Everything here runs under `cargo test` without Python; `python.rs` (behind
+//! the `python` feature that maturin turns on) is the only file that knows
+//! pyo3 and turns these results into Python values and exceptions.
+
+pub mod error;
+pub mod limits;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Api, CoreError, ErrorKind};

@@ -1,0 +1,215 @@
+"""Server configuration: defaults < TOML file < environment < command-line flags.
+
+The TOML file (``--config FILE`` or ``BATCHGRPC_CONFIG``) takes the same keys
+as the `Config` fields; ``[tls]`` and ``[rate_limits]`` are tables. Unknown
+keys are an error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchgrpc.errors import Api
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket: `capacity` requests, refilled evenly over `per_seconds`."""
+
+    capacity: int
+    per_seconds: float
+
+    @classmethod
+    def parse_many(cls, spec: str) -> tuple[Rate, ...]:
+        """Parses "10/s,150/min" into buckets; every bucket must allow a request."""
+        units = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0}
+        rates = []
+        for part in spec.split(","):
+            match = re.fullmatch(r"\s*(\d+)\s*/\s*([a-z]+)\s*", part)
+            if not match or match.group(2) not in units or int(match.group(1)) < 1:
+                raise ConfigError(f"rate {part.strip()!r}: expected N/s, N/min or N/h with N >= 1")
+            rates.append(cls(int(match.group(1)), units[match.group(2)]))
+        return tuple(rates)
+
+
+#: Upstream's defaults (API.md): Klaviyo bulk burst 10/s + steady 150/min,
+#: Klaviyo reads 350/s + 3500/min, Bloomreach 100/s, Extole 100/min.
+DEFAULT_RATES: Mapping[Api, str] = {
+    Api.BULK_EVENTS: "10/s,150/min",
+    Api.EVENTS_READ: "350/s,3500/min",
+    Api.TRACKING: "100/s",
+    Api.BATCHES: "100/min",
+}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Server TLS; a `client_ca_file` turns on mutual TLS (client certs required)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_ca_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-account, per-API token buckets."""
+
+    enabled: bool = True
+    rates: Mapping[Api, tuple[Rate, ...]] = field(
+        default_factory=lambda: {api: Rate.parse_many(spec) for api, spec in DEFAULT_RATES.items()}
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `batchgrpc serve` needs."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path("./batchgrpc-data")
+    log_level: str = "info"
+    #: Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    grace_period_seconds: float = 10.0
+    #: The transport's receive limit. Above every API's own limit (a tracking
+    #: batch may reach 50 x 800 KB), so those limits are enforced with the
+    #: API's own error, never the transport's.
+    max_receive_message_bytes: int = 64 * 1024 * 1024
+    #: How long a `request_id` is remembered.
+    idempotency_ttl_seconds: float = 24 * 3600.0
+    tls: TlsConfig = TlsConfig()
+    rate_limits: RateLimitConfig = RateLimitConfig()
+
+
+_ENV_PREFIX = "BATCHGRPC_"
+
+
+def load(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Builds the configuration from a TOML file, the environment and flags.
+
+    `overrides` holds the flags that were given (None values are ignored).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get(_ENV_PREFIX + "CONFIG") or None
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                values.update(tomllib.load(f))
+        except OSError as e:
+            raise ConfigError(f"config file {config_file}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {config_file}: {e}") from e
+    for name in ("listen", "data_dir", "log_level", "grace_period_seconds", "max_receive_message_bytes"):
+        if (value := env.get(_ENV_PREFIX + name.upper())) is not None:
+            values[name] = value
+    tls = dict(values.get("tls", {}))
+    for name in ("cert_file", "key_file", "client_ca_file"):
+        if (value := env.get(f"{_ENV_PREFIX}TLS_{name.upper()}")) is not None:
+            tls[name] = value
+    if tls:
+        values["tls"] = tls
+    if env.get(_ENV_PREFIX + "NO_RATE_LIMITS", "").lower() in ("1", "true", "yes"):
+        values.setdefault("rate_limits", {})["enabled"] = False
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name == "no_rate_limits":
+            if value:
+                values.setdefault("rate_limits", {})["enabled"] = False
+        else:
+            values[name] = value
+    return _build(values)
+
+
+def _build(values: Mapping[str, Any]) -> Config:
+    known = {f.name for f in dataclasses.fields(Config)}
+    if unknown := sorted(set(values) - known):
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "tls":
+            kwargs[name] = _build_tls(value)
+        elif name == "rate_limits":
+            kwargs[name] = _build_rate_limits(value)
+        elif name == "data_dir":
+            kwargs[name] = Path(value)
+        elif name in ("grace_period_seconds", "idempotency_ttl_seconds"):
+            kwargs[name] = _number(name, value, float)
+        elif name == "max_receive_message_bytes":
+            kwargs[name] = _number(name, value, int)
+        else:
+            kwargs[name] = str(value)
+    config = Config(**kwargs)
+    _validate(config)
+    return config
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: {value!r} is not a number") from e
+    if number < 0:
+        raise ConfigError(f"{name}: must not be negative")
+    return number
+
+
+def _build_tls(value: Any) -> TlsConfig:
+    if not isinstance(value, Mapping):
+        raise ConfigError("tls: expected a table")
+    names = {f.name for f in dataclasses.fields(TlsConfig)}
+    if unknown := sorted(set(value) - names):
+        raise ConfigError(f"tls: unknown setting(s): {', '.join(unknown)}")
+    return TlsConfig(**{k: Path(v) if v else None for k, v in value.items()})
+
+
+def _build_rate_limits(value: Any) -> RateLimitConfig:
+    if not isinstance(value, Mapping):
+        raise ConfigError("rate_limits: expected a table")
+    rates = dict(RateLimitConfig().rates)
+    enabled = True
+    for name, spec in value.items():
+        if name == "enabled":
+            enabled = bool(spec)
+            continue
+        try:
+            api = Api(name)
+        except ValueError:
+            raise ConfigError(f"rate_limits: unknown API {name!r}") from None
+        if api is Api.SYSTEM:
+            raise ConfigError("rate_limits: health and reflection are not rate limited")
+        rates[api] = Rate.parse_many(str(spec))
+    return RateLimitConfig(enabled=enabled, rates=rates)
+
+
+def _validate(config: Config) -> None:
+    host, sep, port = config.listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"listen: expected HOST:PORT, got {config.listen!r}")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    tls = config.tls
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise ConfigError("tls: cert_file and key_file go together")
+    if tls.client_ca_file is not None and not tls.enabled:
+        raise ConfigError("tls: client_ca_file needs cert_file and key_file")

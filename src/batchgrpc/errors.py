@@ -1,0 +1,234 @@
+"""Domain errors, the catalogue of reason codes, and their gRPC status.
+
+Servicers and the rest of the code raise these; one interceptor
+(`batchgrpc.interceptor`) turns them into a `google.rpc.Status` with rich
+details. Nothing else calls `context.abort`.
+
+Every error carries:
+- a gRPC code (what the client should do next),
+- a `Reason` from the catalogue below (AIP-193 `ErrorInfo.reason`),
+- the upstream API's own code, per API, in `ErrorInfo.metadata["code"]`,
+- optional field violations (`BadRequest`) and a retry delay (`RetryInfo`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+#: `ErrorInfo.domain` of every error this service emits.
+DOMAIN = "batchgrpc"
+
+
+class Api(enum.StrEnum):
+    """The API families, for rate limits and upstream error codes."""
+
+    BATCHES = "batches"
+    BULK_EVENTS = "bulk_events"
+    EVENTS_READ = "events_read"
+    TRACKING = "tracking"
+    #: Health and reflection: no key, no limits.
+    SYSTEM = "system"
+
+
+class Reason(enum.StrEnum):
+    """Every `ErrorInfo.reason` the server can emit, in one place."""
+
+    MISSING_CREDENTIALS = "MISSING_CREDENTIALS"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+    MISSING_SCOPE = "MISSING_SCOPE"
+    PROJECT_TOKEN_MISMATCH = "PROJECT_TOKEN_MISMATCH"
+    RATE_LIMITED = "RATE_LIMITED"
+    MISSING_REVISION = "MISSING_REVISION"
+    INVALID_REVISION = "INVALID_REVISION"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
+    NO_COMMANDS = "NO_COMMANDS"
+    REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
+    NOT_YET_IMPLEMENTED = "NOT_YET_IMPLEMENTED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: its path as the upstream API names it, and why."""
+
+    field: str
+    description: str
+    reason: str = ""
+
+
+class BatchgrpcError(Exception):
+    """Base of every error a client may see. Subclasses fix code and reason."""
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    reason: ClassVar[Reason] = Reason.INTERNAL
+    #: Upstream's own code per API; `default_upstream_code` for the others.
+    upstream_codes: ClassVar[Mapping[Api, str]] = {}
+    default_upstream_code: ClassVar[str] = "internal"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        violations: Sequence[FieldViolation] = (),
+        metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations = tuple(violations)
+        self.metadata = dict(metadata or {})
+        self.retry_after = retry_after
+
+    def upstream_code(self, api: Api) -> str:
+        return self.upstream_codes.get(api, self.default_upstream_code)
+
+    def to_status(self, api: Api) -> status_pb2.Status:
+        """The `google.rpc.Status` for this error, as seen by a caller of `api`."""
+        status = status_pb2.Status(code=_RPC_CODES[self.code], message=self.message)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason.value,
+            domain=DOMAIN,
+            metadata={"code": self.upstream_code(api), **self.metadata},
+        )
+        status.details.add().Pack(info)
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description, reason=v.reason
+                    )
+                    for v in self.violations
+                ]
+            )
+            status.details.add().Pack(bad)
+        if self.retry_after is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(self.retry_after * 1e9))
+            status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        return status
+
+
+class InvalidArgument(BatchgrpcError):
+    """The request itself is wrong; retrying it unchanged cannot help."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = Reason.INVALID_ARGUMENT
+    upstream_codes: ClassVar[Mapping[Api, str]] = {Api.BATCHES: "invalid_parameter", Api.TRACKING: "bad_request"}
+    default_upstream_code = "invalid"
+
+
+class _CoreLimitError(InvalidArgument):
+    """Raised from the Rust core with `(message, field)`: a request over a limit."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, violations=[FieldViolation(field, message, self.reason)])
+        self.field = field
+
+
+class PayloadTooLarge(_CoreLimitError):
+    reason = Reason.PAYLOAD_TOO_LARGE
+
+
+class TooManyItems(_CoreLimitError):
+    reason = Reason.TOO_MANY_ITEMS
+
+
+class NoCommands(_CoreLimitError):
+    reason = Reason.NO_COMMANDS
+
+
+class MissingRevision(InvalidArgument):
+    reason = Reason.MISSING_REVISION
+
+
+class InvalidRevision(InvalidArgument):
+    reason = Reason.INVALID_REVISION
+
+
+class Unauthenticated(BatchgrpcError):
+    """No valid credential. The message never says which part was wrong."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = Reason.INVALID_CREDENTIALS
+    upstream_codes: ClassVar[Mapping[Api, str]] = {
+        Api.BATCHES: "missing_access_token",
+        Api.BULK_EVENTS: "not_authenticated",
+        Api.EVENTS_READ: "not_authenticated",
+        Api.TRACKING: "access_key_not_found",
+    }
+
+
+class MissingCredentials(Unauthenticated):
+    reason = Reason.MISSING_CREDENTIALS
+
+
+class ApiKeyRevoked(Unauthenticated):
+    reason = Reason.API_KEY_REVOKED
+
+
+class PermissionDenied(BatchgrpcError):
+    """A valid key that may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = Reason.MISSING_SCOPE
+    upstream_codes: ClassVar[Mapping[Api, str]] = {
+        Api.BATCHES: "scopes_denied",
+        Api.BULK_EVENTS: "permission_denied",
+        Api.EVENTS_READ: "permission_denied",
+        Api.TRACKING: "not_authorized",
+    }
+
+
+class ProjectTokenMismatch(PermissionDenied):
+    reason = Reason.PROJECT_TOKEN_MISMATCH
+
+
+class RateLimited(BatchgrpcError):
+    """Over the account's rate limit; `retry_after` says when to come back."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = Reason.RATE_LIMITED
+    upstream_codes: ClassVar[Mapping[Api, str]] = {
+        Api.BATCHES: "too_many_requests",
+        Api.BULK_EVENTS: "throttled",
+        Api.EVENTS_READ: "throttled",
+        Api.TRACKING: "too_many_requests",
+    }
+
+
+class RequestInProgress(BatchgrpcError):
+    """The same `request_id` is being processed right now; retry shortly."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = Reason.REQUEST_IN_PROGRESS
+    default_upstream_code = "request_in_progress"
+
+
+class NotYetImplemented(BatchgrpcError):
+    """An RPC of the contract whose behaviour is not built yet."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = Reason.NOT_YET_IMPLEMENTED
+    default_upstream_code = "not_implemented"
+
+
+class Internal(BatchgrpcError):
+    """A bug or an unexpected failure; details go to the log, not the client."""
+
+    def __init__(self) -> None:
+        super().__init__("Internal error.")
+
+
+# grpc.StatusCode values are (int, name) pairs; google.rpc.Code wants the int.
+_RPC_CODES = {status: status.value[0] for status in grpc.StatusCode}
+assert _RPC_CODES[grpc.StatusCode.INVALID_ARGUMENT] == code_pb2.INVALID_ARGUMENT

@@ -1,0 +1,48 @@
+"""gRPC servicers of `batchgrpc.events.v1` (the Klaviyo mirror)."""
+
+from __future__ import annotations
+
+from grpc import aio
+
+from batchgrpc import _core
+from batchgrpc.errors import NotYetImplemented
+from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
+from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc, event_pb2_grpc, profile_pb2_grpc
+from batchgrpc.interceptor import Context
+from batchgrpc.pending import pending
+
+_READS = "profiles and the event log are not built yet"
+
+
+def check_bulk_limits(request: bulk_pb2.CreateEventBulkCreateJobRequest) -> None:
+    """Upstream's 5 MB / 1,000-event limits, before anything else reads the request."""
+    items = request.data.attributes.events_bulk_create.data
+    _core.check_bulk_request(request.ByteSize(), sum(len(item.attributes.events.data) for item in items))
+
+
+class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJobServiceServicer):
+    async def CreateEventBulkCreateJob(
+        self, request: bulk_pb2.CreateEventBulkCreateJobRequest, context: Context
+    ) -> bulk_pb2.CreateEventBulkCreateJobResponse:
+        check_bulk_limits(request)
+        raise NotYetImplemented(
+            "EventBulkCreateJobService.CreateEventBulkCreateJob is in the contract but not served yet: "
+            "the request is within the size limits, but validation and ingestion are not built yet."
+        )
+
+    GetEventBulkCreateJob = pending("EventBulkCreateJobService.GetEventBulkCreateJob", "bulk jobs are not built yet")
+
+
+class ProfileService(profile_pb2_grpc.ProfileServiceServicer):
+    GetProfile = pending("ProfileService.GetProfile", _READS)
+    ListProfiles = pending("ProfileService.ListProfiles", _READS)
+
+
+class EventService(event_pb2_grpc.EventServiceServicer):
+    ListEvents = pending("EventService.ListEvents", _READS)
+
+
+def register(server: aio.Server) -> None:
+    event_bulk_create_job_pb2_grpc.add_EventBulkCreateJobServiceServicer_to_server(EventBulkCreateJobService(), server)
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), server)
+    event_pb2_grpc.add_EventServiceServicer_to_server(EventService(), server)

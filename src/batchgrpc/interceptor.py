@@ -1,0 +1,178 @@
+"""The one server interceptor: authentication, scopes, rate limits, the
+`revision` check, the access log, and the mapping of every exception to a
+gRPC status with rich details.
+
+Servicers raise `batchgrpc.errors` exceptions and never call `context.abort`;
+they read the caller with `current_principal()`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from grpc import aio
+
+from batchgrpc.auth import Keyring, Principal, authorize, policy_for
+from batchgrpc.errors import Api, BatchgrpcError, Internal, RateLimited
+from batchgrpc.events.revision import check_revision
+from batchgrpc.ratelimit import Decision, RateLimiter
+
+log = logging.getLogger("batchgrpc.rpc")
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+Metadata = list[tuple[str, str | bytes]]
+#: The servicer context of any RPC.
+#: (Strings: the grpc classes are generic only in their stubs.)
+Context: TypeAlias = "aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being served."""
+    try:
+        return _principal.get()
+    except LookupError:
+        # Only reachable if a servicer runs outside the interceptor: a bug.
+        raise RuntimeError("no authenticated principal for this call") from None
+
+
+class _Call:
+    """One RPC passing through the interceptor."""
+
+    def __init__(self, method: str, context: Context) -> None:
+        self.method = method
+        self.context = context
+        self.policy = policy_for(method)
+        self.principal: Principal | None = None
+        self.decision: Decision | None = None
+        self.started = time.perf_counter()
+
+    async def admit(self, keyring: Keyring, limiter: RateLimiter) -> None:
+        metadata = {k: v for k, v in self.context.invocation_metadata() or () if isinstance(v, str)}
+        self.principal = await keyring.authenticate(metadata.get("authorization"))
+        authorize(self.principal, self.policy, self.method)
+        self.decision = limiter.acquire(self.principal.account, self.policy.api)
+        if self.decision is not None and not self.decision.allowed:
+            seconds = self.decision.retry_after or 1.0
+            raise RateLimited(
+                f"Request was throttled. Expected available in {max(1, round(seconds + 0.499))} second(s).",
+                retry_after=seconds,
+                metadata={"limit": str(self.decision.limit)},
+            )
+        if self.policy.revision:
+            check_revision(metadata.get("revision"))
+        _principal.set(self.principal)
+
+    def response_metadata(self) -> Metadata:
+        return list(self.decision.metadata()) if self.decision is not None else []
+
+    async def fail(self, error: Exception) -> None:
+        """Ends the call with the status for `error`; unexpected ones become INTERNAL."""
+        if not isinstance(error, BatchgrpcError):
+            log.error(
+                "unhandled exception",
+                exc_info=error,
+                extra={"fields": {"method": self.method}},
+            )
+            error = Internal()
+        self.log(error.code, error.reason.value)
+        status = error.to_status(self.policy.api if self.policy.api is not Api.SYSTEM else Api.BATCHES)
+        metadata = self.response_metadata()
+        metadata.append(("grpc-status-details-bin", status.SerializeToString()))
+        await self.context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
+
+    def succeed(self) -> None:
+        self.context.set_trailing_metadata(tuple(self.response_metadata()))
+        self.log(grpc.StatusCode.OK)
+
+    def log(self, code: grpc.StatusCode, reason: str = "") -> None:
+        fields: dict[str, Any] = {
+            "method": self.method,
+            "code": code.name,
+            "ms": round((time.perf_counter() - self.started) * 1000, 3),
+        }
+        if reason:
+            fields["reason"] = reason
+        if self.principal is not None:
+            fields["account"] = self.principal.account
+            fields["key_id"] = self.principal.key_id
+        log.info("rpc", extra={"fields": fields})
+
+
+class CallInterceptor(aio.ServerInterceptor):
+    def __init__(self, keyring: Keyring, limiter: RateLimiter) -> None:
+        self._keyring = keyring
+        self._limiter = limiter
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not policy_for(method).authenticated:
+            # Unknown methods get the transport's UNIMPLEMENTED; health and
+            # reflection need no key and keep their own handlers.
+            return handler
+        return self._wrap(method, handler)
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        keyring, limiter = self._keyring, self._limiter
+
+        async def unary(behavior: Callable[..., Any], request: Any, context: Context) -> Any:
+            call = _Call(method, context)
+            try:
+                await call.admit(keyring, limiter)
+                response = await behavior(request, context)
+            except aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every error becomes a status here
+                await call.fail(error)
+            call.succeed()
+            return response
+
+        async def streaming(behavior: Callable[..., Any], request: Any, context: Context) -> AsyncIterator[Any]:
+            call = _Call(method, context)
+            try:
+                await call.admit(keyring, limiter)
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:
+                    await result
+            except aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every error becomes a status here
+                await call.fail(error)
+            call.succeed()
+
+        def bind(kind: Callable[..., Handler], wrapper: Callable[..., Any], behavior: Any) -> Handler:
+            async def _unary(request: Any, context: Context) -> Any:
+                return await wrapper(behavior, request, context)
+
+            async def _stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                async for response in wrapper(behavior, request, context):
+                    yield response
+
+            return kind(
+                _stream if wrapper is streaming else _unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        if handler.unary_unary:
+            return bind(grpc.unary_unary_rpc_method_handler, unary, handler.unary_unary)
+        if handler.stream_unary:
+            return bind(grpc.stream_unary_rpc_method_handler, unary, handler.stream_unary)
+        if handler.unary_stream:
+            return bind(grpc.unary_stream_rpc_method_handler, streaming, handler.unary_stream)
+        return bind(grpc.stream_stream_rpc_method_handler, streaming, handler.stream_stream)

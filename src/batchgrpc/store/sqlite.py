@@ -1,0 +1,256 @@
+"""The embedded store: one SQLite database in WAL mode in the data directory.
+
+Every statement runs on one dedicated thread that owns the connection, so the
+event loop never waits on disk and SQLite sees a single writer. WAL lets other
+processes (the `batchgrpc keys` CLI) read and write the same file meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from batchgrpc.store import ApiKey, Claim, ClaimState
+from batchgrpc.store.migrations import MIGRATIONS
+
+T = TypeVar("T")
+
+DATABASE_NAME = "batchgrpc.sqlite3"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer batchgrpc than this one."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Opens the database with the settings every connection needs."""
+    # Autocommit mode: every transaction below is explicit.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before the RPC that made it returns.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Applies the migrations not applied yet; returns the schema version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(
+                f"database schema version {version} is newer than this batchgrpc understands ({len(MIGRATIONS)})"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
+
+
+class _Transaction:
+    """`with tx(conn):` runs the block in one write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class SqliteStore:
+    """The `batchgrpc.store.Store` on SQLite."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self.keys = SqliteKeyStore(self)
+        self.idempotency = SqliteIdempotencyStore(self)
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> SqliteStore:
+        """Opens (creating and migrating as needed) the store in `data_dir`."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        loop = asyncio.get_running_loop()
+
+        def _open() -> sqlite3.Connection:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            conn = connect(data_dir / DATABASE_NAME)
+            try:
+                migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            conn = await loop.run_in_executor(executor, _open)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn, executor)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `fn(connection)` on the store's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._conn)
+
+    async def close(self) -> None:
+        await self.run(lambda conn: conn.close())
+        self._executor.shutdown(wait=True)
+
+
+def _key_from_row(row: tuple) -> ApiKey:  # type: ignore[type-arg]
+    key_id, account, secret_hash, scopes, public, created, revoked = row
+    return ApiKey(
+        key_id=key_id,
+        account=account,
+        secret_hash=secret_hash,
+        scopes=frozenset(json.loads(scopes)),
+        public=bool(public),
+        created_time=created,
+        revoked_time=revoked,
+    )
+
+
+_KEY_COLUMNS = "key_id, account, secret_hash, scopes, public, created_time, revoked_time"
+
+
+def _insert_key(conn: sqlite3.Connection, key: ApiKey) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO accounts (account, created_time) VALUES (?, ?)",
+        (key.account, key.created_time),
+    )
+    conn.execute(
+        f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            key.key_id,
+            key.account,
+            key.secret_hash,
+            json.dumps(sorted(key.scopes)),
+            int(key.public),
+            key.created_time,
+            key.revoked_time,
+        ),
+    )
+
+
+class SqliteKeyStore:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def create(self, key: ApiKey) -> None:
+        def _create(conn: sqlite3.Connection) -> None:
+            with _Transaction(conn):
+                _insert_key(conn, key)
+
+        await self._store.run(_create)
+
+    async def create_if_none(self, key: ApiKey) -> bool:
+        def _create(conn: sqlite3.Connection) -> bool:
+            with _Transaction(conn):
+                if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                    return False
+                _insert_key(conn, key)
+                return True
+
+        return await self._store.run(_create)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        def _get(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            return _key_from_row(row) if row else None
+
+        return await self._store.run(_get)
+
+    async def list(self, account: str | None = None) -> list[ApiKey]:
+        def _list(conn: sqlite3.Connection) -> list[ApiKey]:
+            sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"
+            params: tuple[str, ...] = ()
+            if account is not None:
+                sql += " WHERE account = ?"
+                params = (account,)
+            return [_key_from_row(r) for r in conn.execute(sql + " ORDER BY created_time, key_id", params)]
+
+        return await self._store.run(_list)
+
+    async def revoke(self, key_id: str, now: float) -> ApiKey | None:
+        def _revoke(conn: sqlite3.Connection) -> ApiKey | None:
+            with _Transaction(conn):
+                conn.execute(
+                    "UPDATE api_keys SET revoked_time = ? WHERE key_id = ? AND revoked_time IS NULL",
+                    (now, key_id),
+                )
+                row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            return _key_from_row(row) if row else None
+
+        return await self._store.run(_revoke)
+
+
+class SqliteIdempotencyStore:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def claim(
+        self, account: str, method: str, request_id: str, *, now: float, ttl: float, stale_after: float
+    ) -> Claim:
+        def _claim(conn: sqlite3.Connection) -> Claim:
+            with _Transaction(conn):
+                # Forget what is past the TTL, here rather than in a sweeper:
+                # the index makes it cheap and nothing else needs to run.
+                conn.execute("DELETE FROM idempotency WHERE created_time < ?", (now - ttl,))
+                row = conn.execute(
+                    "SELECT state, response, created_time FROM idempotency"
+                    " WHERE account = ? AND method = ? AND request_id = ?",
+                    (account, method, request_id),
+                ).fetchone()
+                if row is not None:
+                    state, response, created = row
+                    if state == "done":
+                        return Claim(ClaimState.DONE, response)
+                    if created >= now - stale_after:
+                        return Claim(ClaimState.PENDING)
+                conn.execute(
+                    "INSERT OR REPLACE INTO idempotency (account, method, request_id, state, created_time)"
+                    " VALUES (?, ?, ?, 'pending', ?)",
+                    (account, method, request_id, now),
+                )
+                return Claim(ClaimState.NEW)
+
+        return await self._store.run(_claim)
+
+    async def complete(self, account: str, method: str, request_id: str, response: bytes, *, now: float) -> None:
+        def _complete(conn: sqlite3.Connection) -> None:
+            with _Transaction(conn):
+                conn.execute(
+                    "UPDATE idempotency SET state = 'done', response = ?, created_time = ?"
+                    " WHERE account = ? AND method = ? AND request_id = ?",
+                    (response, now, account, method, request_id),
+                )
+
+        await self._store.run(_complete)
+
+    async def release(self, account: str, method: str, request_id: str) -> None:
+        def _release(conn: sqlite3.Connection) -> None:
+            with _Transaction(conn):
+                conn.execute(
+                    "DELETE FROM idempotency WHERE account = ? AND method = ? AND request_id = ? AND state = 'pending'",
+                    (account, method, request_id),
+                )
+
+        await self._store.run(_release)

@@ -1,0 +1,1 @@
+"""The Bloomreach mirror: tracking batches and single commands."""
