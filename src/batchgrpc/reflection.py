@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from grpc import aio
 from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc import aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
