@@ -19,7 +19,7 @@ import grpc
 from grpc import aio
 
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
-from batchgrpc.errors import Api, BatchgrpcError, Internal, RateLimited
+from batchgrpc.errors import BatchgrpcError, Internal, RateLimited
 from batchgrpc.events.revision import check_revision
 from batchgrpc.ratelimit import Decision, RateLimiter
 
@@ -83,7 +83,7 @@ class _Call:
             )
             error = Internal()
         self.log(error.code, error.reason.value)
-        status = error.to_status(self.policy.api if self.policy.api is not Api.SYSTEM else Api.BATCHES)
+        status = error.to_status(self.policy.api)
         metadata = self.response_metadata()
         metadata.append(("grpc-status-details-bin", status.SerializeToString()))
         await self.context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
