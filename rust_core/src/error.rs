@@ -35,6 +35,66 @@ pub enum ErrorKind {
     },
     /// A tracking batch with no commands at all.
     NoCommands,
+    /// A data file that cannot be read as its format says.
+    DataFile {
+        /// What is wrong.
+        reason: FileReason,
+        /// What is wrong, for a person, with the position.
+        message: String,
+        /// Byte offset in the file where the problem is.
+        offset: u64,
+    },
+    /// A batch job's options (column rules, event settings) are invalid.
+    InvalidJobSpec {
+        /// The request field at fault, e.g. `columns[2].name_pattern`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why a data file as a whole cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileReason {
+    /// No header row (the file is empty or blank).
+    MissingHeader,
+    /// A header name is empty.
+    EmptyHeaderName,
+    /// Two header names are the same.
+    DuplicateHeader,
+    /// The header is not valid UTF-8 or is over the size cap.
+    BadHeader,
+    /// A quoted field is never closed.
+    UnterminatedQuote,
+    /// The JSON document is not an array of values.
+    InvalidJsonDocument,
+    /// A column a rule requires is not in the header.
+    RequiredColumnMissing,
+    /// A column named in `event_columns` is not in the header.
+    EventColumnMissing,
+    /// A resume offset that is not a row boundary.
+    BadResumeOffset,
+    /// Reading the file failed.
+    IoError,
+}
+
+impl FileReason {
+    /// The stable `UPPER_SNAKE` code.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MissingHeader => "MISSING_HEADER",
+            Self::EmptyHeaderName => "EMPTY_HEADER_NAME",
+            Self::DuplicateHeader => "DUPLICATE_HEADER",
+            Self::BadHeader => "BAD_HEADER",
+            Self::UnterminatedQuote => "UNTERMINATED_QUOTE",
+            Self::InvalidJsonDocument => "INVALID_JSON_DOCUMENT",
+            Self::RequiredColumnMissing => "REQUIRED_COLUMN_MISSING",
+            Self::EventColumnMissing => "EVENT_COLUMN_MISSING",
+            Self::BadResumeOffset => "BAD_RESUME_OFFSET",
+            Self::IoError => "IO_ERROR",
+        }
+    }
 }
 
 /// An error from the core. Cheap to return: one box.
@@ -62,13 +122,15 @@ impl CoreError {
             ErrorKind::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ErrorKind::TooManyItems { .. } => "TOO_MANY_ITEMS",
             ErrorKind::NoCommands => "NO_COMMANDS",
+            ErrorKind::DataFile { reason, .. } => reason.code(),
+            ErrorKind::InvalidJobSpec { .. } => "INVALID_ARGUMENT",
         }
     }
 
     /// The request field at fault, as the API names it: a JSON:API pointer for
     /// bulk events, a body field for tracking.
     #[must_use]
-    pub fn field(&self) -> &'static str {
+    pub fn field(&self) -> &str {
         match self.kind() {
             ErrorKind::PayloadTooLarge {
                 api: Api::BulkEvents,
@@ -85,6 +147,8 @@ impl CoreError {
                 api: Api::Tracking, ..
             }
             | ErrorKind::NoCommands => "commands",
+            ErrorKind::DataFile { .. } => "data_source",
+            ErrorKind::InvalidJobSpec { field, .. } => field,
         }
     }
 }
@@ -92,7 +156,7 @@ impl CoreError {
 impl fmt::Display for CoreError {
     /// The message in the API's own words.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self.kind() {
+        match self.kind() {
             ErrorKind::PayloadTooLarge {
                 api: Api::BulkEvents,
                 size,
@@ -129,6 +193,9 @@ impl fmt::Display for CoreError {
             ),
             // Upstream's exact text for an empty or missing `commands` array.
             ErrorKind::NoCommands => f.write_str("No commands"),
+            ErrorKind::DataFile { message, .. } | ErrorKind::InvalidJobSpec { message, .. } => {
+                f.write_str(message)
+            }
         }
     }
 }

@@ -5,9 +5,12 @@
 //! pyo3 and turns these results into Python values and exceptions.
 
 pub mod error;
+pub mod events;
+pub mod formats;
 pub mod limits;
+pub mod rules;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use error::{Api, CoreError, ErrorKind};
+pub use error::{Api, CoreError, ErrorKind, FileReason};

@@ -1,26 +1,61 @@
 //! The only file that knows pyo3: turns the plain Rust results into Python
 //! values and `CoreError`s into the exceptions `batchgrpc.errors` defines.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{CoreError, ErrorKind};
+use crate::events::{check_spec, JobSpec, Pipeline};
+use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::limits;
+use crate::rules::{ColumnRule, RuleSpec};
 
 // The exception classes live in Python, next to the rest of the hierarchy,
 // so the error interceptor maps them like any other domain error.
 pyo3::import_exception!(batchgrpc.errors, PayloadTooLarge);
 pyo3::import_exception!(batchgrpc.errors, TooManyItems);
 pyo3::import_exception!(batchgrpc.errors, NoCommands);
+pyo3::import_exception!(batchgrpc.errors, DataFileError);
+pyo3::import_exception!(batchgrpc.errors, InvalidJobSpec);
 
 impl From<CoreError> for PyErr {
     // Exhaustive on purpose: a new ErrorKind does not compile until it is mapped.
     fn from(err: CoreError) -> PyErr {
-        let args = (err.to_string(), err.field());
+        let message = err.to_string();
+        let field = err.field().to_owned();
         match err.kind() {
-            ErrorKind::PayloadTooLarge { .. } => PayloadTooLarge::new_err(args),
-            ErrorKind::TooManyItems { .. } => TooManyItems::new_err(args),
-            ErrorKind::NoCommands => NoCommands::new_err(args),
+            ErrorKind::PayloadTooLarge { .. } => PayloadTooLarge::new_err((message, field)),
+            ErrorKind::TooManyItems { .. } => TooManyItems::new_err((message, field)),
+            ErrorKind::NoCommands => NoCommands::new_err((message, field)),
+            ErrorKind::DataFile { reason, offset, .. } => {
+                DataFileError::new_err((message, reason.code(), *offset))
+            }
+            ErrorKind::InvalidJobSpec { .. } => InvalidJobSpec::new_err((message, field)),
         }
+    }
+}
+
+/// Adds the line number to a file error's message (the error path reads the
+/// file again, so the hot path never counts lines).
+fn with_line(err: CoreError, path: &std::path::Path) -> CoreError {
+    match err.kind() {
+        ErrorKind::DataFile {
+            reason,
+            message,
+            offset,
+        } => match formats::line_of(path, *offset) {
+            Ok(line) => CoreError::new(ErrorKind::DataFile {
+                reason: *reason,
+                message: format!("{message} (line {line}, byte {offset})"),
+                offset: *offset,
+            }),
+            Err(_) => err,
+        },
+        _ => err,
     }
 }
 
@@ -44,12 +79,235 @@ fn check_track_batch(
     Ok(py.detach(move || limits::check_track_batch(request_bytes, &command_bytes))?)
 }
 
+fn rule_spec(rule: &Bound<'_, PyDict>) -> PyResult<RuleSpec> {
+    fn get<'py, T: FromPyObjectOwned<'py>>(
+        d: &Bound<'py, PyDict>,
+        key: &str,
+    ) -> PyResult<Option<T>> {
+        d.get_item(key)?
+            .map(|v| v.extract::<T>().map_err(Into::into))
+            .transpose()
+    }
+    Ok(RuleSpec {
+        kind: get(rule, "type")?.unwrap_or_default(),
+        name: get(rule, "name")?.unwrap_or_default(),
+        name_pattern: get(rule, "name_pattern")?.unwrap_or_default(),
+        validation_policy: get(rule, "validation_policy")?.unwrap_or_default(),
+        prefix: get(rule, "prefix")?.unwrap_or_default(),
+        value_type: get(rule, "value_type")?.unwrap_or_default(),
+        pattern: get(rule, "pattern")?.unwrap_or_default(),
+        max_length: get(rule, "max_length")?.unwrap_or_default(),
+        allowed_values: get(rule, "allowed_values")?.unwrap_or_default(),
+    })
+}
+
+/// Reads a data file a chunk at a time, turning rows into events. Iterate it:
+/// each step releases the interpreter while it reads `chunk_rows` rows.
+#[pyclass(module = "batchgrpc._core")]
+struct RowReader {
+    // A Mutex so the class is Sync; iteration takes the pipeline out while
+    // the interpreter is released and puts it back after.
+    pipeline: Mutex<Option<Pipeline>>,
+    path: PathBuf,
+    job_id: Py<PyString>,
+    chunk_rows: usize,
+}
+
+/// What one chunk of rows produced.
+#[pyclass(module = "batchgrpc._core", frozen)]
+struct RowChunk {
+    /// Rows read, good and failed.
+    #[pyo3(get)]
+    rows: u64,
+    /// Rows that became events.
+    #[pyo3(get)]
+    good: u64,
+    /// Rows that failed.
+    #[pyo3(get)]
+    failed: u64,
+    /// `(event_id, job_id, row_number, event_name, identity, data)`, data as JSON bytes
+    #[pyo3(get)]
+    events: Py<PyList>,
+    /// `(row_number, byte_offset, column, reason, message)`, in row order
+    #[pyo3(get)]
+    issues: Py<PyList>,
+    /// Checkpoint: byte offset just past the chunk's last row.
+    #[pyo3(get)]
+    next_offset: u64,
+    /// Checkpoint: number of the chunk's last row.
+    #[pyo3(get)]
+    last_row: u64,
+    /// True when the file has no more rows.
+    #[pyo3(get)]
+    done: bool,
+}
+
+impl RowReader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pipeline>> {
+        // A panic while holding the lock cannot leave the pipeline half
+        // changed: it is taken out before any work.
+        self.pipeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl RowReader {
+    /// Column names seen so far (the header for CSV and PSV).
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.lock()
+            .as_ref()
+            .map(|p| p.names().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<RowChunk>> {
+        let Some(mut pipeline) = self.lock().take() else {
+            return Ok(None);
+        };
+        let max_rows = self.chunk_rows;
+        let (pipeline, result) = py.detach(move || {
+            let result = pipeline.next_chunk(max_rows);
+            (pipeline, result)
+        });
+        let chunk = result.map_err(|e| with_line(e, &self.path))?;
+        if chunk.rows == 0 && chunk.done {
+            return Ok(None);
+        }
+        *self.lock() = Some(pipeline);
+        let job_id = self.job_id.clone_ref(py);
+        let events = PyList::empty(py);
+        for event in &chunk.events {
+            let item = PyTuple::new(
+                py,
+                [
+                    PyString::new(py, &event.id).into_any(),
+                    job_id.bind(py).clone().into_any(),
+                    event.row.into_pyobject(py)?.into_any(),
+                    PyString::new(py, &event.name).into_any(),
+                    PyString::new(py, &event.identity).into_any(),
+                    PyBytes::new(py, &event.data).into_any(),
+                ],
+            )?;
+            events.append(item)?;
+        }
+        let issues = PyList::empty(py);
+        for issue in &chunk.issues {
+            issues.append((
+                issue.row,
+                issue.offset,
+                issue.column.as_str(),
+                issue.reason,
+                issue.message.as_str(),
+            ))?;
+        }
+        Ok(Some(RowChunk {
+            rows: chunk.rows,
+            good: chunk.good,
+            failed: chunk.failed,
+            events: events.unbind(),
+            issues: issues.unbind(),
+            next_offset: chunk.next_offset,
+            last_row: chunk.last_row,
+            done: chunk.done,
+        }))
+    }
+}
+
+/// Opens a data file for a batch job: reads the header, checks it against the
+/// rules, and returns an iterator of chunks.
+#[pyfunction]
+#[pyo3(signature = (
+    path, format, *, job_id, event_name = String::new(), default_event_name = String::new(),
+    event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
+    chunk_rows = 50_000, resume_offset = 0, resume_row = 0,
+    max_field_bytes = 1_048_576, max_row_bytes = 1_048_576, max_depth = 10,
+))]
+#[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)] // keyword-only arguments of one Python call, owned as pyo3 extracts them
+fn open_rows(
+    py: Python<'_>,
+    path: PathBuf,
+    format: &str,
+    job_id: Bound<'_, PyString>,
+    event_name: String,
+    default_event_name: String,
+    event_columns: Vec<String>,
+    event_data: HashMap<String, String>,
+    columns: Vec<Bound<'_, PyDict>>,
+    chunk_rows: usize,
+    resume_offset: u64,
+    resume_row: u64,
+    max_field_bytes: usize,
+    max_row_bytes: usize,
+    max_depth: usize,
+) -> PyResult<RowReader> {
+    let Some(format) = Format::from_name(format) else {
+        return Err(CoreError::new(ErrorKind::InvalidJobSpec {
+            field: "format".into(),
+            message: format!("format must be CSV, PSV, JSON or JSONL, not {format:?}"),
+        })
+        .into());
+    };
+    let rules = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Ok(ColumnRule::compile(i, &rule_spec(c)?)?))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut event_data: Vec<(String, String)> = event_data.into_iter().collect();
+    event_data.sort();
+    let spec = JobSpec {
+        job_id: job_id.to_str()?.to_owned(),
+        event_name,
+        default_event_name,
+        event_columns,
+        event_data,
+        columns: rules,
+    };
+    check_spec(&spec)?;
+    let limits = ReadLimits {
+        max_field_bytes,
+        max_row_bytes,
+        max_depth,
+    };
+    let resume = Resume {
+        offset: resume_offset,
+        row: resume_row,
+    };
+    let chunk_rows = chunk_rows.max(1);
+    let file_path = path.clone();
+    let pipeline = py.detach(move || -> PyResult<Pipeline> {
+        let file = std::fs::File::open(&file_path)?;
+        let fixed = matches!(format, Format::Csv | Format::Psv);
+        let source =
+            formats::open(format, file, limits, resume).map_err(|e| with_line(e, &file_path))?;
+        Ok(
+            Pipeline::new(source, spec, fixed, resume_offset, resume_row)
+                .map_err(|e| with_line(e, &file_path))?,
+        )
+    })?;
+    Ok(RowReader {
+        pipeline: Mutex::new(Some(pipeline)),
+        path,
+        job_id: job_id.unbind(),
+        chunk_rows,
+    })
+}
+
 /// batchgrpc's Rust core.
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(open_rows, m)?)?;
+    m.add_class::<RowReader>()?;
+    m.add_class::<RowChunk>()?;
     m.add(
         "BULK_EVENTS_MAX_REQUEST_BYTES",
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,

@@ -1,6 +1,10 @@
 """The Rust core (`rust_core/`), built by maturin. Hand-written; checked by
 `mypy.stubtest` against the built module."""
 
+from collections.abc import Iterator, Mapping, Sequence
+from os import PathLike
+from typing import Any, final
+
 __all__ = [
     "BULK_EVENTS_MAX_EVENTS",
     "BULK_EVENTS_MAX_REQUEST_BYTES",
@@ -8,9 +12,12 @@ __all__ = [
     "TRACK_MAX_COMMAND_BYTES",
     "TRACK_MAX_PROPERTY_VALUE_BYTES",
     "TRACK_MAX_REQUEST_BYTES",
+    "RowChunk",
+    "RowReader",
     "__version__",
     "check_bulk_request",
     "check_track_batch",
+    "open_rows",
 ]
 
 __version__: str
@@ -36,3 +43,67 @@ def check_track_batch(request_bytes: int, command_bytes: list[int]) -> list[str 
     """Per command, None or the error text of an oversized command. Raises
     `batchgrpc.errors.NoCommands`, `TooManyItems` or `PayloadTooLarge` for
     a batch that fails as a whole."""
+
+#: One event: (event_id, job_id, row_number, event_name, identity, data as JSON bytes).
+_Event = tuple[str, str, int, str, str, bytes]
+#: One row issue: (row_number, byte_offset, column, reason, message).
+_Issue = tuple[int, int, str, str, str]
+
+@final
+class RowChunk:
+    """What one chunk of rows produced."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def good(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def events(self) -> list[_Event]: ...
+    @property
+    def issues(self) -> list[_Issue]: ...
+    @property
+    def next_offset(self) -> int:
+        """Checkpoint: byte offset just past the chunk's last row (`resume_offset`)."""
+    @property
+    def last_row(self) -> int:
+        """Checkpoint: the number of the chunk's last row (`resume_row`)."""
+    @property
+    def done(self) -> bool: ...
+
+@final
+class RowReader:
+    """Iterates a data file in chunks; each step releases the GIL while it reads."""
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names seen so far: the header for CSV and PSV."""
+    def __iter__(self) -> Iterator[RowChunk]: ...
+    def __next__(self) -> RowChunk: ...
+
+def open_rows(
+    path: str | PathLike[str],
+    format: str,
+    *,
+    job_id: str,
+    event_name: str = ...,
+    default_event_name: str = ...,
+    event_columns: Sequence[str] = ...,
+    event_data: Mapping[str, str] = ...,
+    columns: Sequence[Mapping[str, Any]] = ...,
+    chunk_rows: int = 50000,
+    resume_offset: int = 0,
+    resume_row: int = 0,
+    max_field_bytes: int = 1048576,
+    max_row_bytes: int = 1048576,
+    max_depth: int = 10,
+) -> RowReader:
+    """Opens a CSV, PSV, JSON or JSONL file for a batch job.
+
+    `columns` are rule dicts with the proto's field names (`type`, `name`,
+    `name_pattern`, `validation_policy`, `prefix`, `value_type`, `pattern`,
+    `max_length`, `allowed_values`). Raises `batchgrpc.errors.InvalidJobSpec`
+    for bad options, `batchgrpc.errors.DataFileError` for a file that cannot
+    be read (also from iteration), `OSError` when the file cannot be opened.
+    """

@@ -52,6 +52,8 @@ class Reason(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
     NO_COMMANDS = "NO_COMMANDS"
+    INVALID_JOB_SPEC = "INVALID_JOB_SPEC"
+    INVALID_DATA_FILE = "INVALID_DATA_FILE"
     REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
     NOT_YET_IMPLEMENTED = "NOT_YET_IMPLEMENTED"
     INTERNAL = "INTERNAL"
@@ -145,6 +147,31 @@ class TooManyItems(_CoreLimitError):
 
 class NoCommands(_CoreLimitError):
     reason = Reason.NO_COMMANDS
+
+
+class InvalidJobSpec(_CoreLimitError):
+    """A batch job's column rules or event settings are invalid (raised from
+    the Rust core with the request field at fault)."""
+
+    reason = Reason.INVALID_JOB_SPEC
+
+
+class DataFileError(BatchgrpcError):
+    """A data file that cannot be read as its format says (no header, an
+    unterminated quote, an unreadable JSON document, a required column absent).
+
+    Raised from the Rust core with `(message, file_reason, offset)`; a batch
+    job that meets it FAILS with `file_reason` as its error code.
+    """
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.INVALID_DATA_FILE
+    default_upstream_code = "file_asset_file_processing_error"
+
+    def __init__(self, message: str, file_reason: str, offset: int) -> None:
+        super().__init__(message, metadata={"file_error": file_reason, "offset": str(offset)})
+        self.file_reason = file_reason
+        self.offset = offset
 
 
 class MissingRevision(InvalidArgument):

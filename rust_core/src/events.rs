@@ -1,0 +1,730 @@
+//! Turning rows into events: column rules, event name, event data, identity,
+//! deterministic ids, and row issues; a chunk of rows at a time.
+
+use std::collections::HashMap;
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::error::{CoreError, FileReason};
+use crate::formats::{file_error, Cell, Row, RowSource};
+use crate::rules::{ColumnRule, Policy};
+
+/// How a batch job turns rows into events.
+#[derive(Debug, Clone, Default)]
+pub struct JobSpec {
+    /// The job's id: with the row number, it makes the event id.
+    pub job_id: String,
+    /// Forced on every row when not empty.
+    pub event_name: String,
+    /// For rows without an `event_name` value.
+    pub default_event_name: String,
+    /// Columns that become event data; empty means all but `event_name`.
+    pub event_columns: Vec<String>,
+    /// Merged over every event's data.
+    pub event_data: Vec<(String, String)>,
+    /// Column rules.
+    pub columns: Vec<ColumnRule>,
+}
+
+/// The column holding a row's own event name.
+pub const EVENT_NAME_COLUMN: &str = "event_name";
+
+/// One event, ready for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// 32 hex digits, derived from (job id, row number) only.
+    pub id: String,
+    /// The row it came from.
+    pub row: u64,
+    /// The event name.
+    pub name: String,
+    /// The identity key's value.
+    pub identity: String,
+    /// The event data as a JSON object.
+    pub data: Vec<u8>,
+}
+
+/// One failed row, or one of several things wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    /// 1-based data row number.
+    pub row: u64,
+    /// Byte offset of the row in the file.
+    pub offset: u64,
+    /// The column at fault; empty for the whole row.
+    pub column: String,
+    /// Stable `UPPER_SNAKE` reason.
+    pub reason: &'static str,
+    /// For a person.
+    pub message: String,
+}
+
+/// What a chunk of rows produced.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Rows read (good and failed).
+    pub rows: u64,
+    /// Rows that became events.
+    pub good: u64,
+    /// Rows that failed.
+    pub failed: u64,
+    /// The events, in row order.
+    pub events: Vec<Event>,
+    /// Everything wrong with the failed rows.
+    pub issues: Vec<RowIssue>,
+    /// Checkpoint: byte offset just past the last row of the chunk.
+    pub next_offset: u64,
+    /// Checkpoint: number of the last row of the chunk.
+    pub last_row: u64,
+    /// True when the source has no more rows.
+    pub done: bool,
+}
+
+/// What one column id means for a job, worked out once per column.
+#[derive(Debug, Clone)]
+struct Binding {
+    /// Rules that pick this column.
+    rules: Vec<usize>,
+    /// Its key in event data, when it is dispatched and not overridden by
+    /// `event_data`.
+    data_key: Option<Vec<u8>>,
+    /// Whether its value is the identity key.
+    identity: bool,
+    /// Whether it is the row's `event_name` column.
+    event_name: bool,
+}
+
+/// Reads rows from a source and turns them into events, chunk by chunk.
+pub struct Pipeline {
+    source: Box<dyn RowSource>,
+    spec: JobSpec,
+    bindings: Vec<Binding>,
+    /// Rules that require a column or a value, checked against every row.
+    required: Vec<usize>,
+    /// Identity when `event_columns` names it: that column's name.
+    identity_column: Option<String>,
+    /// Whether the source has a fixed header (CSV, PSV).
+    fixed_header: bool,
+    /// `event_data` pre-encoded as `,"key":"value"` pairs.
+    event_data_json: Vec<u8>,
+    row: Row,
+    done: bool,
+    last_offset: u64,
+    last_row: u64,
+}
+
+impl Pipeline {
+    /// Binds `spec` to `source`. For CSV and PSV, checks the header has every
+    /// column a `REQUIRED_COLUMN` or `REQUIRED_VALUE` rule or `event_columns`
+    /// names.
+    ///
+    /// # Errors
+    /// A required column or an event column absent from the header.
+    pub fn new(
+        source: Box<dyn RowSource>,
+        spec: JobSpec,
+        fixed_header: bool,
+        start_offset: u64,
+        start_row: u64,
+    ) -> Result<Self, CoreError> {
+        let required = spec
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.policy != Policy::Optional)
+            .map(|(i, _)| i)
+            .collect();
+        let mut event_data_json = Vec::new();
+        for (key, value) in &spec.event_data {
+            event_data_json.push(b',');
+            write_json_string(&mut event_data_json, key);
+            event_data_json.push(b':');
+            write_json_string(&mut event_data_json, value);
+        }
+        let mut pipeline = Self {
+            identity_column: spec.event_columns.first().cloned(),
+            source,
+            spec,
+            bindings: Vec::new(),
+            required,
+            fixed_header,
+            event_data_json,
+            row: Row::default(),
+            done: false,
+            last_offset: start_offset,
+            last_row: start_row,
+        };
+        if fixed_header {
+            pipeline.check_header()?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Column names known so far.
+    #[must_use]
+    pub fn names(&self) -> &[String] {
+        self.source.names()
+    }
+
+    fn check_header(&mut self) -> Result<(), CoreError> {
+        let names = self.source.names();
+        for &i in &self.required {
+            let rule = &self.spec.columns[i];
+            if !names.iter().any(|n| rule.matcher.matches(n)) {
+                return Err(file_error(
+                    FileReason::RequiredColumnMissing,
+                    format!(
+                        "the header has no {}, which a column rule requires",
+                        rule.matcher.describe()
+                    ),
+                    0,
+                ));
+            }
+        }
+        for column in &self.spec.event_columns {
+            if !names.iter().any(|n| n == column) {
+                return Err(file_error(
+                    FileReason::EventColumnMissing,
+                    format!("the header has no column {column:?}, which event_columns names"),
+                    0,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Works out bindings for column ids the source added since last time.
+    fn bind_new_columns(&mut self) {
+        let names = self.source.names();
+        let first_data_column = names.iter().position(|n| n != EVENT_NAME_COLUMN);
+        for (id, name) in names.iter().enumerate().skip(self.bindings.len()) {
+            let rules: Vec<usize> = (0..self.spec.columns.len())
+                .filter(|&i| self.spec.columns[i].matcher.matches(name))
+                .collect();
+            let dispatched = if self.spec.event_columns.is_empty() {
+                name != EVENT_NAME_COLUMN
+            } else {
+                self.spec.event_columns.iter().any(|c| c == name)
+            };
+            let key = match rules
+                .iter()
+                .map(|&i| &self.spec.columns[i].prefix)
+                .find(|p| !p.is_empty())
+            {
+                Some(prefix) => format!("{prefix}{name}"),
+                None => name.clone(),
+            };
+            let overridden = self.spec.event_data.iter().any(|(k, _)| *k == key);
+            let data_key = (dispatched && !overridden).then(|| {
+                let mut encoded = Vec::with_capacity(key.len() + 3);
+                write_json_string(&mut encoded, &key);
+                encoded.push(b':');
+                encoded
+            });
+            let identity = match &self.identity_column {
+                Some(column) => column == name,
+                // JSON rows have no header: their first key stands in per row.
+                None => self.fixed_header && Some(id) == first_data_column,
+            };
+            self.bindings.push(Binding {
+                rules,
+                data_key,
+                identity,
+                event_name: name == EVENT_NAME_COLUMN,
+            });
+        }
+    }
+
+    /// Reads up to `max_rows` rows and turns the good ones into events.
+    ///
+    /// # Errors
+    /// A file-level problem found while reading.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Chunk, CoreError> {
+        let mut chunk = Chunk::default();
+        let mut row = std::mem::take(&mut self.row);
+        let result = self.fill_chunk(&mut chunk, &mut row, max_rows);
+        self.row = row;
+        result?;
+        chunk.next_offset = self.last_offset;
+        chunk.last_row = self.last_row;
+        chunk.done = self.done;
+        Ok(chunk)
+    }
+
+    fn fill_chunk(
+        &mut self,
+        chunk: &mut Chunk,
+        row: &mut Row,
+        max_rows: usize,
+    ) -> Result<(), CoreError> {
+        let mut data = Vec::with_capacity(256);
+        let mut seen_required = vec![false; self.spec.columns.len()];
+        while !self.done && (chunk.rows as usize) < max_rows {
+            if !self.source.next_row(row)? {
+                self.done = true;
+                break;
+            }
+            if self.bindings.len() < self.source.names().len() {
+                self.bind_new_columns();
+            }
+            chunk.rows += 1;
+            self.last_offset = row.end;
+            self.last_row = row.number;
+            let issues_before = chunk.issues.len();
+            if let Some(problem) = row.problem.take() {
+                chunk.issues.push(RowIssue {
+                    row: row.number,
+                    offset: row.offset,
+                    column: String::new(),
+                    reason: problem.reason,
+                    message: problem.message,
+                });
+            } else if let Some(event) =
+                self.build(row, &mut data, &mut seen_required, &mut chunk.issues)
+            {
+                chunk.events.push(event);
+            }
+            if chunk.issues.len() > issues_before {
+                chunk.failed += 1;
+            } else {
+                chunk.good += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the event of a readable row, or records its issues.
+    #[allow(clippy::too_many_lines)] // one row's checks and encoding, in order
+    fn build(
+        &self,
+        row: &Row,
+        data: &mut Vec<u8>,
+        seen: &mut [bool],
+        issues: &mut Vec<RowIssue>,
+    ) -> Option<Event> {
+        let names = self.source.names();
+        let issue = |column: &str, reason: &'static str, message: String| RowIssue {
+            row: row.number,
+            offset: row.offset,
+            column: column.to_owned(),
+            reason,
+            message,
+        };
+        let before = issues.len();
+        seen.fill(false);
+        data.clear();
+        data.push(b'{');
+        let mut row_event_name = None;
+        let mut identity: Option<std::borrow::Cow<'_, str>> = None;
+        for (id, cell) in &row.cells {
+            let binding = &self.bindings[*id];
+            let name = &names[*id];
+            let text = row.cell_text(cell);
+            for &r in &binding.rules {
+                let rule = &self.spec.columns[r];
+                seen[r] = true;
+                if text.is_empty() {
+                    if rule.policy == Policy::RequiredValue {
+                        issues.push(issue(
+                            name,
+                            "REQUIRED_VALUE_MISSING",
+                            format!("{name:?} is required and empty"),
+                        ));
+                    }
+                } else if let Some((reason, message)) = rule.check(name, &text) {
+                    issues.push(issue(name, reason, message));
+                }
+            }
+            if binding.event_name && !text.is_empty() {
+                row_event_name = Some(text.clone());
+            }
+            if binding.identity
+                || (identity.is_none()
+                    && !self.fixed_header
+                    && self.identity_column.is_none()
+                    && !binding.event_name)
+            {
+                identity = Some(text.clone());
+            }
+            if let Some(key) = &binding.data_key {
+                if data.len() > 1 {
+                    data.push(b',');
+                }
+                data.extend_from_slice(key);
+                match cell {
+                    Cell::Text(..) => write_json_string(data, &text),
+                    Cell::Json(value) => {
+                        // Writing a Value into a Vec cannot fail.
+                        serde_json::to_writer(&mut *data, value).expect("JSON into memory");
+                    }
+                }
+            }
+        }
+        for &r in &self.required {
+            if !seen[r] {
+                let rule = &self.spec.columns[r];
+                issues.push(issue(
+                    "",
+                    if rule.policy == Policy::RequiredValue {
+                        "REQUIRED_VALUE_MISSING"
+                    } else {
+                        "REQUIRED_COLUMN_MISSING"
+                    },
+                    format!("the row has no {}", rule.matcher.describe()),
+                ));
+            }
+        }
+        let name = if !self.spec.event_name.is_empty() {
+            self.spec.event_name.clone()
+        } else if let Some(name) = row_event_name {
+            name.into_owned()
+        } else if !self.spec.default_event_name.is_empty() {
+            self.spec.default_event_name.clone()
+        } else {
+            issues.push(issue(
+                EVENT_NAME_COLUMN,
+                "MISSING_EVENT_NAME",
+                "the row has no event_name and the job has no event_name or default_event_name"
+                    .into(),
+            ));
+            String::new()
+        };
+        if issues.len() > before {
+            return None;
+        }
+        if data.len() == 1 && !self.event_data_json.is_empty() {
+            data.extend_from_slice(&self.event_data_json[1..]);
+        } else {
+            data.extend_from_slice(&self.event_data_json);
+        }
+        data.push(b'}');
+        Some(Event {
+            id: event_id(&self.spec.job_id, row.number),
+            row: row.number,
+            name,
+            identity: identity
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default(),
+            data: data.clone(),
+        })
+    }
+}
+
+/// The event id of a job's row: the same on every replay.
+#[must_use]
+pub fn event_id(job_id: &str, row: u64) -> String {
+    let mut key = Vec::with_capacity(job_id.len() + 9);
+    key.extend_from_slice(job_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&row.to_le_bytes());
+    format!("{:032x}", xxh3_128(&key))
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Checks `event_columns` and the event names against upstream's limits.
+///
+/// # Errors
+/// An over-long event name or an empty event column name.
+pub fn check_spec(spec: &JobSpec) -> Result<(), CoreError> {
+    use crate::error::ErrorKind;
+    let invalid = |field: &str, message: &str| {
+        Err(CoreError::new(ErrorKind::InvalidJobSpec {
+            field: field.into(),
+            message: message.into(),
+        }))
+    };
+    if spec.event_name.chars().count() > 255 {
+        return invalid(
+            "event_name",
+            "event_name should have a value, max length 255",
+        );
+    }
+    if spec.default_event_name.chars().count() > 255 {
+        return invalid(
+            "default_event_name",
+            "default_event_name should have a value, max length 255",
+        );
+    }
+    let mut seen = HashMap::new();
+    for (i, column) in spec.event_columns.iter().enumerate() {
+        if column.is_empty() {
+            return invalid(
+                &format!("event_columns[{i}]"),
+                "an event column needs a name",
+            );
+        }
+        if seen.insert(column.as_str(), i).is_some() {
+            return invalid(
+                &format!("event_columns[{i}]"),
+                "event_columns names a column twice",
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::formats::{open, Format, ReadLimits, Resume};
+    use crate::rules::RuleSpec;
+
+    fn run(format: Format, input: &str, spec: JobSpec) -> Result<Chunk, CoreError> {
+        let source = open(
+            format,
+            Cursor::new(input.as_bytes().to_vec()),
+            ReadLimits::default(),
+            Resume::default(),
+        )?;
+        let fixed = matches!(format, Format::Csv | Format::Psv);
+        Pipeline::new(source, spec, fixed, 0, 0)?.next_chunk(1000)
+    }
+
+    fn rule(kind: &str, name: &str, policy: &str, prefix: &str, value_type: &str) -> ColumnRule {
+        let mut spec = RuleSpec {
+            kind: kind.into(),
+            validation_policy: policy.into(),
+            prefix: prefix.into(),
+            value_type: value_type.into(),
+            ..RuleSpec::default()
+        };
+        if kind == "FULL_NAME_MATCH" {
+            spec.name = name.into();
+        } else {
+            spec.name_pattern = name.into();
+        }
+        ColumnRule::compile(0, &spec).unwrap()
+    }
+
+    fn data(event: &Event) -> String {
+        String::from_utf8(event.data.clone()).unwrap()
+    }
+
+    #[test]
+    fn event_name_precedence() {
+        let input = "email,event_name\na@x.com,signup\nb@x.com,\n";
+        let base = JobSpec {
+            job_id: "j".into(),
+            ..JobSpec::default()
+        };
+        let forced = run(
+            Format::Csv,
+            input,
+            JobSpec {
+                event_name: "forced".into(),
+                default_event_name: "d".into(),
+                ..base.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            forced
+                .events
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["forced", "forced"]
+        );
+        let by_row = run(
+            Format::Csv,
+            input,
+            JobSpec {
+                default_event_name: "d".into(),
+                ..base.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            by_row
+                .events
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["signup", "d"]
+        );
+        let none = run(Format::Csv, input, base).unwrap();
+        assert_eq!((none.good, none.failed), (1, 1));
+        assert_eq!(none.issues[0].reason, "MISSING_EVENT_NAME");
+        assert_eq!(none.issues[0].row, 2);
+    }
+
+    #[test]
+    fn event_data_from_columns_with_prefix_and_event_data_over_it() {
+        let spec = JobSpec {
+            job_id: "j".into(),
+            event_name: "e".into(),
+            event_columns: vec!["person_id".into(), "city".into(), "tier".into()],
+            event_data: vec![
+                ("source".into(), "import".into()),
+                ("tier".into(), "gold".into()),
+            ],
+            columns: vec![rule("PATTERN_NAME_MATCH", "^ci", "OPTIONAL", "addr_", "")],
+            ..JobSpec::default()
+        };
+        let chunk = run(
+            Format::Csv,
+            "city,person_id,tier,ignored\nPrague,42,silver,x\n",
+            spec,
+        )
+        .unwrap();
+        let event = &chunk.events[0];
+        assert_eq!(event.identity, "42");
+        assert_eq!(
+            data(event),
+            r#"{"addr_city":"Prague","person_id":"42","source":"import","tier":"gold"}"#
+        );
+    }
+
+    #[test]
+    fn all_columns_but_event_name_when_event_columns_is_empty() {
+        let chunk = run(
+            Format::Csv,
+            "event_name,email,note\nx,a@x.com,\"q\"\"t\"\n",
+            JobSpec {
+                job_id: "j".into(),
+                ..JobSpec::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            data(&chunk.events[0]),
+            r#"{"email":"a@x.com","note":"q\"t"}"#
+        );
+        assert_eq!(chunk.events[0].identity, "a@x.com");
+    }
+
+    #[test]
+    fn policies() {
+        let spec = |policy: &str| JobSpec {
+            job_id: "j".into(),
+            event_name: "e".into(),
+            columns: vec![rule("FULL_NAME_MATCH", "email", policy, "", "EMAIL")],
+            ..JobSpec::default()
+        };
+        let err = run(Format::Csv, "id\n1\n", spec("REQUIRED_COLUMN"))
+            .err()
+            .unwrap();
+        assert_eq!(err.reason(), "REQUIRED_COLUMN_MISSING");
+        assert!(err.to_string().contains("\"email\""));
+        let optional = run(Format::Csv, "id\n1\n", spec("OPTIONAL")).unwrap();
+        assert_eq!(optional.good, 1);
+        let chunk = run(
+            Format::Csv,
+            "email\n\nnot-an-email\na@x.com\n\"\"\n",
+            spec("REQUIRED_COLUMN"),
+        )
+        .unwrap();
+        assert_eq!((chunk.good, chunk.failed), (2, 1));
+        assert_eq!(chunk.issues[0].reason, "INVALID_EMAIL");
+        let chunk = run(
+            Format::Csv,
+            "email\n\"\"\na@x.com\n",
+            spec("REQUIRED_VALUE"),
+        )
+        .unwrap();
+        assert_eq!((chunk.good, chunk.failed), (1, 1));
+        assert_eq!(
+            (
+                chunk.issues[0].reason,
+                chunk.issues[0].column.as_str(),
+                chunk.issues[0].row
+            ),
+            ("REQUIRED_VALUE_MISSING", "email", 1)
+        );
+    }
+
+    #[test]
+    fn json_rows_check_required_columns_per_row() {
+        let spec = JobSpec {
+            job_id: "j".into(),
+            event_name: "e".into(),
+            columns: vec![rule("FULL_NAME_MATCH", "email", "REQUIRED_COLUMN", "", "")],
+            ..JobSpec::default()
+        };
+        let chunk = run(
+            Format::Jsonl,
+            "{\"email\":\"a@x.com\",\"n\":1}\n{\"n\":2}\n",
+            spec,
+        )
+        .unwrap();
+        assert_eq!((chunk.good, chunk.failed), (1, 1));
+        assert_eq!(chunk.issues[0].reason, "REQUIRED_COLUMN_MISSING");
+        assert_eq!(data(&chunk.events[0]), r#"{"email":"a@x.com","n":1}"#);
+    }
+
+    #[test]
+    fn the_four_formats_give_the_same_events() {
+        let spec = JobSpec {
+            job_id: "job-1".into(),
+            default_event_name: "d".into(),
+            ..JobSpec::default()
+        };
+        let csv = run(
+            Format::Csv,
+            "email,event_name\na@x.com,signup\nb@x.com,\n",
+            spec.clone(),
+        )
+        .unwrap();
+        let psv = run(
+            Format::Psv,
+            "email|event_name\na@x.com|signup\nb@x.com|\n",
+            spec.clone(),
+        )
+        .unwrap();
+        let json = run(
+            Format::Json,
+            r#"[{"email":"a@x.com","event_name":"signup"},{"email":"b@x.com","event_name":""}]"#,
+            spec.clone(),
+        )
+        .unwrap();
+        let jsonl = run(Format::Jsonl, "{\"email\":\"a@x.com\",\"event_name\":\"signup\"}\n{\"email\":\"b@x.com\",\"event_name\":\"\"}\n", spec).unwrap();
+        assert_eq!(csv.events, psv.events);
+        assert_eq!(csv.events, json.events);
+        assert_eq!(csv.events, jsonl.events);
+        assert_eq!(csv.events[1].name, "d");
+    }
+
+    #[test]
+    fn event_ids_depend_on_job_and_row_only() {
+        assert_eq!(event_id("a", 1), event_id("a", 1));
+        assert_ne!(event_id("a", 1), event_id("a", 2));
+        assert_ne!(event_id("a", 1), event_id("b", 1));
+        assert_eq!(event_id("a", 1).len(), 32);
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut out = Vec::new();
+        write_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+    }
+}
