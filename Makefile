@@ -19,13 +19,14 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest clean
+        test-rust test-python stubtest bench-core clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
 	@echo "make test             set up, build and run every check (what CI runs)"
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
+	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
 	@echo "make clean            remove build output and the virtualenv"
 
 # --- set-up -------------------------------------------------------------------
@@ -65,8 +66,8 @@ lint-proto: $(VENV)/.deps
 	buf format --diff --exit-code
 
 lint-python: setup
-	ruff check src tests tools/protoc-gen-grpc-python
-	ruff format --check src tests tools/protoc-gen-grpc-python
+	ruff check src tests bench tools/protoc-gen-grpc-python
+	ruff format --check src tests bench tools/protoc-gen-grpc-python
 	mypy
 	python -m mypy.stubtest batchgrpc._core
 
@@ -89,6 +90,18 @@ test-python: setup
 	python -m pytest $(PYTEST_ARGS)
 
 test: check-generated lint test-rust test-python
+
+# --- benchmarks (programs that print figures; never part of make test) ---------
+
+BENCH_ROWS ?= 1000000
+BENCH_BIG_ROWS ?= 10000000
+
+bench-core: setup
+	cargo build --release --locked --example csv_baseline
+	python bench/bench_core.py --rows $(BENCH_ROWS)
+	@echo
+	@echo "Peak RSS of the core on a file 10x larger (it must not grow with the file):"
+	python bench/bench_core.py --rows $(BENCH_BIG_ROWS) --runs 1 --only core
 
 clean:
 	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache

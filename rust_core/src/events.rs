@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
 
 use crate::error::{CoreError, FileReason};
 use crate::formats::{file_error, Cell, Row, RowSource};
@@ -29,7 +29,34 @@ pub struct JobSpec {
 /// The column holding a row's own event name.
 pub const EVENT_NAME_COLUMN: &str = "event_name";
 
-/// One event, ready for the store.
+/// Where an event's name is: the job's, the default, or the row's own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    /// The job's `event_name`.
+    Job,
+    /// The job's `default_event_name`.
+    Default,
+    /// The row's `event_name` value, at this range of the chunk buffer.
+    Row(usize, usize),
+}
+
+/// One event of a chunk: numbers and ranges into the chunk's one buffer, so
+/// building a chunk allocates nothing per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef {
+    /// The row it came from.
+    pub row: u64,
+    /// Derived from (job id, row number) only.
+    pub id: u128,
+    /// Its name.
+    pub name: EventName,
+    /// The identity key's value: a range of the buffer.
+    pub identity: (usize, usize),
+    /// The event data, a JSON object: a range of `encoded`.
+    pub data: (usize, usize),
+}
+
+/// One event, owned: what an `EventRef` stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// 32 hex digits, derived from (job id, row number) only.
@@ -69,7 +96,16 @@ pub struct Chunk {
     /// Rows that failed.
     pub failed: u64,
     /// The events, in row order.
-    pub events: Vec<Event>,
+    pub events: Vec<EventRef>,
+    /// The events encoded for the store: one JSON array with one
+    /// `[event_id, row_number, event_name, identity, data]` array per event.
+    pub encoded: Vec<u8>,
+    /// Raw identity values and row event names, for `EventRef` ranges.
+    pub buffer: Vec<u8>,
+    /// The job's `event_name` (`EventName::Job`).
+    pub job_event_name: String,
+    /// The job's `default_event_name` (`EventName::Default`).
+    pub default_event_name: String,
     /// Everything wrong with the failed rows.
     pub issues: Vec<RowIssue>,
     /// Checkpoint: byte offset just past the last row of the chunk.
@@ -78,6 +114,40 @@ pub struct Chunk {
     pub last_row: u64,
     /// True when the source has no more rows.
     pub done: bool,
+}
+
+impl Chunk {
+    /// The text at a range of the buffer. Ranges only ever cover whole
+    /// strings the pipeline wrote, so they are valid UTF-8.
+    #[must_use]
+    pub fn text(&self, (start, end): (usize, usize)) -> &str {
+        std::str::from_utf8(&self.buffer[start..end]).unwrap_or_default()
+    }
+
+    /// The name of an event.
+    #[must_use]
+    pub fn name(&self, event: &EventRef) -> &str {
+        match event.name {
+            EventName::Job => &self.job_event_name,
+            EventName::Default => &self.default_event_name,
+            EventName::Row(start, end) => self.text((start, end)),
+        }
+    }
+
+    /// The events as owned values.
+    #[must_use]
+    pub fn to_events(&self) -> Vec<Event> {
+        self.events
+            .iter()
+            .map(|e| Event {
+                id: String::from_utf8_lossy(&hex_id(e.id)).into_owned(),
+                row: e.row,
+                name: self.name(e).to_owned(),
+                identity: self.text(e.identity).to_owned(),
+                data: self.encoded[e.data.0..e.data.1].to_vec(),
+            })
+            .collect()
+    }
 }
 
 /// What one column id means for a job, worked out once per column.
@@ -107,6 +177,8 @@ pub struct Pipeline {
     fixed_header: bool,
     /// `event_data` pre-encoded as `,"key":"value"` pairs.
     event_data_json: Vec<u8>,
+    /// The hash seed of event ids: the job id's hash.
+    job_seed: u64,
     row: Row,
     done: bool,
     last_offset: u64,
@@ -149,11 +221,13 @@ impl Pipeline {
             required,
             fixed_header,
             event_data_json,
+            job_seed: 0,
             row: Row::default(),
             done: false,
             last_offset: start_offset,
             last_row: start_row,
         };
+        pipeline.job_seed = xxh3_64(pipeline.spec.job_id.as_bytes());
         if fixed_header {
             pipeline.check_header()?;
         }
@@ -241,14 +315,37 @@ impl Pipeline {
     /// A file-level problem found while reading.
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Chunk, CoreError> {
         let mut chunk = Chunk::default();
+        self.next_chunk_into(&mut chunk, max_rows)?;
+        Ok(chunk)
+    }
+
+    /// Like `next_chunk`, reusing `chunk`'s allocations: a reader that keeps
+    /// one chunk allocates nothing per chunk once warm.
+    ///
+    /// # Errors
+    /// A file-level problem found while reading.
+    pub fn next_chunk_into(&mut self, chunk: &mut Chunk, max_rows: usize) -> Result<(), CoreError> {
+        chunk.rows = 0;
+        chunk.good = 0;
+        chunk.failed = 0;
+        chunk.events.clear();
+        chunk.buffer.clear();
+        chunk.encoded.clear();
+        chunk.encoded.push(b'[');
+        chunk.issues.clear();
+        chunk.job_event_name.clone_from(&self.spec.event_name);
+        chunk
+            .default_event_name
+            .clone_from(&self.spec.default_event_name);
         let mut row = std::mem::take(&mut self.row);
-        let result = self.fill_chunk(&mut chunk, &mut row, max_rows);
+        let result = self.fill_chunk(chunk, &mut row, max_rows);
         self.row = row;
         result?;
+        chunk.encoded.push(b']');
         chunk.next_offset = self.last_offset;
         chunk.last_row = self.last_row;
         chunk.done = self.done;
-        Ok(chunk)
+        Ok(())
     }
 
     fn fill_chunk(
@@ -257,7 +354,6 @@ impl Pipeline {
         row: &mut Row,
         max_rows: usize,
     ) -> Result<(), CoreError> {
-        let mut data = Vec::with_capacity(256);
         let mut seen_required = vec![false; self.spec.columns.len()];
         while !self.done && (chunk.rows as usize) < max_rows {
             if !self.source.next_row(row)? {
@@ -279,9 +375,7 @@ impl Pipeline {
                     reason: problem.reason,
                     message: problem.message,
                 });
-            } else if let Some(event) =
-                self.build(row, &mut data, &mut seen_required, &mut chunk.issues)
-            {
+            } else if let Some(event) = self.build(row, chunk, &mut seen_required) {
                 chunk.events.push(event);
             }
             if chunk.issues.len() > issues_before {
@@ -293,137 +387,227 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Builds the event of a readable row, or records its issues.
-    #[allow(clippy::too_many_lines)] // one row's checks and encoding, in order
-    fn build(
-        &self,
-        row: &Row,
-        data: &mut Vec<u8>,
-        seen: &mut [bool],
-        issues: &mut Vec<RowIssue>,
-    ) -> Option<Event> {
+    /// Builds the event of a readable row into the chunk, or records its
+    /// issues (and leaves the buffers as they were).
+    #[allow(clippy::too_many_lines)] // the two passes over one row read best together
+    fn build(&self, row: &Row, chunk: &mut Chunk, seen: &mut [bool]) -> Option<EventRef> {
         let names = self.source.names();
-        let issue = |column: &str, reason: &'static str, message: String| RowIssue {
-            row: row.number,
-            offset: row.offset,
-            column: column.to_owned(),
-            reason,
-            message,
-        };
+        let issues = &mut chunk.issues;
         let before = issues.len();
         seen.fill(false);
-        data.clear();
-        data.push(b'{');
+        // First pass: rules, the row's event name, the identity.
         let mut row_event_name = None;
-        let mut identity: Option<std::borrow::Cow<'_, str>> = None;
+        let mut identity = None;
         for (id, cell) in &row.cells {
             let binding = &self.bindings[*id];
-            let name = &names[*id];
             let text = row.cell_text(cell);
             for &r in &binding.rules {
-                let rule = &self.spec.columns[r];
                 seen[r] = true;
-                if text.is_empty() {
-                    if rule.policy == Policy::RequiredValue {
-                        issues.push(issue(
-                            name,
-                            "REQUIRED_VALUE_MISSING",
-                            format!("{name:?} is required and empty"),
-                        ));
-                    }
-                } else if let Some((reason, message)) = rule.check(name, &text) {
-                    issues.push(issue(name, reason, message));
+                if let Some((reason, message)) = self.check_rule(r, &names[*id], &text) {
+                    issues.push(row_issue(row, &names[*id], reason, message));
                 }
             }
             if binding.event_name && !text.is_empty() {
-                row_event_name = Some(text.clone());
-            }
-            if binding.identity
-                || (identity.is_none()
-                    && !self.fixed_header
-                    && self.identity_column.is_none()
-                    && !binding.event_name)
+                row_event_name = Some(text);
+            } else if identity.is_none()
+                && (binding.identity
+                    || (!self.fixed_header
+                        && self.identity_column.is_none()
+                        && !binding.event_name))
             {
-                identity = Some(text.clone());
-            }
-            if let Some(key) = &binding.data_key {
-                if data.len() > 1 {
-                    data.push(b',');
-                }
-                data.extend_from_slice(key);
-                match cell {
-                    Cell::Text(..) => write_json_string(data, &text),
-                    Cell::Json(value) => {
-                        // Writing a Value into a Vec cannot fail.
-                        serde_json::to_writer(&mut *data, value).expect("JSON into memory");
-                    }
-                }
+                identity = Some(text);
             }
         }
         for &r in &self.required {
             if !seen[r] {
                 let rule = &self.spec.columns[r];
-                issues.push(issue(
+                let reason = if rule.policy == Policy::RequiredValue {
+                    "REQUIRED_VALUE_MISSING"
+                } else {
+                    "REQUIRED_COLUMN_MISSING"
+                };
+                issues.push(row_issue(
+                    row,
                     "",
-                    if rule.policy == Policy::RequiredValue {
-                        "REQUIRED_VALUE_MISSING"
-                    } else {
-                        "REQUIRED_COLUMN_MISSING"
-                    },
+                    reason,
                     format!("the row has no {}", rule.matcher.describe()),
                 ));
             }
         }
         let name = if !self.spec.event_name.is_empty() {
-            self.spec.event_name.clone()
-        } else if let Some(name) = row_event_name {
-            name.into_owned()
+            EventName::Job
+        } else if let Some(text) = &row_event_name {
+            let start = chunk.buffer.len();
+            chunk.buffer.extend_from_slice(text.as_bytes());
+            EventName::Row(start, chunk.buffer.len())
         } else if !self.spec.default_event_name.is_empty() {
-            self.spec.default_event_name.clone()
+            EventName::Default
         } else {
-            issues.push(issue(
+            issues.push(row_issue(
+                row,
                 EVENT_NAME_COLUMN,
                 "MISSING_EVENT_NAME",
                 "the row has no event_name and the job has no event_name or default_event_name"
                     .into(),
             ));
-            String::new()
+            EventName::Default
         };
         if issues.len() > before {
+            if let EventName::Row(start, _) = name {
+                chunk.buffer.truncate(start);
+            }
             return None;
         }
-        if data.len() == 1 && !self.event_data_json.is_empty() {
-            data.extend_from_slice(&self.event_data_json[1..]);
-        } else {
-            data.extend_from_slice(&self.event_data_json);
+
+        // Second pass: encode [event_id, row_number, event_name, identity, data].
+        let id = event_id_seeded(self.job_seed, row.number);
+        let out = &mut chunk.encoded;
+        if out.len() > 1 {
+            out.push(b',');
         }
-        data.push(b'}');
-        Some(Event {
-            id: event_id(&self.spec.job_id, row.number),
+        out.extend_from_slice(b"[\"");
+        out.extend_from_slice(&hex_id(id));
+        out.extend_from_slice(b"\",");
+        write_u64(out, row.number);
+        out.push(b',');
+        match name {
+            EventName::Job => write_json_string(out, &self.spec.event_name),
+            EventName::Default => write_json_string(out, &self.spec.default_event_name),
+            EventName::Row(..) => {
+                write_json_string(out, row_event_name.as_deref().unwrap_or_default());
+            }
+        }
+        out.push(b',');
+        let identity_text = identity.as_deref().unwrap_or_default();
+        write_json_string(out, identity_text);
+        out.push(b',');
+        let data_start = out.len();
+        out.push(b'{');
+        let mut first = true;
+        for (id, cell) in &row.cells {
+            let Some(key) = &self.bindings[*id].data_key else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(key);
+            match cell {
+                Cell::Text(start, end) => write_json_string(out, &row.text[*start..*end]),
+                Cell::Json(value) => {
+                    // Writing a Value into a Vec cannot fail.
+                    serde_json::to_writer(&mut *out, value).expect("JSON into memory");
+                }
+            }
+        }
+        if first && !self.event_data_json.is_empty() {
+            out.extend_from_slice(&self.event_data_json[1..]);
+        } else {
+            out.extend_from_slice(&self.event_data_json);
+        }
+        out.push(b'}');
+        let data = (data_start, out.len());
+        out.push(b']');
+        let identity_start = chunk.buffer.len();
+        chunk.buffer.extend_from_slice(identity_text.as_bytes());
+        Some(EventRef {
             row: row.number,
+            id,
             name,
-            identity: identity
-                .map(std::borrow::Cow::into_owned)
-                .unwrap_or_default(),
-            data: data.clone(),
+            identity: (identity_start, chunk.buffer.len()),
+            data,
         })
+    }
+
+    /// Checks one rule against one cell's text.
+    fn check_rule(&self, rule: usize, column: &str, text: &str) -> Option<(&'static str, String)> {
+        let rule = &self.spec.columns[rule];
+        if text.is_empty() {
+            (rule.policy == Policy::RequiredValue).then(|| {
+                (
+                    "REQUIRED_VALUE_MISSING",
+                    format!("{column:?} is required and empty"),
+                )
+            })
+        } else {
+            rule.check(column, text)
+        }
     }
 }
 
-/// The event id of a job's row: the same on every replay.
-#[must_use]
-pub fn event_id(job_id: &str, row: u64) -> String {
-    let mut key = Vec::with_capacity(job_id.len() + 9);
-    key.extend_from_slice(job_id.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&row.to_le_bytes());
-    format!("{:032x}", xxh3_128(&key))
+#[cold]
+fn row_issue(row: &Row, column: &str, reason: &'static str, message: String) -> RowIssue {
+    RowIssue {
+        row: row.number,
+        offset: row.offset,
+        column: column.to_owned(),
+        reason,
+        message,
+    }
 }
+
+/// The event id of a job's row: the same on every replay. The job id seeds
+/// the hash of the row number, so no per-row key has to be assembled.
+#[must_use]
+pub fn event_id(job_id: &str, row: u64) -> u128 {
+    event_id_seeded(xxh3_64(job_id.as_bytes()), row)
+}
+
+fn event_id_seeded(job_seed: u64, row: u64) -> u128 {
+    xxh3_128_with_seed(&row.to_le_bytes(), job_seed)
+}
+
+/// An event id as 32 lower-case hex digits.
+#[must_use]
+pub fn hex_id(id: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, byte) in id.to_be_bytes().iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    out
+}
+
+/// Appends a number in decimal without a temporary string.
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Bytes a JSON string cannot hold as they are: control characters, `"`, `\\`.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most values need no escaping: copy them whole.
+    if !bytes.iter().any(|&b| NEEDS_ESCAPE[usize::from(b)]) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -498,7 +682,15 @@ mod tests {
     use crate::formats::{open, Format, ReadLimits, Resume};
     use crate::rules::RuleSpec;
 
-    fn run(format: Format, input: &str, spec: JobSpec) -> Result<Chunk, CoreError> {
+    /// A chunk's counts and issues, with its events owned.
+    struct Run {
+        good: u64,
+        failed: u64,
+        events: Vec<Event>,
+        issues: Vec<RowIssue>,
+    }
+
+    fn run(format: Format, input: &str, spec: JobSpec) -> Result<Run, CoreError> {
         let source = open(
             format,
             Cursor::new(input.as_bytes().to_vec()),
@@ -506,7 +698,13 @@ mod tests {
             Resume::default(),
         )?;
         let fixed = matches!(format, Format::Csv | Format::Psv);
-        Pipeline::new(source, spec, fixed, 0, 0)?.next_chunk(1000)
+        let chunk = Pipeline::new(source, spec, fixed, 0, 0)?.next_chunk(1000)?;
+        Ok(Run {
+            good: chunk.good,
+            failed: chunk.failed,
+            events: chunk.to_events(),
+            issues: chunk.issues,
+        })
     }
 
     fn rule(kind: &str, name: &str, policy: &str, prefix: &str, value_type: &str) -> ColumnRule {
@@ -718,7 +916,19 @@ mod tests {
         assert_eq!(event_id("a", 1), event_id("a", 1));
         assert_ne!(event_id("a", 1), event_id("a", 2));
         assert_ne!(event_id("a", 1), event_id("b", 1));
-        assert_eq!(event_id("a", 1).len(), 32);
+        assert_eq!(
+            &hex_id(0x0123_4567_89ab_cdef_u128 << 64),
+            b"0123456789abcdef0000000000000000"
+        );
+    }
+
+    #[test]
+    fn numbers_in_decimal() {
+        for n in [0, 7, 10, 12_345, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{CoreError, ErrorKind};
-use crate::events::{check_spec, JobSpec, Pipeline};
+use crate::events::{check_spec, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::limits;
 use crate::rules::{ColumnRule, RuleSpec};
@@ -106,16 +106,19 @@ fn rule_spec(rule: &Bound<'_, PyDict>) -> PyResult<RuleSpec> {
 #[pyclass(module = "batchgrpc._core")]
 struct RowReader {
     // A Mutex so the class is Sync; iteration takes the pipeline out while
-    // the interpreter is released and puts it back after.
+    // the interpreter is released, then puts it back.
     pipeline: Mutex<Option<Pipeline>>,
     path: PathBuf,
     job_id: Py<PyString>,
     chunk_rows: usize,
 }
 
-/// What one chunk of rows produced.
+/// What one chunk of rows produced. The events are kept as Rust built them;
+/// `encoded` hands them to a store in one buffer, `events` as tuples.
 #[pyclass(module = "batchgrpc._core", frozen)]
 struct RowChunk {
+    chunk: Chunk,
+    job_id: Py<PyString>,
     /// Rows read, good and failed.
     #[pyo3(get)]
     rows: u64,
@@ -125,9 +128,6 @@ struct RowChunk {
     /// Rows that failed.
     #[pyo3(get)]
     failed: u64,
-    /// `(event_id, job_id, row_number, event_name, identity, data)`, data as JSON bytes
-    #[pyo3(get)]
-    events: Py<PyList>,
     /// `(row_number, byte_offset, column, reason, message)`, in row order
     #[pyo3(get)]
     issues: Py<PyList>,
@@ -140,6 +140,54 @@ struct RowChunk {
     /// True when the file has no more rows.
     #[pyo3(get)]
     done: bool,
+}
+
+#[pymethods]
+impl RowChunk {
+    /// The events as one JSON array of `[event_id, row_number, event_name,
+    /// identity, data]`: what a store inserts in one statement.
+    #[getter]
+    fn encoded<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.chunk.encoded)
+    }
+
+    /// The number of events.
+    #[getter]
+    fn event_count(&self) -> usize {
+        self.chunk.events.len()
+    }
+
+    /// The events as `(event_id, job_id, row_number, event_name, identity,
+    /// data)` tuples, data as JSON bytes; built on each access.
+    #[getter]
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let chunk = &self.chunk;
+        let job_id = self.job_id.bind(py);
+        // The job's names are the same Python string for every event.
+        let job_name = PyString::new(py, &chunk.job_event_name);
+        let default_name = PyString::new(py, &chunk.default_event_name);
+        let mut items = Vec::with_capacity(chunk.events.len());
+        for event in &chunk.events {
+            let id = hex_id(event.id);
+            let name = match event.name {
+                EventName::Job => job_name.clone(),
+                EventName::Default => default_name.clone(),
+                EventName::Row(start, end) => PyString::new(py, chunk.text((start, end))),
+            };
+            items.push(PyTuple::new(
+                py,
+                [
+                    PyString::new(py, std::str::from_utf8(&id).unwrap_or_default()).into_any(),
+                    job_id.clone().into_any(),
+                    event.row.into_pyobject(py)?.into_any(),
+                    name.into_any(),
+                    PyString::new(py, chunk.text(event.identity)).into_any(),
+                    PyBytes::new(py, &chunk.encoded[event.data.0..event.data.1]).into_any(),
+                ],
+            )?);
+        }
+        PyList::new(py, items)
+    }
 }
 
 impl RowReader {
@@ -181,22 +229,6 @@ impl RowReader {
             return Ok(None);
         }
         *self.lock() = Some(pipeline);
-        let job_id = self.job_id.clone_ref(py);
-        let events = PyList::empty(py);
-        for event in &chunk.events {
-            let item = PyTuple::new(
-                py,
-                [
-                    PyString::new(py, &event.id).into_any(),
-                    job_id.bind(py).clone().into_any(),
-                    event.row.into_pyobject(py)?.into_any(),
-                    PyString::new(py, &event.name).into_any(),
-                    PyString::new(py, &event.identity).into_any(),
-                    PyBytes::new(py, &event.data).into_any(),
-                ],
-            )?;
-            events.append(item)?;
-        }
         let issues = PyList::empty(py);
         for issue in &chunk.issues {
             issues.append((
@@ -211,11 +243,12 @@ impl RowReader {
             rows: chunk.rows,
             good: chunk.good,
             failed: chunk.failed,
-            events: events.unbind(),
             issues: issues.unbind(),
             next_offset: chunk.next_offset,
             last_row: chunk.last_row,
             done: chunk.done,
+            job_id: self.job_id.clone_ref(py),
+            chunk,
         }))
     }
 }

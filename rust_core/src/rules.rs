@@ -278,28 +278,43 @@ fn is_number(value: &str) -> bool {
 /// any mailbox really uses.
 #[must_use]
 pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else {
+    let Some(at) = memchr::memchr(b'@', value.as_bytes()) else {
         return false;
     };
-    if local.is_empty() || local.len() > 64 || domain.len() > 253 || domain.contains('@') {
+    let (local, domain) = (&value[..at], &value[at + 1..]);
+    if local.is_empty() || local.len() > 64 || domain.len() > 253 {
         return false;
     }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+    let local_bytes = local.as_bytes();
+    if local_bytes[0] == b'.'
+        || local_bytes[local_bytes.len() - 1] == b'.'
+        || local_bytes.windows(2).any(|w| w == b"..")
+    {
         return false;
     }
-    let local_ok = local
-        .chars()
-        .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    local_ok
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
+    // Byte checks: ASCII by table, anything non-ASCII (part of a UTF-8
+    // letter) is accepted as internationalised text.
+    let local_ok = local_bytes
+        .iter()
+        .all(|&b| b >= 0x80 || b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    if !local_ok {
+        return false;
+    }
+    let mut labels = 0;
+    for label in domain.split('.') {
+        let b = label.as_bytes();
+        if b.is_empty() || b.len() > 63 || b[0] == b'-' || b[b.len() - 1] == b'-' {
+            return false;
+        }
+        if !b
+            .iter()
+            .all(|&c| c >= 0x80 || c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return false;
+        }
+        labels += 1;
+    }
+    labels >= 2
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 / ISO-8601 date-time

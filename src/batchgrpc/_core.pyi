@@ -60,7 +60,13 @@ class RowChunk:
     @property
     def failed(self) -> int: ...
     @property
-    def events(self) -> list[_Event]: ...
+    def events(self) -> list[_Event]:
+        """The events as tuples, built on each access."""
+    @property
+    def event_count(self) -> int: ...
+    @property
+    def encoded(self) -> bytes:
+        """One JSON array of [event_id, row_number, event_name, identity, data]: for the store."""
     @property
     def issues(self) -> list[_Issue]: ...
     @property

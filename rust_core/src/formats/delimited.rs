@@ -10,16 +10,16 @@
 use std::collections::HashSet;
 use std::io::{Read, Seek};
 
-use memchr::{memchr, memchr3};
+use memchr::{memchr, memchr2, memchr3, memchr_iter};
 
 use super::{file_error, Cell, Input, ReadLimits, Resume, Row, RowProblem, RowSource};
 use crate::error::{CoreError, FileReason};
 
-/// One raw record: its bytes without quoting, and where each field ends.
+/// One raw record: its bytes without quoting, and each field's range in them.
 #[derive(Debug, Default)]
 pub(crate) struct Record {
     pub(crate) data: Vec<u8>,
-    pub(crate) ends: Vec<usize>,
+    pub(crate) fields: Vec<(usize, usize)>,
     pub(crate) offset: u64,
     pub(crate) end: u64,
     pub(crate) problem: Option<RowProblem>,
@@ -111,10 +111,8 @@ impl<R: Read + Seek + Send> Delimited<R> {
             ));
         };
         let mut seen = HashSet::new();
-        let mut start = 0;
-        for (i, &end) in record.ends.iter().enumerate() {
+        for (i, &(start, end)) in record.fields.iter().enumerate() {
             let name = &text[start..end];
-            start = end;
             if name.is_empty() {
                 return Err(file_error(
                     FileReason::EmptyHeaderName,
@@ -139,7 +137,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
     #[allow(clippy::too_many_lines)] // one state machine reads best in one place
     pub(crate) fn read_record(&mut self, rec: &mut Record) -> Result<bool, CoreError> {
         rec.data.clear();
-        rec.ends.clear();
+        rec.fields.clear();
         rec.problem = None;
         let delimiter = self.delimiter;
         let limits = self.limits;
@@ -150,6 +148,35 @@ impl<R: Read + Seek + Send> Delimited<R> {
         // Once a cap is passed, bytes are no longer kept; parsing goes on.
         let mut overflow = false;
         rec.offset = input.offset();
+
+        // The fast path: a whole line in the buffer with no quote and no CR
+        // but a final one is a record of plain fields. Copy it in one go.
+        while let Some(nl) = memchr(b'\n', input.available()) {
+            let mut line = &input.available()[..nl];
+            match memchr2(b'"', b'\r', line) {
+                None => {}
+                Some(i) if i + 1 == line.len() && line[i] == b'\r' => line = &line[..i],
+                Some(_) => break,
+            }
+            if line.len() > limits.max_field_bytes.min(limits.max_row_bytes) {
+                break;
+            }
+            if line.is_empty() {
+                input.pos += nl + 1;
+                rec.offset = input.offset();
+                continue;
+            }
+            rec.data.extend_from_slice(line);
+            let mut start = 0;
+            for i in memchr_iter(delimiter, line) {
+                rec.fields.push((start, i));
+                start = i + 1;
+            }
+            rec.fields.push((start, line.len()));
+            input.pos += nl + 1;
+            rec.end = input.offset();
+            return Ok(true);
+        }
 
         // Appends `bytes` to the current field unless a cap was passed.
         let push = |rec: &mut Record, bytes: &[u8], field_start: usize, overflow: &mut bool| {
@@ -168,7 +195,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                     reason: "FIELD_TOO_LARGE",
                     message: format!(
                         "field {} is over {} bytes",
-                        rec.ends.len() + 1,
+                        rec.fields.len() + 1,
                         limits.max_field_bytes
                     ),
                 });
@@ -181,14 +208,14 @@ impl<R: Read + Seek + Send> Delimited<R> {
             match state {
                 State::FieldStart => {
                     let Some(b) = input.peek()? else {
-                        if rec.ends.is_empty() {
+                        if rec.fields.is_empty() {
                             return Ok(false);
                         }
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         rec.end = input.offset();
                         return Ok(true);
                     };
-                    if rec.ends.is_empty() && (b == b'\n' || b == b'\r') {
+                    if rec.fields.is_empty() && (b == b'\n' || b == b'\r') {
                         // A blank line: skip it, the record starts later.
                         input.pos += 1;
                         rec.offset = input.offset();
@@ -202,7 +229,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 }
                 State::Unquoted => {
                     if !input.fill()? {
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         rec.end = input.offset();
                         return Ok(true);
                     }
@@ -217,7 +244,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                             let b = avail[i];
                             push(rec, &avail[..i], field_start, &mut overflow);
                             input.pos += i + 1;
-                            rec.ends.push(rec.data.len());
+                            rec.fields.push((field_start, rec.data.len()));
                             field_start = rec.data.len();
                             if b == delimiter {
                                 state = State::FieldStart;
@@ -255,7 +282,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 }
                 State::QuoteSeen => match input.peek()? {
                     None => {
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         rec.end = input.offset();
                         return Ok(true);
                     }
@@ -266,19 +293,19 @@ impl<R: Read + Seek + Send> Delimited<R> {
                     }
                     Some(b) if b == delimiter => {
                         input.pos += 1;
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         field_start = rec.data.len();
                         state = State::FieldStart;
                     }
                     Some(b'\n') => {
                         input.pos += 1;
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         rec.end = input.offset();
                         return Ok(true);
                     }
                     Some(b'\r') => {
                         input.pos += 1;
-                        rec.ends.push(rec.data.len());
+                        rec.fields.push((field_start, rec.data.len()));
                         state = State::SkipLf;
                     }
                     Some(_) => {
@@ -289,7 +316,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                                 reason: "BAD_QUOTING",
                                 message: format!(
                                     "field {} has text after its closing quote",
-                                    rec.ends.len() + 1
+                                    rec.fields.len() + 1
                                 ),
                             });
                         }
@@ -334,35 +361,33 @@ impl<R: Read + Seek + Send> RowSource for Delimited<R> {
         row.end = record.end;
         if let Some(problem) = record.problem.take() {
             row.problem = Some(problem);
-        } else if record.ends.len() != self.names.len() {
+        } else if record.fields.len() != self.names.len() {
             row.problem = Some(RowProblem {
                 reason: "RAGGED_ROW",
                 message: format!(
                     "the row has {} fields, the header {}",
-                    record.ends.len(),
+                    record.fields.len(),
                     self.names.len()
                 ),
             });
         } else {
-            // Reuse the row's string buffer for the record's bytes.
-            let mut bytes = std::mem::take(&mut row.text).into_bytes();
-            bytes.clear();
-            bytes.extend_from_slice(&record.data);
-            match String::from_utf8(bytes) {
+            // Swap buffers instead of copying: the record takes the row's
+            // old string buffer and reuses it for the next record.
+            let old = std::mem::take(&mut row.text).into_bytes();
+            match String::from_utf8(std::mem::replace(&mut record.data, old)) {
                 Ok(text) => {
                     row.text = text;
-                    let mut start = 0;
-                    for (id, &end) in record.ends.iter().enumerate() {
+                    for (id, &(start, end)) in record.fields.iter().enumerate() {
                         row.cells.push((id, Cell::Text(start, end)));
-                        start = end;
                     }
                 }
                 Err(e) => {
                     let at = e.utf8_error().valid_up_to();
-                    let mut bytes = e.into_bytes();
-                    bytes.clear();
-                    row.text = String::from_utf8(bytes).unwrap_or_default();
-                    let field = record.ends.iter().position(|&end| at < end).unwrap_or(0);
+                    let field = record
+                        .fields
+                        .iter()
+                        .position(|&(_, end)| at < end)
+                        .unwrap_or(0);
                     row.problem = Some(RowProblem {
                         reason: "INVALID_UTF8",
                         message: format!("field {:?} is not valid UTF-8", self.names[field]),
