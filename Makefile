@@ -19,7 +19,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest bench-core clean
+        test-rust test-python stubtest bench-core fuzz fuzz-build clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
+	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60; needs nightly)"
 	@echo "make clean            remove build output and the virtualenv"
 
 # --- set-up -------------------------------------------------------------------
@@ -89,7 +90,21 @@ test-rust:
 test-python: setup
 	python -m pytest $(PYTEST_ARGS)
 
-test: check-generated lint test-rust test-python
+# The fuzz targets must build on every change; running them is `make fuzz`.
+fuzz-build:
+	cd fuzz && cargo build --locked
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := delimited json rules
+
+# cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly).
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+test: check-generated lint test-rust fuzz-build test-python
 
 # --- benchmarks (programs that print figures; never part of make test) ---------
 

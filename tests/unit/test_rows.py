@@ -235,3 +235,28 @@ def test_the_gil_is_released_while_rows_are_read(tmp_path: Path) -> None:
     assert chunk.rows == 300_000
     # With the GIL held for the whole call the other thread could not run.
     assert during > 10_000
+
+
+def test_the_encoded_chunk_goes_into_sqlite_in_one_statement(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = write(tmp_path / "f.csv", "CSV", ROWS)
+    chunk = next(_core.open_rows(path, "CSV", job_id="job-9", default_event_name="visit"))
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE TABLE events (event_id TEXT PRIMARY KEY, job_id TEXT, row_number INT,"
+        " name TEXT, identity TEXT, data TEXT)"
+    )
+    # One statement per chunk: SQLite's json_each unpacks the array in C, so
+    # no Python object is made per event.
+    db.execute(
+        "INSERT INTO events SELECT value->>0, ?, value->>1, value->>2, value->>3, value->>4 FROM json_each(?)",
+        ("job-9", chunk.encoded),
+    )
+    stored = db.execute(
+        "SELECT event_id, job_id, row_number, name, identity, data FROM events ORDER BY row_number"
+    ).fetchall()
+    expected = [(e[0], e[1], e[2], e[3], e[4], e[5].decode()) for e in chunk.events]
+    assert [s[:5] for s in stored] == [e[:5] for e in expected]
+    assert [json.loads(s[5]) for s in stored] == [json.loads(e[5]) for e in expected]
+    assert chunk.event_count == 3

@@ -103,7 +103,10 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 record.offset,
             ));
         }
-        let Ok(text) = std::str::from_utf8(&record.data) else {
+        let text = std::str::from_utf8(&record.data)
+            .ok()
+            .filter(|text| split_char(text, &record.fields).is_none());
+        let Some(text) = text else {
             return Err(file_error(
                 FileReason::BadHeader,
                 "the header row is not valid UTF-8".into(),
@@ -376,10 +379,17 @@ impl<R: Read + Seek + Send> RowSource for Delimited<R> {
             let old = std::mem::take(&mut row.text).into_bytes();
             match String::from_utf8(std::mem::replace(&mut record.data, old)) {
                 Ok(text) => {
-                    row.text = text;
-                    for (id, &(start, end)) in record.fields.iter().enumerate() {
-                        row.cells.push((id, Cell::Text(start, end)));
+                    if let Some(field) = split_char(&text, &record.fields) {
+                        row.problem = Some(RowProblem {
+                            reason: "INVALID_UTF8",
+                            message: format!("field {:?} is not valid UTF-8", self.names[field]),
+                        });
+                    } else {
+                        for (id, &(start, end)) in record.fields.iter().enumerate() {
+                            row.cells.push((id, Cell::Text(start, end)));
+                        }
                     }
+                    row.text = text;
                 }
                 Err(e) => {
                     let at = e.utf8_error().valid_up_to();
@@ -398,6 +408,15 @@ impl<R: Read + Seek + Send> RowSource for Delimited<R> {
         self.record = record;
         Ok(true)
     }
+}
+
+/// The first field whose bounds cut a character in two. Quoting and
+/// delimiters are gone from the record's bytes, so the bytes of two fields can
+/// join into a valid character although neither field is valid UTF-8 alone.
+fn split_char(text: &str, fields: &[(usize, usize)]) -> Option<usize> {
+    fields
+        .iter()
+        .position(|&(start, end)| !text.is_char_boundary(start) || !text.is_char_boundary(end))
 }
 
 #[cfg(test)]
@@ -512,6 +531,15 @@ mod tests {
             let (_, rows) = read(input, b',').unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&rows, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_character_split_by_a_delimiter_is_invalid_utf8() {
+        // 0xD5 0xBE is one character only once the delimiter is gone.
+        let (_, rows) = read(b"a,b\n\xd5,\xbe\"\"\nok,1\n", b',').unwrap();
+        assert_eq!(rows, vec![Err("INVALID_UTF8".into()), ok(&["ok", "1"])]);
+        let err = read(b"\xd5,\xbe\"\"\n", b',').unwrap_err();
+        assert_eq!(file_reason(&err), FileReason::BadHeader);
     }
 
     #[test]
