@@ -47,11 +47,12 @@ fn write_json(names: &[String], rows: &[Vec<String>], lines: bool) -> Vec<u8> {
         })
         .collect();
     if lines {
-        objects
-            .iter()
-            .map(|o| format!("{o}\n"))
-            .collect::<String>()
-            .into_bytes()
+        let mut out = Vec::new();
+        for object in &objects {
+            serde_json::to_writer(&mut out, object).unwrap();
+            out.push(b'\n');
+        }
+        out
     } else {
         serde_json::to_vec(&objects).unwrap()
     }
