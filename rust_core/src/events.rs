@@ -179,6 +179,8 @@ pub struct Pipeline {
     event_data_json: Vec<u8>,
     /// The hash seed of event ids: the job id's hash.
     job_seed: u64,
+    /// Sizes of the last chunk's encoded buffer, text buffer and events.
+    size_hint: (usize, usize, usize),
     row: Row,
     done: bool,
     last_offset: u64,
@@ -222,6 +224,7 @@ impl Pipeline {
             fixed_header,
             event_data_json,
             job_seed: 0,
+            size_hint: (0, 0, 0),
             row: Row::default(),
             done: false,
             last_offset: start_offset,
@@ -314,8 +317,19 @@ impl Pipeline {
     /// # Errors
     /// A file-level problem found while reading.
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Chunk, CoreError> {
-        let mut chunk = Chunk::default();
+        // Size the buffers from the last chunk (plus an eighth): each chunk
+        // then makes the same few allocations instead of growing by doubling,
+        // and the allocator hands back the blocks the last chunk freed, so
+        // memory stays flat however long the file.
+        let (encoded, buffer, events) = self.size_hint;
+        let mut chunk = Chunk {
+            encoded: Vec::with_capacity(encoded + encoded / 8),
+            buffer: Vec::with_capacity(buffer + buffer / 8),
+            events: Vec::with_capacity(events),
+            ..Chunk::default()
+        };
         self.next_chunk_into(&mut chunk, max_rows)?;
+        self.size_hint = (chunk.encoded.len(), chunk.buffer.len(), chunk.events.len());
         Ok(chunk)
     }
 
