@@ -44,6 +44,8 @@ pub enum ErrorKind {
         /// Byte offset in the file where the problem is.
         offset: u64,
     },
+    /// Request bytes that do not decode as the message they should be.
+    MalformedRequest(String),
     /// A batch job's options (column rules, event settings) are invalid.
     InvalidJobSpec {
         /// The request field at fault, e.g. `columns[2].name_pattern`.
@@ -123,7 +125,7 @@ impl CoreError {
             ErrorKind::TooManyItems { .. } => "TOO_MANY_ITEMS",
             ErrorKind::NoCommands => "NO_COMMANDS",
             ErrorKind::DataFile { reason, .. } => reason.code(),
-            ErrorKind::InvalidJobSpec { .. } => "INVALID_ARGUMENT",
+            ErrorKind::InvalidJobSpec { .. } | ErrorKind::MalformedRequest(_) => "INVALID_ARGUMENT",
         }
     }
 
@@ -148,6 +150,7 @@ impl CoreError {
             }
             | ErrorKind::NoCommands => "commands",
             ErrorKind::DataFile { .. } => "data_source",
+            ErrorKind::MalformedRequest(_) => "",
             ErrorKind::InvalidJobSpec { field, .. } => field,
         }
     }
@@ -193,9 +196,9 @@ impl fmt::Display for CoreError {
             ),
             // Upstream's exact text for an empty or missing `commands` array.
             ErrorKind::NoCommands => f.write_str("No commands"),
-            ErrorKind::DataFile { message, .. } | ErrorKind::InvalidJobSpec { message, .. } => {
-                f.write_str(message)
-            }
+            ErrorKind::DataFile { message, .. }
+            | ErrorKind::InvalidJobSpec { message, .. }
+            | ErrorKind::MalformedRequest(message) => f.write_str(message),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod formats;
 pub mod limits;
 pub mod rules;
+pub mod track;
 
 #[cfg(feature = "python")]
 mod python;

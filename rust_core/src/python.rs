@@ -13,6 +13,7 @@ use crate::events::{check_spec, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::limits;
 use crate::rules::{ColumnRule, RuleSpec};
+use crate::track;
 
 // The exception classes live in Python, next to the rest of the hierarchy,
 // so the error interceptor maps them like any other domain error.
@@ -21,6 +22,7 @@ pyo3::import_exception!(batchgrpc.errors, TooManyItems);
 pyo3::import_exception!(batchgrpc.errors, NoCommands);
 pyo3::import_exception!(batchgrpc.errors, DataFileError);
 pyo3::import_exception!(batchgrpc.errors, InvalidJobSpec);
+pyo3::import_exception!(batchgrpc.errors, InvalidArgument);
 
 impl From<CoreError> for PyErr {
     // Exhaustive on purpose: a new ErrorKind does not compile until it is mapped.
@@ -35,6 +37,7 @@ impl From<CoreError> for PyErr {
                 DataFileError::new_err((message, reason.code(), *offset))
             }
             ErrorKind::InvalidJobSpec { .. } => InvalidJobSpec::new_err((message, field)),
+            ErrorKind::MalformedRequest(_) => InvalidArgument::new_err(message),
         }
     }
 }
@@ -77,6 +80,14 @@ fn check_track_batch(
 ) -> PyResult<Vec<Option<&'static str>>> {
     // Owned input, so the interpreter can go while the sizes are checked.
     Ok(py.detach(move || limits::check_track_batch(request_bytes, &command_bytes))?)
+}
+
+/// Validates a serialized `batchgrpc.track.v2.BatchRequest` with
+/// Bloomreach's rules: per command, the list of errors in upstream's words
+/// (empty when valid). `now` is Unix seconds, for the timestamp window.
+#[pyfunction]
+fn validate_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<Vec<Vec<String>>> {
+    Ok(py.detach(move || track::validate_batch(&request, now))?)
 }
 
 fn rule_spec(rule: &Bound<'_, PyDict>) -> PyResult<RuleSpec> {
@@ -339,6 +350,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_track_batch, m)?)?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;
     m.add(

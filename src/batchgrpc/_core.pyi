@@ -18,6 +18,7 @@ __all__ = [
     "check_bulk_request",
     "check_track_batch",
     "open_rows",
+    "validate_track_batch",
 ]
 
 __version__: str
@@ -113,3 +114,9 @@ def open_rows(
     for bad options, `batchgrpc.errors.DataFileError` for a file that cannot
     be read (also from iteration), `OSError` when the file cannot be opened.
     """
+
+def validate_track_batch(request: bytes, now: float) -> list[list[str]]:
+    """Validates a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
+    rules: per command, its errors in upstream's words (empty when valid).
+    Raises `NoCommands`, `TooManyItems` or `PayloadTooLarge` for a batch that
+    fails whole, `InvalidArgument` for bytes that are not a BatchRequest."""

@@ -1,0 +1,103 @@
+"""Tracking-command validation in the Rust core, from real BatchRequest bytes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from batchgrpc import _core
+from batchgrpc.errors import InvalidArgument, NoCommands, TooManyItems
+from batchgrpc.track.v2 import tracking_pb2
+
+NOW = time.time()
+
+
+def batch(*commands: dict[str, Any]) -> bytes:
+    request = tracking_pb2.BatchRequest(project_token="default")
+    json_format.ParseDict({"commands": list(commands)}, request)
+    return request.SerializeToString()
+
+
+def test_the_seed_body_is_valid_as_written() -> None:
+    # The example body of the upstream batch page, unchanged.
+    body = batch(
+        {"name": "system/time"},
+        {
+            "name": "customers",
+            "command_id": "abc",
+            "data": {
+                "customer_ids": {"registered": "marian.galik@exponea.com"},
+                "properties": {"first_name": "Marian", "last_name": "Galik"},
+            },
+        },
+        {
+            "name": "customers/events",
+            "data": {
+                "customer_ids": {"registered": "marian.galik@exponea.com"},
+                "event_type": "purchase",
+                "timestamp": 123456.78,
+                "properties": {"total_price": 1234.50, "voucher_code": "KA54-548C-TEST"},
+            },
+        },
+    )
+    assert _core.validate_track_batch(body, NOW) == [[], [], []]
+
+
+def test_the_seed_error_strings() -> None:
+    body = batch(
+        {"name": "customers", "command_id": "my command 1", "data": {"properties": {"a": 1}}},
+        {"name": "customers/events", "command_id": "my command 2", "data": {"customer_ids": {"registered": "x"}}},
+    )
+    assert _core.validate_track_batch(body, NOW) == [
+        ["At least one id should be specified."],
+        ["Field 'event_type' is required."],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"customer_ids": {"registered": "null"}, "event_type": "e"}, "At least one valid id should be specified"),
+        ({"customer_ids": {"cookie": "undefined"}, "event_type": "e"}, "At least one valid id should be specified"),
+        ({"customer_ids": {"r": "a"}, "event_type": "e", "timestamp": NOW * 1000}, "milliseconds"),
+        ({"customer_ids": {"r": "a"}, "event_type": "e", "timestamp": "not a date"}, "ISO-8601"),
+        ({"customer_ids": {"r": "a"}, "event_type": "e", "properties": {"big": "x" * 16384}}, "less than 16 KB"),
+    ],
+)
+def test_command_rules(data: dict[str, Any], error: str) -> None:
+    (errors,) = _core.validate_track_batch(batch({"name": "customers/events", "data": data}), NOW)
+    assert len(errors) == 1
+    assert error in errors[0]
+
+
+def test_iso_timestamps_and_unknown_names() -> None:
+    results = _core.validate_track_batch(
+        batch(
+            {
+                "name": "customers/events",
+                "data": {"customer_ids": {"r": "a"}, "event_type": "e", "timestamp": "2026-01-01T00:00:00Z"},
+            },
+            {"name": "anonymize", "data": {}},
+        ),
+        NOW,
+    )
+    assert results[0] == []
+    assert results[1][0].startswith("Unknown command name 'anonymize'")
+
+
+def test_a_command_over_800_kb_fails_alone() -> None:
+    big = {"customer_ids": {"r": "a"}, "properties": {f"p{i}": "x" * 16000 for i in range(52)}}
+    results = _core.validate_track_batch(batch({"name": "customers", "data": big}, {"name": "system/time"}), NOW)
+    assert results == [["Command size must be less than 800 KB."], []]
+
+
+def test_whole_batch_errors() -> None:
+    with pytest.raises(NoCommands):
+        _core.validate_track_batch(batch(), NOW)
+    with pytest.raises(TooManyItems):
+        _core.validate_track_batch(batch(*[{"name": "system/time"}] * 51), NOW)
+    with pytest.raises(InvalidArgument):
+        _core.validate_track_batch(b"\x12\xff", NOW)
