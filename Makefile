@@ -95,7 +95,7 @@ fuzz-build:
 	cd fuzz && cargo build --locked
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := delimited json rules track
+FUZZ_TARGETS := delimited json rules track bulk
 
 # cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly).
 fuzz:

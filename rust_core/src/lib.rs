@@ -4,12 +4,14 @@
 //! the `python` feature that maturin turns on) is the only file that knows
 //! pyo3 and turns these results into Python values and exceptions.
 
+pub mod bulk;
 pub mod error;
 pub mod events;
 pub mod formats;
 pub mod limits;
 pub mod rules;
 pub mod track;
+mod wire;
 
 #[cfg(feature = "python")]
 mod python;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::bulk;
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{check_spec, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
@@ -88,6 +89,22 @@ fn check_track_batch(
 #[pyfunction]
 fn validate_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<Vec<Vec<String>>> {
     Ok(py.detach(move || track::validate_batch(&request, now))?)
+}
+
+/// Validates a serialized `batchgrpc.events.v1.CreateEventBulkCreateJobRequest`
+/// with Klaviyo's rules: every violation as `(pointer, reason, message)`,
+/// empty when valid. `now` is Unix seconds, for the time window.
+#[pyfunction]
+fn validate_bulk_request(
+    py: Python<'_>,
+    request: Vec<u8>,
+    now: f64,
+) -> PyResult<Vec<(String, &'static str, String)>> {
+    let violations = py.detach(move || bulk::validate_bulk(&request, now))?;
+    Ok(violations
+        .into_iter()
+        .map(|v| (v.pointer, v.reason, v.message))
+        .collect())
 }
 
 fn rule_spec(rule: &Bound<'_, PyDict>) -> PyResult<RuleSpec> {
@@ -351,6 +368,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(validate_track_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_bulk_request, m)?)?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;
     m.add(

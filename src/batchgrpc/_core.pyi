@@ -18,6 +18,7 @@ __all__ = [
     "check_bulk_request",
     "check_track_batch",
     "open_rows",
+    "validate_bulk_request",
     "validate_track_batch",
 ]
 
@@ -120,3 +121,9 @@ def validate_track_batch(request: bytes, now: float) -> list[list[str]]:
     rules: per command, its errors in upstream's words (empty when valid).
     Raises `NoCommands`, `TooManyItems` or `PayloadTooLarge` for a batch that
     fails whole, `InvalidArgument` for bytes that are not a BatchRequest."""
+
+def validate_bulk_request(request: bytes, now: float) -> list[tuple[str, str, str]]:
+    """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's
+    rules: every violation as (JSON:API pointer, reason, message), empty when
+    valid. Raises `PayloadTooLarge` over 5 MiB, `TooManyItems` over 1,000
+    events, `InvalidArgument` for bytes that are not the request."""
