@@ -135,6 +135,28 @@ async def test_bulk_request_within_limits_is_not_pretended_to_be_ingested(harnes
     assert error.info.reason == "NOT_YET_IMPLEMENTED"
 
 
+async def test_an_invalid_bulk_request_lists_every_violation_with_its_pointer(harness: Harness) -> None:
+    stub = bulk_grpc.EventBulkCreateJobServiceStub(harness.channel)
+    request = bulk_request(2)
+    profile = request.data.attributes.events_bulk_create.data[0].attributes.profile.data.attributes
+    profile.email = "not-an-email"
+    profile.phone_number = "12345"
+    request.data.attributes.events_bulk_create.data[0].attributes.events.data[1].attributes.value_currency = "XYZ"
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.CreateEventBulkCreateJob(request, metadata=(*bearer(harness.admin), REVISION))
+    error = rich_error(caught.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.info.reason == "INVALID_ARGUMENT"
+    assert error.info.metadata["code"] == "invalid"
+    assert error.message.startswith("The payload provided in the request is invalid")
+    item = "/data/attributes/events-bulk-create/data/0/attributes"
+    assert [(v.field, v.reason) for v in error.bad_request.field_violations] == [  # type: ignore[union-attr]
+        (f"{item}/profile/data/attributes/email", "INVALID_EMAIL"),
+        (f"{item}/profile/data/attributes/phone_number", "INVALID_PHONE_NUMBER"),
+        (f"{item}/events/data/1/attributes/value_currency", "INVALID_CURRENCY"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("revision", "reason"),
     [(None, "MISSING_REVISION"), ("July 2026", "INVALID_REVISION"), ("2026-02-30", "INVALID_REVISION")],

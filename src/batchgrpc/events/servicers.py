@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from grpc import aio
 
 from batchgrpc import _core
-from batchgrpc.errors import NotYetImplemented
+from batchgrpc.errors import FieldViolation, InvalidArgument, NotYetImplemented
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc, event_pb2_grpc, profile_pb2_grpc
 from batchgrpc.interceptor import Context
@@ -14,20 +16,26 @@ from batchgrpc.pending import pending
 _READS = "profiles and the event log are not built yet"
 
 
-def check_bulk_limits(request: bulk_pb2.CreateEventBulkCreateJobRequest) -> None:
-    """Upstream's 5 MB / 1,000-event limits, before anything else reads the request."""
-    items = request.data.attributes.events_bulk_create.data
-    _core.check_bulk_request(request.ByteSize(), sum(len(item.attributes.events.data) for item in items))
+def validate_bulk_request(request: bulk_pb2.CreateEventBulkCreateJobRequest) -> None:
+    """Upstream's rules, all at once: the 5 MB / 1,000-event limits fail the
+    request first; then every violation is listed with its JSON:API pointer."""
+    violations = _core.validate_bulk_request(request.SerializeToString(), time.time())
+    if violations:
+        raise InvalidArgument(
+            f"The payload provided in the request is invalid: {len(violations)} problem(s), "
+            "each listed with its JSON:API pointer.",
+            violations=[FieldViolation(pointer, message, reason) for pointer, reason, message in violations],
+        )
 
 
 class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJobServiceServicer):
     async def CreateEventBulkCreateJob(
         self, request: bulk_pb2.CreateEventBulkCreateJobRequest, context: Context
     ) -> bulk_pb2.CreateEventBulkCreateJobResponse:
-        check_bulk_limits(request)
+        validate_bulk_request(request)
         raise NotYetImplemented(
             "EventBulkCreateJobService.CreateEventBulkCreateJob is in the contract but not served yet: "
-            "the request is within the size limits, but validation and ingestion are not built yet."
+            "the request is valid, but storing and ingesting it is not built yet; nothing was stored."
         )
 
     GetEventBulkCreateJob = pending("EventBulkCreateJobService.GetEventBulkCreateJob", "bulk jobs are not built yet")
