@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::error::CoreError;
 use crate::limits;
 use crate::rules::{is_email, parse_timestamp};
-use crate::wire::{decode_struct, decode_value, string, Field, Wire};
+use crate::wire::{decode_struct, decode_value, each_message, string};
 
 /// One violation: where, a stable reason, and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,78 +75,80 @@ const PROFILE_FIELDS: [&str; 11] = [
     "image",
 ];
 
+// The decoders below follow the JSON:API nesting of the proto: a
+// relationship wraps its resource in `data` (field 1), a resource has `type`
+// (1) and `attributes` (2 or 3), and lists are `data` (1) repeated.
+
 fn decode_profile(bytes: &[u8]) -> Result<Profile, CoreError> {
     let mut profile = Profile::default();
-    let mut wire = Wire::new(bytes);
-    while let Some((n, f)) = wire.field()? {
-        match (n, f) {
-            (1, Field::Bytes(b)) => profile.kind = string(b)?,
-            (2, Field::Bytes(b)) => profile.id = string(b)?,
-            (3, Field::Bytes(b)) => {
-                let mut attrs = Wire::new(b);
-                while let Some((n, f)) = attrs.field()? {
-                    if let (1..=11, Field::Bytes(b)) = (n, f) {
-                        let name = PROFILE_FIELDS[usize::try_from(n - 1).unwrap_or(0)];
-                        profile.attributes.push((name, string(b)?));
-                    }
+    each_message(bytes, |n, b| {
+        match n {
+            1 => profile.kind = string(b)?,
+            2 => profile.id = string(b)?,
+            3 => each_message(b, |n, b| {
+                // Fields 1..=11 of ProfileAttributes are its strings.
+                if let Some(name) = usize::try_from(n)
+                    .ok()
+                    .and_then(|n| PROFILE_FIELDS.get(n.wrapping_sub(1)))
+                {
+                    profile.attributes.push((name, string(b)?));
                 }
-            }
+                Ok(())
+            })?,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(profile)
 }
 
 fn decode_event(bytes: &[u8]) -> Result<Event, CoreError> {
     let mut event = Event::default();
-    let mut wire = Wire::new(bytes);
-    while let Some((n, f)) = wire.field()? {
-        match (n, f) {
-            (1, Field::Bytes(b)) => event.kind = string(b)?,
-            (2, Field::Bytes(b)) => {
-                let mut attrs = Wire::new(b);
-                while let Some((n, f)) = attrs.field()? {
-                    match (n, f) {
-                        (1, Field::Bytes(b)) => event.properties = Some(decode_struct(b, 0)?),
-                        (2, Field::Bytes(b)) => decode_metric(b, &mut event)?,
-                        (3, Field::Bytes(b)) => event.time = string(b)?,
-                        (4, Field::Bytes(b)) => event.value = Some(decode_value(b, 0)?),
-                        (5, Field::Bytes(b)) => event.value_currency = string(b)?,
-                        (6, Field::Bytes(b)) => event.unique_id = string(b)?,
-                        _ => {}
-                    }
+    each_message(bytes, |n, b| {
+        match n {
+            1 => event.kind = string(b)?,
+            2 => each_message(b, |n, b| {
+                match n {
+                    1 => event.properties = Some(decode_struct(b, 0)?),
+                    2 => decode_metric(b, &mut event)?,
+                    3 => event.time = string(b)?,
+                    4 => event.value = Some(decode_value(b, 0)?),
+                    5 => event.value_currency = string(b)?,
+                    6 => event.unique_id = string(b)?,
+                    _ => {}
                 }
-            }
+                Ok(())
+            })?,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(event)
 }
 
+/// `MetricRelationship { data: MetricResource { type, attributes { name } } }`.
 fn decode_metric(bytes: &[u8], event: &mut Event) -> Result<(), CoreError> {
-    // MetricRelationship { data: MetricResource { type, attributes { name } } }
-    let mut relationship = Wire::new(bytes);
-    while let Some((n, f)) = relationship.field()? {
-        if let (1, Field::Bytes(resource)) = (n, f) {
-            let mut resource = Wire::new(resource);
-            while let Some((n, f)) = resource.field()? {
-                match (n, f) {
-                    (1, Field::Bytes(b)) => event.metric_kind = string(b)?,
-                    (2, Field::Bytes(b)) => {
-                        let mut attrs = Wire::new(b);
-                        event.metric_name.get_or_insert_with(String::new);
-                        while let Some((n, f)) = attrs.field()? {
-                            if let (1, Field::Bytes(b)) = (n, f) {
-                                event.metric_name = Some(string(b)?);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    each_message(bytes, |n, resource| {
+        if n != 1 {
+            return Ok(());
         }
-    }
-    Ok(())
+        each_message(resource, |n, b| {
+            match n {
+                1 => event.metric_kind = string(b)?,
+                2 => {
+                    event.metric_name.get_or_insert_with(String::new);
+                    each_message(b, |n, b| {
+                        if n == 1 {
+                            event.metric_name = Some(string(b)?);
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    })
 }
 
 /// One `event-bulk-create` entry: its profile and events.
@@ -156,78 +158,61 @@ struct Item {
     events: Vec<Event>,
 }
 
-/// The request's document type and items.
+/// The request's document type and items:
+/// `data { type, attributes { events-bulk-create { data: [item] } } }`.
 fn decode_request(bytes: &[u8]) -> Result<(String, Vec<Item>), CoreError> {
     let mut kind = String::new();
     let mut items = Vec::new();
-    let mut request = Wire::new(bytes);
-    while let Some((n, f)) = request.field()? {
-        let (1, Field::Bytes(data)) = (n, f) else {
-            continue;
-        };
-        let mut data = Wire::new(data);
-        while let Some((n, f)) = data.field()? {
-            match (n, f) {
-                (1, Field::Bytes(b)) => kind = string(b)?,
-                (2, Field::Bytes(attributes)) => {
-                    // attributes { events-bulk-create { data: [item] } }
-                    let mut attributes = Wire::new(attributes);
-                    while let Some((n, f)) = attributes.field()? {
-                        let (1, Field::Bytes(list)) = (n, f) else {
-                            continue;
-                        };
-                        let mut list = Wire::new(list);
-                        while let Some((n, f)) = list.field()? {
-                            if let (1, Field::Bytes(item)) = (n, f) {
-                                items.push(decode_item(item)?);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
+    each_message(bytes, |n, data| {
+        if n != 1 {
+            return Ok(());
         }
-    }
+        each_message(data, |n, b| match n {
+            1 => {
+                kind = string(b)?;
+                Ok(())
+            }
+            2 => each_message(b, |n, list| {
+                if n != 1 {
+                    return Ok(());
+                }
+                each_message(list, |n, item| {
+                    if n == 1 {
+                        items.push(decode_item(item)?);
+                    }
+                    Ok(())
+                })
+            }),
+            _ => Ok(()),
+        })
+    })?;
     Ok((kind, items))
 }
 
+/// `{ type, attributes { profile { data }, events { data: [event] } } }`.
 fn decode_item(bytes: &[u8]) -> Result<Item, CoreError> {
     let mut item = Item {
         kind: String::new(),
         profile: None,
         events: Vec::new(),
     };
-    let mut wire = Wire::new(bytes);
-    while let Some((n, f)) = wire.field()? {
-        match (n, f) {
-            (1, Field::Bytes(b)) => item.kind = string(b)?,
-            (2, Field::Bytes(attributes)) => {
-                let mut attributes = Wire::new(attributes);
-                while let Some((n, f)) = attributes.field()? {
-                    match (n, f) {
-                        (1, Field::Bytes(relationship)) => {
-                            let mut relationship = Wire::new(relationship);
-                            while let Some((n, f)) = relationship.field()? {
-                                if let (1, Field::Bytes(b)) = (n, f) {
-                                    item.profile = Some(decode_profile(b)?);
-                                }
-                            }
-                        }
-                        (2, Field::Bytes(list)) => {
-                            let mut list = Wire::new(list);
-                            while let Some((n, f)) = list.field()? {
-                                if let (1, Field::Bytes(b)) = (n, f) {
-                                    item.events.push(decode_event(b)?);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
+    each_message(bytes, |n, b| match n {
+        1 => {
+            item.kind = string(b)?;
+            Ok(())
         }
-    }
+        2 => each_message(b, |n, b| {
+            each_message(b, |m, b| {
+                match (n, m) {
+                    (1, 1) => item.profile = Some(decode_profile(b)?),
+                    (2, 1) => item.events.push(decode_event(b)?),
+                    _ => {}
+                }
+                Ok(())
+            })
+        }),
+        _ => Ok(()),
+    })?;
     Ok(item)
 }
 

@@ -82,6 +82,21 @@ pub(crate) enum Field<'a> {
     Bytes(&'a [u8]),
 }
 
+/// Calls `f(number, payload)` for every length-delimited field of a message
+/// (strings, bytes, nested messages), skipping the other wire types.
+pub(crate) fn each_message<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(u64, &'a [u8]) -> Result<(), CoreError>,
+) -> Result<(), CoreError> {
+    let mut wire = Wire::new(bytes);
+    while let Some((number, field)) = wire.field()? {
+        if let Field::Bytes(payload) = field {
+            f(number, payload)?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn string(bytes: &[u8]) -> Result<String, CoreError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a string is not UTF-8"))
 }
