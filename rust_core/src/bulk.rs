@@ -229,6 +229,14 @@ pub fn is_e164(phone: &str) -> bool {
 
 /// Checks a property value and what it holds.
 fn walk(value: &Value, depth: usize, path: &str, out: &mut Vec<Violation>) {
+    if depth > MAX_DEPTH && matches!(value, Value::Object(_) | Value::Array(_)) {
+        out.push(violation(
+            path,
+            "NESTING_TOO_DEEP",
+            format!("properties nest deeper than {MAX_DEPTH} levels"),
+        ));
+        return;
+    }
     match value {
         Value::String(s) if s.len() > MAX_STRING_BYTES => out.push(violation(
             path,
@@ -239,27 +247,11 @@ fn walk(value: &Value, depth: usize, path: &str, out: &mut Vec<Violation>) {
             ),
         )),
         Value::Object(map) => {
-            if depth > MAX_DEPTH {
-                out.push(violation(
-                    path,
-                    "NESTING_TOO_DEEP",
-                    format!("properties nest deeper than {MAX_DEPTH} levels"),
-                ));
-                return;
-            }
             for (k, v) in map {
                 walk(v, depth + 1, &format!("{path}/{}", escape_pointer(k)), out);
             }
         }
         Value::Array(items) => {
-            if depth > MAX_DEPTH {
-                out.push(violation(
-                    path,
-                    "NESTING_TOO_DEEP",
-                    format!("properties nest deeper than {MAX_DEPTH} levels"),
-                ));
-                return;
-            }
             for (i, v) in items.iter().enumerate() {
                 walk(v, depth + 1, &format!("{path}/{i}"), out);
             }
