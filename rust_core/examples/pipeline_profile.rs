@@ -38,11 +38,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ..JobSpec::default()
     };
+    // PARSE_ONLY=1 times the reader alone.
+    if std::env::var("PARSE_ONLY").as_deref() == Ok("1") {
+        let mut source = source;
+        let mut row = batchgrpc_core::formats::Row::default();
+        let mut rows = 0;
+        while source.next_row(&mut row)? {
+            rows += 1;
+        }
+        println!("{rows} {}", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    // PREFETCH=0 keeps parsing on this thread, to see what each half costs.
+    let source: Box<dyn batchgrpc_core::formats::RowSource> =
+        if std::env::var("PREFETCH").as_deref() == Ok("0") {
+            source
+        } else {
+            Box::new(batchgrpc_core::formats::prefetch::Prefetch::new(source))
+        };
     let mut pipeline = Pipeline::new(source, spec, true, 0, 0)?;
+    let chunk_rows = std::env::var("CHUNK_ROWS").map_or(Ok(50_000), |v| v.parse())?;
     let mut rows = 0;
     let mut chunk = batchgrpc_core::events::Chunk::default();
     loop {
-        pipeline.next_chunk_into(&mut chunk, 50_000)?;
+        pipeline.next_chunk_into(&mut chunk, chunk_rows)?;
         rows += chunk.rows;
         if chunk.done {
             break;

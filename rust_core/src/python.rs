@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -136,6 +136,9 @@ struct RowReader {
     // A Mutex so the class is Sync; iteration takes the pipeline out while
     // the interpreter is released, then puts it back.
     pipeline: Mutex<Option<Pipeline>>,
+    /// The buffers of the last chunk Python let go of, to fill again: a
+    /// chunk's buffers are megabytes, and fresh ones cost page faults.
+    spare: Arc<Mutex<Option<Chunk>>>,
     path: PathBuf,
     job_id: Py<PyString>,
     chunk_rows: usize,
@@ -146,6 +149,7 @@ struct RowReader {
 #[pyclass(module = "batchgrpc._core", frozen)]
 struct RowChunk {
     chunk: Chunk,
+    spare: Arc<Mutex<Option<Chunk>>>,
     job_id: Py<PyString>,
     /// Rows read, good and failed.
     #[pyo3(get)]
@@ -218,14 +222,19 @@ impl RowChunk {
     }
 }
 
-impl RowReader {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pipeline>> {
-        // A panic while holding the lock cannot leave the pipeline half
-        // changed: it is taken out before any work.
-        self.pipeline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Drop for RowChunk {
+    fn drop(&mut self) {
+        let chunk = std::mem::take(&mut self.chunk);
+        *lock(&self.spare) = Some(chunk);
     }
+}
+
+/// Locks a mutex whose holder cannot leave it half changed (each holder
+/// takes the value out or puts one in), so a poisoned lock is still good.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[pymethods]
@@ -233,7 +242,7 @@ impl RowReader {
     /// Column names seen so far (the header for CSV and PSV).
     #[getter]
     fn columns(&self) -> Vec<String> {
-        self.lock()
+        lock(&self.pipeline)
             .as_ref()
             .map(|p| p.names().to_vec())
             .unwrap_or_default()
@@ -244,19 +253,20 @@ impl RowReader {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<RowChunk>> {
-        let Some(mut pipeline) = self.lock().take() else {
+        let Some(mut pipeline) = lock(&self.pipeline).take() else {
             return Ok(None);
         };
         let max_rows = self.chunk_rows;
-        let (pipeline, result) = py.detach(move || {
-            let result = pipeline.next_chunk(max_rows);
-            (pipeline, result)
+        let mut chunk = lock(&self.spare).take().unwrap_or_default();
+        let (pipeline, chunk, result) = py.detach(move || {
+            let result = pipeline.next_chunk_into(&mut chunk, max_rows);
+            (pipeline, chunk, result)
         });
-        let chunk = result.map_err(|e| with_line(e, &self.path))?;
+        result.map_err(|e| with_line(e, &self.path))?;
         if chunk.rows == 0 && chunk.done {
             return Ok(None);
         }
-        *self.lock() = Some(pipeline);
+        *lock(&self.pipeline) = Some(pipeline);
         let issues = PyList::empty(py);
         for issue in &chunk.issues {
             issues.append((
@@ -277,6 +287,7 @@ impl RowReader {
             done: chunk.done,
             job_id: self.job_id.clone_ref(py),
             chunk,
+            spare: Arc::clone(&self.spare),
         }))
     }
 }
@@ -287,7 +298,7 @@ impl RowReader {
 #[pyo3(signature = (
     path, format, *, job_id, event_name = String::new(), default_event_name = String::new(),
     event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
-    chunk_rows = 50_000, resume_offset = 0, resume_row = 0,
+    chunk_rows = 10_000, resume_offset = 0, resume_row = 0,
     max_field_bytes = 1_048_576, max_row_bytes = 1_048_576, max_depth = 10,
 ))]
 #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)] // keyword-only arguments of one Python call, owned as pyo3 extracts them
@@ -347,6 +358,8 @@ fn open_rows(
         let fixed = matches!(format, Format::Csv | Format::Psv);
         let source =
             formats::open(format, file, limits, resume).map_err(|e| with_line(e, &file_path))?;
+        // Parse on a second thread while this one checks and encodes.
+        let source = Box::new(formats::prefetch::Prefetch::new(source));
         Ok(
             Pipeline::new(source, spec, fixed, resume_offset, resume_row)
                 .map_err(|e| with_line(e, &file_path))?,
@@ -354,6 +367,7 @@ fn open_rows(
     })?;
     Ok(RowReader {
         pipeline: Mutex::new(Some(pipeline)),
+        spare: Arc::default(),
         path,
         job_id: job_id.unbind(),
         chunk_rows,

@@ -281,40 +281,60 @@ pub fn is_email(value: &str) -> bool {
     let Some(at) = memchr::memchr(b'@', value.as_bytes()) else {
         return false;
     };
-    let (local, domain) = (&value[..at], &value[at + 1..]);
+    let (local, domain) = (&value.as_bytes()[..at], &value.as_bytes()[at + 1..]);
     if local.is_empty() || local.len() > 64 || domain.len() > 253 {
         return false;
     }
-    let local_bytes = local.as_bytes();
-    if local_bytes[0] == b'.'
-        || local_bytes[local_bytes.len() - 1] == b'.'
-        || local_bytes.windows(2).any(|w| w == b"..")
-    {
-        return false;
+    // Byte classes by table (this runs on every row of a job with an email
+    // rule); anything non-ASCII (part of a UTF-8 letter) is accepted as
+    // internationalised text. Dots are checked separately: not first, not
+    // last, never two in a row.
+    let mut previous = b'.';
+    for &b in local {
+        if !EMAIL_LOCAL[usize::from(b)] || (b == b'.' && previous == b'.') {
+            return false;
+        }
+        previous = b;
     }
-    // Byte checks: ASCII by table, anything non-ASCII (part of a UTF-8
-    // letter) is accepted as internationalised text.
-    let local_ok = local_bytes
-        .iter()
-        .all(|&b| b >= 0x80 || b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
-    if !local_ok {
+    if previous == b'.' {
         return false;
     }
     let mut labels = 0;
-    for label in domain.split('.') {
-        let b = label.as_bytes();
-        if b.is_empty() || b.len() > 63 || b[0] == b'-' || b[b.len() - 1] == b'-' {
-            return false;
-        }
-        if !b
-            .iter()
-            .all(|&c| c >= 0x80 || c.is_ascii_alphanumeric() || c == b'-')
+    for label in domain.split(|&b| b == b'.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label[0] == b'-'
+            || label[label.len() - 1] == b'-'
+            || !label.iter().all(|&b| EMAIL_DOMAIN[usize::from(b)])
         {
             return false;
         }
         labels += 1;
     }
     labels >= 2
+}
+
+/// Bytes allowed in an address's local part (dots are placed separately).
+static EMAIL_LOCAL: [bool; 256] = byte_class(b"!#$%&'*+/=?^_`{|}~.-");
+/// Bytes allowed in a domain label (hyphens are placed separately).
+static EMAIL_DOMAIN: [bool; 256] = byte_class(b"-");
+
+/// ASCII letters and digits, `extra`, and every non-ASCII byte.
+const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        #[allow(clippy::cast_possible_truncation)] // b < 256
+        let c = b as u8;
+        table[b] = c >= 0x80 || c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 / ISO-8601 date-time

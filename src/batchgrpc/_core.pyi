@@ -100,7 +100,7 @@ def open_rows(
     event_columns: Sequence[str] = ...,
     event_data: Mapping[str, str] = ...,
     columns: Sequence[Mapping[str, Any]] = ...,
-    chunk_rows: int = 50000,
+    chunk_rows: int = 10000,
     resume_offset: int = 0,
     resume_row: int = 0,
     max_field_bytes: int = 1048576,

@@ -208,6 +208,18 @@ def test_chunks_and_resume_from_a_checkpoint(tmp_path: Path, fmt: str) -> None:
     assert resumed == events[3:]
 
 
+def test_chunks_let_go_of_and_chunks_kept_read_the_same(tmp_path: Path) -> None:
+    # A chunk Python drops lends its buffers to the next one; one still held
+    # must keep its own.
+    rows = [{"id": str(i), "email": f"u{i}@example.com", "event_name": "e" * (i % 7)} for i in range(1, 500)]
+    path = write(tmp_path / "f.csv", "CSV", rows)
+    options: dict[str, Any] = {"job_id": "j", "default_event_name": "d", "chunk_rows": 17}
+    kept = list(_core.open_rows(path, "CSV", **options))
+    dropped = [(chunk.encoded, chunk.events) for chunk in _core.open_rows(path, "CSV", **options)]
+    assert [(chunk.encoded, chunk.events) for chunk in kept] == dropped
+    assert sum(chunk.event_count for chunk in kept) == 499
+
+
 def test_the_gil_is_released_while_rows_are_read(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     with path.open("w") as f:

@@ -7,6 +7,7 @@
 
 pub mod delimited;
 pub mod json;
+pub mod prefetch;
 
 use std::io::Read;
 
