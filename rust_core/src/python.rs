@@ -292,6 +292,60 @@ impl RowReader {
     }
 }
 
+/// Compiles and checks a job's rules and event settings.
+fn job_spec(
+    job_id: String,
+    event_name: String,
+    default_event_name: String,
+    event_columns: Vec<String>,
+    event_data: HashMap<String, String>,
+    columns: &[Bound<'_, PyDict>],
+) -> PyResult<JobSpec> {
+    let rules = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Ok(ColumnRule::compile(i, &rule_spec(c)?)?))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut event_data: Vec<(String, String)> = event_data.into_iter().collect();
+    event_data.sort();
+    let spec = JobSpec {
+        job_id,
+        event_name,
+        default_event_name,
+        event_columns,
+        event_data,
+        columns: rules,
+    };
+    check_spec(&spec)?;
+    Ok(spec)
+}
+
+/// Checks a batch job's options as `open_rows` would, without a file: a
+/// job is refused at creation rather than failed later for a bad rule.
+#[pyfunction]
+#[pyo3(signature = (
+    *, event_name = String::new(), default_event_name = String::new(),
+    event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
+))]
+#[allow(clippy::needless_pass_by_value)] // owned as pyo3 extracts them
+fn check_job_spec(
+    event_name: String,
+    default_event_name: String,
+    event_columns: Vec<String>,
+    event_data: HashMap<String, String>,
+    columns: Vec<Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    job_spec(
+        String::new(),
+        event_name,
+        default_event_name,
+        event_columns,
+        event_data,
+        &columns,
+    )
+    .map(drop)
+}
+
 /// Opens a data file for a batch job: reads the header, checks it against the
 /// rules, and returns an iterator of chunks.
 #[pyfunction]
@@ -326,22 +380,14 @@ fn open_rows(
         })
         .into());
     };
-    let rules = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Ok(ColumnRule::compile(i, &rule_spec(c)?)?))
-        .collect::<PyResult<Vec<_>>>()?;
-    let mut event_data: Vec<(String, String)> = event_data.into_iter().collect();
-    event_data.sort();
-    let spec = JobSpec {
-        job_id: job_id.to_str()?.to_owned(),
+    let spec = job_spec(
+        job_id.to_str()?.to_owned(),
         event_name,
         default_event_name,
         event_columns,
         event_data,
-        columns: rules,
-    };
-    check_spec(&spec)?;
+        &columns,
+    )?;
     let limits = ReadLimits {
         max_field_bytes,
         max_row_bytes,
@@ -379,6 +425,7 @@ fn open_rows(
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
+    m.add_function(wrap_pyfunction!(check_job_spec, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(validate_track_batch, m)?)?;

@@ -16,6 +16,7 @@ __all__ = [
     "RowReader",
     "__version__",
     "check_bulk_request",
+    "check_job_spec",
     "check_track_batch",
     "open_rows",
     "validate_bulk_request",
@@ -89,6 +90,17 @@ class RowReader:
         """Column names seen so far: the header for CSV and PSV."""
     def __iter__(self) -> Iterator[RowChunk]: ...
     def __next__(self) -> RowChunk: ...
+
+def check_job_spec(
+    *,
+    event_name: str = ...,
+    default_event_name: str = ...,
+    event_columns: Sequence[str] = ...,
+    event_data: Mapping[str, str] = ...,
+    columns: Sequence[Mapping[str, Any]] = ...,
+) -> None:
+    """Checks a batch job's rules and event settings as `open_rows` does,
+    without a file. Raises `batchgrpc.errors.InvalidJobSpec` naming the field."""
 
 def open_rows(
     path: str | PathLike[str],

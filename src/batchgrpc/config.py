@@ -91,11 +91,18 @@ class Config:
     max_receive_message_bytes: int = 64 * 1024 * 1024
     #: How long a `request_id` is remembered.
     idempotency_ttl_seconds: float = 24 * 3600.0
+    #: The largest data file (file asset, report, audience list) accepted.
+    max_upload_bytes: int = 10 * 1024**3
+    #: Batch jobs that read and dispatch at once; the others wait QUEUED.
+    max_running_jobs: int = 2
+    #: Rows per chunk of a batch job: one store transaction and checkpoint each.
+    job_chunk_rows: int = 10_000
     tls: TlsConfig = TlsConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
 
 
 _ENV_PREFIX = "BATCHGRPC_"
+_INT_SETTINGS = ("max_upload_bytes", "max_running_jobs", "job_chunk_rows")
 
 
 def load(
@@ -119,7 +126,14 @@ def load(
             raise ConfigError(f"config file {config_file}: {e.strerror}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {config_file}: {e}") from e
-    for name in ("listen", "data_dir", "log_level", "grace_period_seconds", "max_receive_message_bytes"):
+    for name in (
+        "listen",
+        "data_dir",
+        "log_level",
+        "grace_period_seconds",
+        "max_receive_message_bytes",
+        *_INT_SETTINGS,
+    ):
         if (value := env.get(_ENV_PREFIX + name.upper())) is not None:
             values[name] = value
     tls = dict(values.get("tls", {}))
@@ -155,7 +169,7 @@ def _build(values: Mapping[str, Any]) -> Config:
             kwargs[name] = Path(value)
         elif name in ("grace_period_seconds", "idempotency_ttl_seconds"):
             kwargs[name] = _number(name, value, float)
-        elif name == "max_receive_message_bytes":
+        elif name in ("max_receive_message_bytes", *_INT_SETTINGS):
             kwargs[name] = _number(name, value, int)
         else:
             kwargs[name] = str(value)
@@ -208,6 +222,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"listen: expected HOST:PORT, got {config.listen!r}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level: expected debug, info, warning or error")
+    for name in _INT_SETTINGS:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name}: must be at least 1")
     tls = config.tls
     if (tls.cert_file is None) != (tls.key_file is None):
         raise ConfigError("tls: cert_file and key_file go together")

@@ -55,6 +55,15 @@ class Reason(enum.StrEnum):
     INVALID_JOB_SPEC = "INVALID_JOB_SPEC"
     INVALID_DATA_FILE = "INVALID_DATA_FILE"
     REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
+    BATCH_JOB_NOT_FOUND = "BATCH_JOB_NOT_FOUND"
+    BATCH_JOB_INVALID_STATE_TRANSITION = "BATCH_JOB_INVALID_STATE_TRANSITION"
+    BATCH_JOB_DELETE_NOT_ALLOWED = "BATCH_JOB_DELETE_NOT_ALLOWED"
+    BATCH_JOB_UNAUTHORIZED_SCOPES = "BATCH_JOB_UNAUTHORIZED_SCOPES"
+    DATA_SOURCE_NOT_FOUND = "DATA_SOURCE_NOT_FOUND"
+    DATA_SOURCE_NOT_READY = "DATA_SOURCE_NOT_READY"
+    DATA_SOURCE_IN_USE = "DATA_SOURCE_IN_USE"
+    DATA_SOURCE_ALREADY_COMPLETE = "DATA_SOURCE_ALREADY_COMPLETE"
+    UPLOAD_IN_PROGRESS = "UPLOAD_IN_PROGRESS"
     NOT_YET_IMPLEMENTED = "NOT_YET_IMPLEMENTED"
     INTERNAL = "INTERNAL"
 
@@ -84,14 +93,20 @@ class BatchgrpcError(Exception):
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
         retry_after: float | None = None,
+        upstream: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        #: Upstream's code for this very error, where it depends on more than
+        #: the class (upstream names a missing file asset apart from a report).
+        self.upstream = upstream
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
         self.retry_after = retry_after
 
     def upstream_code(self, api: Api) -> str:
+        if self.upstream is not None:
+            return self.upstream
         return self.upstream_codes.get(api, self.default_upstream_code)
 
     def to_status(self, api: Api) -> status_pb2.Status:
@@ -239,6 +254,92 @@ class RequestInProgress(BatchgrpcError):
     code = grpc.StatusCode.ABORTED
     reason = Reason.REQUEST_IN_PROGRESS
     default_upstream_code = "request_in_progress"
+
+
+class BatchJobNotFound(BatchgrpcError):
+    """No such job for this account (another account's job is not found either)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = Reason.BATCH_JOB_NOT_FOUND
+    default_upstream_code = "batch_job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("Batch job not found", metadata={"batch_job_id": job_id})
+
+
+class InvalidStateTransition(BatchgrpcError):
+    """A status move the job's lifecycle does not allow."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.BATCH_JOB_INVALID_STATE_TRANSITION
+    default_upstream_code = "batch_job_invalid_state_transition"
+
+    def __init__(self, job_id: str, current: str, target: str, message: str | None = None) -> None:
+        super().__init__(
+            message or f"Batch job {job_id} cannot go from {current} to {target}.",
+            metadata={"batch_job_id": job_id, "current_status": current, "target_status": target},
+        )
+
+
+class DeleteNotAllowed(BatchgrpcError):
+    """Only a job in a terminal status may be deleted."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.BATCH_JOB_DELETE_NOT_ALLOWED
+    default_upstream_code = "batch_job_delete_not_allowed"
+
+    def __init__(self, job_id: str, current: str) -> None:
+        super().__init__(
+            f"Batch job {job_id} is {current}: only a DONE, FAILED, CANCELED or EXPIRED job can be deleted.",
+            metadata={"batch_job_id": job_id, "current_status": current},
+        )
+
+
+class UnauthorizedScopes(InvalidArgument):
+    """Job scopes the caller does not hold itself."""
+
+    reason = Reason.BATCH_JOB_UNAUTHORIZED_SCOPES
+    upstream_codes: ClassVar[Mapping[Api, str]] = {}
+    default_upstream_code = "batch_job_unauthorized_scopes"
+
+
+class DataSourceNotFound(BatchgrpcError):
+    """No such file asset, report or audience list for this account."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = Reason.DATA_SOURCE_NOT_FOUND
+
+
+class DataSourceNotReady(BatchgrpcError):
+    """A report not DONE or an audience list not READY."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.DATA_SOURCE_NOT_READY
+    default_upstream_code = "batch_job_data_source_not_ready"
+
+
+class DataSourceInUse(BatchgrpcError):
+    """A data source that an unfinished batch job still reads."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.DATA_SOURCE_IN_USE
+    default_upstream_code = "file_asset_in_use"
+
+
+class DataSourceComplete(BatchgrpcError):
+    """A report or audience list whose content was uploaded already."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.DATA_SOURCE_ALREADY_COMPLETE
+    default_upstream_code = "data_source_already_complete"
+
+
+class UploadInProgress(BatchgrpcError):
+    """Another upload to the same report or audience list is running."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = Reason.UPLOAD_IN_PROGRESS
+    default_upstream_code = "upload_in_progress"
 
 
 class NotYetImplemented(BatchgrpcError):

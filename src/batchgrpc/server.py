@@ -21,10 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from batchgrpc import reflection
 from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper
 from batchgrpc.batches import servicers as batches
+from batchgrpc.batches.files import FileStore
+from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.v6 import audience_list_pb2, batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.config import Config
 from batchgrpc.events import servicers as events
 from batchgrpc.events.v1 import event_bulk_create_job_pb2, event_pb2, profile_pb2
+from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import CallInterceptor
 from batchgrpc.ratelimit import RateLimiter
 from batchgrpc.store.sqlite import SqliteStore
@@ -61,6 +64,7 @@ class Running:
     health: health.aio.HealthServicer
     #: The admin key created on this start, when the store had no keys.
     first_admin_key: NewKey | None
+    runner: JobRunner
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -90,8 +94,18 @@ async def start(config: Config) -> Running:
                 ("grpc.max_send_message_length", config.max_receive_message_bytes),
             ],
         )
-        batches.register(server)
-        events.register(server)
+        changes = Changes()
+        files = FileStore(config.data_dir / "files", config.max_upload_bytes)
+        runner = JobRunner(
+            store,
+            files.path,
+            changes,
+            max_running=config.max_running_jobs,
+            chunk_rows=config.job_chunk_rows,
+        )
+        idempotency = Idempotency(store.idempotency, config.idempotency_ttl_seconds)
+        batches.register(server, store, files, runner, changes, idempotency)
+        events.register(server, store)
         track.register(server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -103,18 +117,22 @@ async def start(config: Config) -> Running:
         else:
             port = server.add_secure_port(config.listen, credentials)
         await server.start()
+        # Jobs a previous process left unfinished go on from their checkpoints.
+        await runner.resume()
     except BaseException:
         await store.close()
         raise
     for name in ("", *CONTRACT_SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, store, keyring, health_servicer, first_admin_key)
+    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner)
 
 
 async def stop(running: Running, grace_seconds: float) -> None:
     """NOT_SERVING first, so balancers drain us, then let calls finish."""
     await running.health.enter_graceful_shutdown()
     await running.server.stop(grace_seconds)
+    # Jobs stop at a chunk boundary and resume on the next start.
+    await running.runner.stop()
     await running.store.close()
 
 

@@ -112,12 +112,15 @@ async def test_read_scope_does_not_write_and_write_scope_does_not_read(harness: 
             batch_job_pb2.CancelBatchJobRequest(batch_id="x"), metadata=(("authorization", f"Bearer {reader.token}"),)
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    # With the right scope the call gets past auth (to the not-yet-built RPC).
+    # With the right scope the call gets past auth (to the job lookup).
     with pytest.raises(aio.AioRpcError) as caught:
         await stub.GetBatchJob(
             batch_job_pb2.GetBatchJobRequest(batch_id="x"), metadata=(("authorization", f"Bearer {reader.token}"),)
         )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    error = rich_error(caught.value)
+    assert error.code == grpc.StatusCode.NOT_FOUND
+    assert error.info.reason == "BATCH_JOB_NOT_FOUND"
+    assert error.info.metadata["code"] == "batch_job_not_found"
 
 
 async def test_public_keys_may_only_track(harness: Harness) -> None:

@@ -143,7 +143,14 @@ async def test_health_goes_not_serving_on_shutdown(harness: Harness) -> None:
 
 #: RPCs that answer an empty request with OK. Every other RPC must refuse
 #: it with rich details (a bad request, or NOT_YET_IMPLEMENTED).
-SERVED_WITH_EMPTY_REQUEST: set[str] = set()
+SERVED_WITH_EMPTY_REQUEST: set[str] = {
+    # Lists: an empty request is the first page of everything.
+    "/batchgrpc.batches.v6.BatchJobService/ListBatchJobs",
+    "/batchgrpc.batches.v6.FileAssetService/ListFileAssets",
+    "/batchgrpc.batches.v6.ReportService/ListReports",
+    "/batchgrpc.batches.v6.AudienceListService/ListAudienceLists",
+    "/batchgrpc.events.v1.EventService/ListEvents",
+}
 
 
 def _all_methods() -> list[tuple[str, object]]:

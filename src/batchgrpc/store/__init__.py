@@ -7,9 +7,13 @@ multi-replica deployments implements the same protocols.
 
 from __future__ import annotations
 
+import builtins
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,228 @@ class IdempotencyStore(Protocol):
         """Drops a claim whose call failed, so a retry can run again."""
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A stored data file: a file asset, a report result or an audience list."""
+
+    id: str
+    #: "file_asset", "report" or "audience_list".
+    kind: str
+    account: str
+    name: str
+    #: CSV, PSV, JSON or JSONL.
+    format: str
+    #: The kind's own status names (AVAILABLE; PENDING/DONE; BUILDING/READY ...).
+    status: str
+    tags: tuple[str, ...]
+    #: Audience lists: defaults for the jobs on the list.
+    event_columns: tuple[str, ...]
+    event_data: dict[str, str]
+    size: int
+    sha256: str
+    created_time: float
+    updated_time: float
+    completed_time: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A batch job as stored. `columns` are rule dicts with the proto's names."""
+
+    id: str
+    account: str
+    name: str
+    event_name: str
+    default_event_name: str
+    status: str
+    tags: tuple[str, ...]
+    event_data: dict[str, str]
+    event_columns: tuple[str, ...]
+    columns: tuple[dict[str, object], ...]
+    scopes: tuple[str, ...]
+    #: REPORT, AUDIENCE_LIST or FILE_ASSET, and that source's id.
+    source_type: str
+    source_id: str
+    #: The job's own id for its data-source reference (upstream has one).
+    source_ref_id: str
+    source_format: str
+    created_time: float
+    updated_time: float
+    source_released: bool = False
+    success_rows: int = 0
+    failed_rows: int = 0
+    rows_read: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    debug_message: str = ""
+    #: Checkpoint: the byte offset past, and number of, the last row stored.
+    next_offset: int = 0
+    last_row: int = 0
+    started_time: float | None = None
+    completed_time: float | None = None
+
+
+@dataclass(frozen=True)
+class RowError:
+    row_number: int
+    byte_offset: int
+    column: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event in the event log. `data` is a JSON object's text."""
+
+    event_id: str
+    account: str
+    #: BATCH_JOB, BULK_CREATE, TRACKING or NOTIFICATION.
+    source: str
+    event_name: str
+    event_time: float
+    data: str
+    job_id: str = ""
+    row_number: int = 0
+    profile_id: str = ""
+    identity: str = ""
+    value: float | None = None
+    value_currency: str = ""
+    unique_id: str = ""
+
+
+@dataclass(frozen=True)
+class JobChunk:
+    """What one chunk of a job's rows produced, stored all or nothing."""
+
+    job_id: str
+    #: The events, as the Rust core encodes them: a JSON array of
+    #: [event_id, row_number, event_name, identity, data].
+    encoded: bytes
+    #: (row_number, byte_offset, column, reason, message) per problem.
+    issues: list[tuple[int, int, str, str, str]]
+    rows: int
+    good: int
+    failed: int
+    next_offset: int
+    last_row: int
+    event_time: float
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    name: str = ""
+    event_name: str = ""
+    #: A job matches when it has every one of these tags.
+    tags: tuple[str, ...] = ()
+    #: A job matches when its status is any of these (all when empty).
+    statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and the cursor of the next (None at the end)."""
+
+    items: list[T]
+    next_cursor: int | None
+
+
+class DataSourceStore(Protocol):
+    async def create(self, source: DataSource) -> None: ...
+
+    async def get(self, account: str, kind: str, source_id: str) -> DataSource | None:
+        """The source, or None when it does not exist or is another account's."""
+
+    async def list(
+        self, account: str, kind: str, *, name: str, tags: tuple[str, ...], cursor: int | None, limit: int
+    ) -> Page[DataSource]: ...
+
+    async def complete(
+        self, account: str, kind: str, source_id: str, *, expect: str, status: str, size: int, sha256: str, now: float
+    ) -> DataSource | None:
+        """Records the uploaded content of a source whose status is `expect`;
+        None (and no change) when the status is another."""
+
+    async def delete(self, account: str, kind: str, source_id: str) -> DataSource | None:
+        """Deletes the record unless an unfinished job reads it (then
+        `SourceInUse`); None when there is no such source."""
+
+
+class SourceInUse(Exception):
+    """A data source that an unfinished batch job still reads."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        super().__init__(", ".join(job_ids))
+        self.job_ids = job_ids
+
+
+class JobStore(Protocol):
+    async def create(self, job: BatchJob, notification: Event) -> None:
+        """Stores a new job and its batch-job-created notification together."""
+
+    async def get(self, job_id: str, account: str | None = None) -> BatchJob | None:
+        """The job (of `account`, when given), or None."""
+
+    async def list(self, account: str, where: JobFilter, *, cursor: int | None, limit: int) -> Page[BatchJob]: ...
+
+    async def update(
+        self, account: str, job_id: str, changes: dict[str, object], *, unless_status: tuple[str, ...], now: float
+    ) -> tuple[BatchJob | None, bool]:
+        """Applies `changes` (name, tags, scopes) unless the job's status is in
+        `unless_status`. Returns the job after, and whether it changed."""
+
+    async def transition(
+        self,
+        job_id: str,
+        *,
+        allowed_from: tuple[str, ...],
+        to: str,
+        now: float,
+        changes: dict[str, object] | None = None,
+        notification: Callable[[BatchJob], Event] | None = None,
+    ) -> tuple[BatchJob | None, bool]:
+        """Moves the job to `to` if its status is one of `allowed_from`, with
+        `changes` and the notification made from the job after the move, in
+        one transaction. Returns the job (after, or as found) and whether it
+        moved."""
+
+    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str) -> BatchJob | None:
+        """Stores a chunk's events, row errors, counts and checkpoint in one
+        transaction, if the job is still `while_status`; the job after, or
+        None (and nothing stored) when it is not."""
+
+    async def row_errors(self, job_id: str, *, cursor: int | None, limit: int) -> Page[RowError]: ...
+
+    async def delete(self, account: str, job_id: str, *, allowed_from: tuple[str, ...]) -> tuple[BatchJob | None, bool]:
+        """Deletes a job (with its row errors) whose status is in `allowed_from`."""
+
+    async def unfinished(self) -> builtins.list[BatchJob]:
+        """Every job not in a terminal status, oldest first: to resume on start."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    profile_id: str = ""
+    event_name: str = ""
+    job_id: str = ""
+
+
+class EventLog(Protocol):
+    """The event sink. The SQLite log is a transactional outbox: events land
+    in the same transaction as the job checkpoint that produced them, so a
+    relay to Kafka can ship them later, keyed by their deterministic ids."""
+
+    async def append(self, events: builtins.list[Event]) -> int:
+        """Stores events not stored yet (by event id); returns how many were new."""
+
+    async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]: ...
+
+
 class Store(Protocol):
     keys: KeyStore
     idempotency: IdempotencyStore
+    sources: DataSourceStore
+    jobs: JobStore
+    events: EventLog
 
     async def close(self) -> None: ...

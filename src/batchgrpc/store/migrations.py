@@ -40,4 +40,95 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX idempotency_created ON idempotency(created_time)",
     ),
+    # 2: data sources, batch jobs and their row errors, the event log.
+    (
+        """
+        CREATE TABLE data_sources (
+            seq            INTEGER PRIMARY KEY,
+            id             TEXT NOT NULL UNIQUE,
+            kind           TEXT NOT NULL CHECK (kind IN ('file_asset', 'report', 'audience_list')),
+            account        TEXT NOT NULL,
+            name           TEXT NOT NULL,
+            format         TEXT NOT NULL,
+            status         TEXT NOT NULL,
+            tags           TEXT NOT NULL,  -- JSON array
+            event_columns  TEXT NOT NULL,  -- JSON array (audience lists)
+            event_data     TEXT NOT NULL,  -- JSON object (audience lists)
+            size           INTEGER NOT NULL,
+            sha256         TEXT NOT NULL,
+            created_time   REAL NOT NULL,
+            updated_time   REAL NOT NULL,
+            completed_time REAL
+        ) STRICT
+        """,
+        "CREATE INDEX data_sources_account ON data_sources(account, kind, seq)",
+        """
+        CREATE TABLE batch_jobs (
+            seq                INTEGER PRIMARY KEY,
+            id                 TEXT NOT NULL UNIQUE,
+            account            TEXT NOT NULL,
+            name               TEXT NOT NULL,
+            event_name         TEXT NOT NULL,
+            default_event_name TEXT NOT NULL,
+            status             TEXT NOT NULL,
+            tags               TEXT NOT NULL,  -- JSON array
+            event_data         TEXT NOT NULL,  -- JSON object
+            event_columns      TEXT NOT NULL,  -- JSON array
+            columns            TEXT NOT NULL,  -- JSON array of rule objects
+            scopes             TEXT NOT NULL,  -- JSON array
+            source_type        TEXT NOT NULL,
+            source_id          TEXT NOT NULL,
+            source_ref_id      TEXT NOT NULL,  -- the job's own data-source id
+            source_format      TEXT NOT NULL,
+            source_released    INTEGER NOT NULL DEFAULT 0,
+            success_rows       INTEGER NOT NULL DEFAULT 0,
+            failed_rows        INTEGER NOT NULL DEFAULT 0,
+            rows_read          INTEGER NOT NULL DEFAULT 0,
+            error_code         TEXT NOT NULL DEFAULT '',
+            error_message      TEXT NOT NULL DEFAULT '',
+            debug_message      TEXT NOT NULL DEFAULT '',
+            -- The checkpoint: byte offset past, and number of, the last row
+            -- whose outcome is stored. Written with that outcome.
+            next_offset        INTEGER NOT NULL DEFAULT 0,
+            last_row           INTEGER NOT NULL DEFAULT 0,
+            created_time       REAL NOT NULL,
+            started_time       REAL,
+            completed_time     REAL,
+            updated_time       REAL NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX batch_jobs_account ON batch_jobs(account, seq)",
+        "CREATE INDEX batch_jobs_status ON batch_jobs(status)",
+        """
+        CREATE TABLE row_errors (
+            job_id      TEXT NOT NULL,
+            row_number  INTEGER NOT NULL,
+            byte_offset INTEGER NOT NULL,
+            column_name TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            message     TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX row_errors_job ON row_errors(job_id, row_number)",
+        """
+        CREATE TABLE events (
+            seq            INTEGER PRIMARY KEY,
+            event_id       TEXT NOT NULL UNIQUE,
+            account        TEXT NOT NULL,
+            source         TEXT NOT NULL,
+            job_id         TEXT NOT NULL,
+            row_number     INTEGER NOT NULL,
+            event_name     TEXT NOT NULL,
+            event_time     REAL NOT NULL,
+            profile_id     TEXT NOT NULL,
+            identity       TEXT NOT NULL,
+            data           TEXT NOT NULL,  -- JSON object
+            value          REAL,
+            value_currency TEXT NOT NULL,
+            unique_id      TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX events_job ON events(account, job_id, seq)",
+        "CREATE INDEX events_account ON events(account, seq)",
+    ),
 )

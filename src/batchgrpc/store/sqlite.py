@@ -15,8 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from batchgrpc.store import ApiKey, Claim, ClaimState
+from batchgrpc.store import (
+    ApiKey,
+    Claim,
+    ClaimState,
+    DataSourceStore,
+    EventLog,
+    IdempotencyStore,
+    JobStore,
+    KeyStore,
+)
 from batchgrpc.store.migrations import MIGRATIONS
+from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
+from batchgrpc.store.sqlite_tx import transaction
 
 T = TypeVar("T")
 
@@ -59,28 +70,18 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-class _Transaction:
-    """`with tx(conn):` runs the block in one write transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
 class SqliteStore:
     """The `batchgrpc.store.Store` on SQLite."""
 
     def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._executor = executor
-        self.keys = SqliteKeyStore(self)
-        self.idempotency = SqliteIdempotencyStore(self)
+        # Typed as the protocols: that is all the rest of the code may use.
+        self.keys: KeyStore = SqliteKeyStore(self)
+        self.idempotency: IdempotencyStore = SqliteIdempotencyStore(self)
+        self.sources: DataSourceStore = SqliteDataSourceStore(self)
+        self.jobs: JobStore = SqliteJobStore(self)
+        self.events: EventLog = SqliteEventLog(self)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SqliteStore:
@@ -156,14 +157,14 @@ class SqliteKeyStore:
 
     async def create(self, key: ApiKey) -> None:
         def _create(conn: sqlite3.Connection) -> None:
-            with _Transaction(conn):
+            with transaction(conn):
                 _insert_key(conn, key)
 
         await self._store.run(_create)
 
     async def create_if_none(self, key: ApiKey) -> bool:
         def _create(conn: sqlite3.Connection) -> bool:
-            with _Transaction(conn):
+            with transaction(conn):
                 if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
                     return False
                 _insert_key(conn, key)
@@ -191,7 +192,7 @@ class SqliteKeyStore:
 
     async def revoke(self, key_id: str, now: float) -> ApiKey | None:
         def _revoke(conn: sqlite3.Connection) -> ApiKey | None:
-            with _Transaction(conn):
+            with transaction(conn):
                 conn.execute(
                     "UPDATE api_keys SET revoked_time = ? WHERE key_id = ? AND revoked_time IS NULL",
                     (now, key_id),
@@ -210,7 +211,7 @@ class SqliteIdempotencyStore:
         self, account: str, method: str, request_id: str, *, now: float, ttl: float, stale_after: float
     ) -> Claim:
         def _claim(conn: sqlite3.Connection) -> Claim:
-            with _Transaction(conn):
+            with transaction(conn):
                 # Forget what is past the TTL, here rather than in a sweeper:
                 # the index makes it cheap and nothing else needs to run.
                 conn.execute("DELETE FROM idempotency WHERE created_time < ?", (now - ttl,))
@@ -236,7 +237,7 @@ class SqliteIdempotencyStore:
 
     async def complete(self, account: str, method: str, request_id: str, response: bytes, *, now: float) -> None:
         def _complete(conn: sqlite3.Connection) -> None:
-            with _Transaction(conn):
+            with transaction(conn):
                 conn.execute(
                     "UPDATE idempotency SET state = 'done', response = ?, created_time = ?"
                     " WHERE account = ? AND method = ? AND request_id = ?",
@@ -247,7 +248,7 @@ class SqliteIdempotencyStore:
 
     async def release(self, account: str, method: str, request_id: str) -> None:
         def _release(conn: sqlite3.Connection) -> None:
-            with _Transaction(conn):
+            with transaction(conn):
                 conn.execute(
                     "DELETE FROM idempotency WHERE account = ? AND method = ? AND request_id = ? AND state = 'pending'",
                     (account, method, request_id),

@@ -1,0 +1,453 @@
+"""Data sources, batch jobs and the event log on SQLite.
+
+A job's chunk of rows is stored in one transaction: its events (unpacked by
+SQLite's `json_each` from the buffer the Rust core encoded, so Python never
+sees an event), its row errors, its counts and its checkpoint. A crash
+therefore loses a whole chunk or nothing, and a resumed job reads on from the
+checkpoint with its counts exact; event ids are deterministic, so an event
+can never be stored twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from batchgrpc.store import (
+    BatchJob,
+    DataSource,
+    Event,
+    EventFilter,
+    JobChunk,
+    JobFilter,
+    Page,
+    RowError,
+    SourceInUse,
+)
+from batchgrpc.store.sqlite_tx import Runs, transaction
+
+#: Statuses a job never leaves except to EXPIRED (or deletion).
+TERMINAL = ("DONE", "FAILED", "CANCELED", "EXPIRED")
+
+_SOURCE_COLUMNS = (
+    "seq, id, kind, account, name, format, status, tags, event_columns, event_data,"
+    " size, sha256, created_time, updated_time, completed_time"
+)
+
+_JOB_JSON = frozenset({"tags", "event_data", "event_columns", "columns", "scopes"})
+_JOB_FIELDS = (
+    "id",
+    "account",
+    "name",
+    "event_name",
+    "default_event_name",
+    "status",
+    "tags",
+    "event_data",
+    "event_columns",
+    "columns",
+    "scopes",
+    "source_type",
+    "source_id",
+    "source_ref_id",
+    "source_format",
+    "source_released",
+    "success_rows",
+    "failed_rows",
+    "rows_read",
+    "error_code",
+    "error_message",
+    "debug_message",
+    "next_offset",
+    "last_row",
+    "created_time",
+    "started_time",
+    "completed_time",
+    "updated_time",
+)
+_JOB_COLUMNS = "seq, " + ", ".join(_JOB_FIELDS)
+
+_EVENT_FIELDS = (
+    "event_id",
+    "account",
+    "source",
+    "job_id",
+    "row_number",
+    "event_name",
+    "event_time",
+    "profile_id",
+    "identity",
+    "data",
+    "value",
+    "value_currency",
+    "unique_id",
+)
+_EVENT_COLUMNS = "seq, " + ", ".join(_EVENT_FIELDS)
+
+
+def _page(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
+    """Rows fetched with LIMIT limit+1, seq first: the page and the next cursor."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([make(r) for r in rows], rows[-1][0] if more and rows else None)
+
+
+def _source(row: tuple[Any, ...]) -> DataSource:
+    (_, id_, kind, account, name, fmt, status, tags, columns, data, size, sha, created, updated, completed) = row
+    return DataSource(
+        id=id_,
+        kind=kind,
+        account=account,
+        name=name,
+        format=fmt,
+        status=status,
+        tags=tuple(json.loads(tags)),
+        event_columns=tuple(json.loads(columns)),
+        event_data=json.loads(data),
+        size=size,
+        sha256=sha,
+        created_time=created,
+        updated_time=updated,
+        completed_time=completed,
+    )
+
+
+def _job(row: tuple[Any, ...]) -> BatchJob:
+    values = dict(zip(_JOB_FIELDS, row[1:], strict=True))
+    for name in _JOB_JSON:
+        value = json.loads(values[name])
+        values[name] = value if isinstance(value, dict) else tuple(value)
+    values["source_released"] = bool(values["source_released"])
+    return BatchJob(**values)
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(**dict(zip(_EVENT_FIELDS, row[1:], strict=True)))
+
+
+def _encode_job_value(name: str, value: object) -> object:
+    if name in _JOB_JSON:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> int:
+    before = conn.total_changes
+    conn.executemany(
+        f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_FIELDS)}) VALUES ({', '.join('?' * len(_EVENT_FIELDS))})",
+        [tuple(getattr(e, f) for f in _EVENT_FIELDS) for e in events],
+    )
+    return conn.total_changes - before
+
+
+def _get_job(conn: sqlite3.Connection, job_id: str) -> BatchJob | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
+    return _job(row) if row else None
+
+
+class SqliteDataSourceStore:
+    def __init__(self, store: Runs) -> None:
+        self._store = store
+
+    async def create(self, source: DataSource) -> None:
+        def _create(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    f"INSERT INTO data_sources ({_SOURCE_COLUMNS.removeprefix('seq, ')})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        source.id,
+                        source.kind,
+                        source.account,
+                        source.name,
+                        source.format,
+                        source.status,
+                        json.dumps(list(source.tags)),
+                        json.dumps(list(source.event_columns)),
+                        json.dumps(source.event_data),
+                        source.size,
+                        source.sha256,
+                        source.created_time,
+                        source.updated_time,
+                        source.completed_time,
+                    ),
+                )
+
+        await self._store.run(_create)
+
+    async def get(self, account: str, kind: str, source_id: str) -> DataSource | None:
+        def _get(conn: sqlite3.Connection) -> DataSource | None:
+            row = conn.execute(
+                f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
+                (source_id, account, kind),
+            ).fetchone()
+            return _source(row) if row else None
+
+        return await self._store.run(_get)
+
+    async def list(
+        self, account: str, kind: str, *, name: str, tags: tuple[str, ...], cursor: int | None, limit: int
+    ) -> Page[DataSource]:
+        def _list(conn: sqlite3.Connection) -> Page[DataSource]:
+            sql = f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE account = ? AND kind = ?"
+            params: list[object] = [account, kind]
+            if name:
+                sql += " AND name = ?"
+                params.append(name)
+            for tag in tags:
+                sql += " AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"
+                params.append(tag)
+            if cursor is not None:
+                sql += " AND seq < ?"
+                params.append(cursor)
+            rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
+            return _page(rows, limit, _source)
+
+        return await self._store.run(_list)
+
+    async def complete(
+        self, account: str, kind: str, source_id: str, *, expect: str, status: str, size: int, sha256: str, now: float
+    ) -> DataSource | None:
+        def _complete(conn: sqlite3.Connection) -> DataSource | None:
+            with transaction(conn):
+                changed = conn.execute(
+                    "UPDATE data_sources SET status = ?, size = ?, sha256 = ?, updated_time = ?, completed_time = ?"
+                    " WHERE id = ? AND account = ? AND kind = ? AND status = ?",
+                    (status, size, sha256, now, now, source_id, account, kind, expect),
+                ).rowcount
+                if not changed:
+                    return None
+                row = conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ?", (source_id,)).fetchone()
+                return _source(row)
+
+        return await self._store.run(_complete)
+
+    async def delete(self, account: str, kind: str, source_id: str) -> DataSource | None:
+        def _delete(conn: sqlite3.Connection) -> DataSource | None:
+            with transaction(conn):
+                row = conn.execute(
+                    f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
+                    (source_id, account, kind),
+                ).fetchone()
+                if row is None:
+                    return None
+                users = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM batch_jobs WHERE account = ? AND source_id = ?"
+                        f" AND status NOT IN ({', '.join('?' * len(TERMINAL))}) ORDER BY seq",
+                        (account, source_id, *TERMINAL),
+                    )
+                ]
+                if users:
+                    raise SourceInUse(users)
+                conn.execute("DELETE FROM data_sources WHERE id = ?", (source_id,))
+                return _source(row)
+
+        return await self._store.run(_delete)
+
+
+class SqliteJobStore:
+    def __init__(self, store: Runs) -> None:
+        self._store = store
+
+    async def create(self, job: BatchJob, notification: Event) -> None:
+        def _create(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    f"INSERT INTO batch_jobs ({', '.join(_JOB_FIELDS)}) VALUES ({', '.join('?' * len(_JOB_FIELDS))})",
+                    tuple(_encode_job_value(f, getattr(job, f)) for f in _JOB_FIELDS),
+                )
+                _insert_events(conn, [notification])
+
+        await self._store.run(_create)
+
+    async def get(self, job_id: str, account: str | None = None) -> BatchJob | None:
+        def _get(conn: sqlite3.Connection) -> BatchJob | None:
+            job = _get_job(conn, job_id)
+            return job if job and (account is None or job.account == account) else None
+
+        return await self._store.run(_get)
+
+    async def list(self, account: str, where: JobFilter, *, cursor: int | None, limit: int) -> Page[BatchJob]:
+        def _list(conn: sqlite3.Connection) -> Page[BatchJob]:
+            sql = f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE account = ?"
+            params: list[object] = [account]
+            if where.name:
+                sql += " AND name = ?"
+                params.append(where.name)
+            if where.event_name:
+                sql += " AND event_name = ?"
+                params.append(where.event_name)
+            for tag in where.tags:
+                sql += " AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"
+                params.append(tag)
+            if where.statuses:
+                sql += f" AND status IN ({', '.join('?' * len(where.statuses))})"
+                params.extend(where.statuses)
+            if cursor is not None:
+                sql += " AND seq < ?"
+                params.append(cursor)
+            rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
+            return _page(rows, limit, _job)
+
+        return await self._store.run(_list)
+
+    async def update(
+        self, account: str, job_id: str, changes: dict[str, object], *, unless_status: tuple[str, ...], now: float
+    ) -> tuple[BatchJob | None, bool]:
+        assert set(changes) <= {"name", "tags", "scopes"}, changes
+
+        def _update(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
+            with transaction(conn):
+                job = _get_job(conn, job_id)
+                if job is None or job.account != account:
+                    return None, False
+                if job.status in unless_status:
+                    return job, False
+                _set(conn, job_id, {**changes, "updated_time": now})
+                return _get_job(conn, job_id), True
+
+        return await self._store.run(_update)
+
+    async def transition(
+        self,
+        job_id: str,
+        *,
+        allowed_from: tuple[str, ...],
+        to: str,
+        now: float,
+        changes: dict[str, object] | None = None,
+        notification: Callable[[BatchJob], Event] | None = None,
+    ) -> tuple[BatchJob | None, bool]:
+        def _transition(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
+            with transaction(conn):
+                job = _get_job(conn, job_id)
+                if job is None or job.status not in allowed_from:
+                    return job, False
+                _set(conn, job_id, {**(changes or {}), "status": to, "updated_time": now})
+                after = _get_job(conn, job_id)
+                assert after is not None
+                if notification is not None:
+                    _insert_events(conn, [notification(after)])
+                return after, True
+
+        return await self._store.run(_transition)
+
+    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str) -> BatchJob | None:
+        def _record(conn: sqlite3.Connection) -> BatchJob | None:
+            with transaction(conn):
+                row = conn.execute("SELECT status FROM batch_jobs WHERE id = ?", (chunk.job_id,)).fetchone()
+                if row is None or row[0] != while_status:
+                    return None
+                if chunk.good:
+                    # CAST: the buffer arrives as a BLOB, which newer SQLite
+                    # would read as JSONB; as TEXT it is the JSON it is.
+                    conn.execute(
+                        "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name,"
+                        " event_time, profile_id, identity, data, value, value_currency, unique_id)"
+                        " SELECT value->>0, ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
+                        " NULL, '', '' FROM json_each(CAST(? AS TEXT))",
+                        (account, chunk.job_id, chunk.event_time, chunk.encoded),
+                    )
+                if chunk.issues:
+                    conn.executemany(
+                        "INSERT INTO row_errors (job_id, row_number, byte_offset, column_name, reason, message)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [(chunk.job_id, *issue) for issue in chunk.issues],
+                    )
+                conn.execute(
+                    "UPDATE batch_jobs SET rows_read = rows_read + ?, success_rows = success_rows + ?,"
+                    " failed_rows = failed_rows + ?, next_offset = ?, last_row = ?, updated_time = ? WHERE id = ?",
+                    (
+                        chunk.rows,
+                        chunk.good,
+                        chunk.failed,
+                        chunk.next_offset,
+                        chunk.last_row,
+                        chunk.event_time,
+                        chunk.job_id,
+                    ),
+                )
+                return _get_job(conn, chunk.job_id)
+
+        return await self._store.run(_record)
+
+    async def row_errors(self, job_id: str, *, cursor: int | None, limit: int) -> Page[RowError]:
+        def _errors(conn: sqlite3.Connection) -> Page[RowError]:
+            rows = conn.execute(
+                "SELECT rowid, row_number, byte_offset, column_name, reason, message FROM row_errors"
+                " WHERE job_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                (job_id, cursor or 0, limit + 1),
+            ).fetchall()
+            return _page(rows, limit, lambda r: RowError(*r[1:]))
+
+        return await self._store.run(_errors)
+
+    async def delete(self, account: str, job_id: str, *, allowed_from: tuple[str, ...]) -> tuple[BatchJob | None, bool]:
+        def _delete(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
+            with transaction(conn):
+                job = _get_job(conn, job_id)
+                if job is None or job.account != account:
+                    return None, False
+                if job.status not in allowed_from:
+                    return job, False
+                conn.execute("DELETE FROM row_errors WHERE job_id = ?", (job_id,))
+                conn.execute("DELETE FROM batch_jobs WHERE id = ?", (job_id,))
+                return job, True
+
+        return await self._store.run(_delete)
+
+    async def unfinished(self) -> builtins.list[BatchJob]:
+        def _unfinished(conn: sqlite3.Connection) -> builtins.list[BatchJob]:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE status NOT IN ({', '.join('?' * len(TERMINAL))})"
+                " ORDER BY seq",
+                TERMINAL,
+            ).fetchall()
+            return [_job(r) for r in rows]
+
+        return await self._store.run(_unfinished)
+
+
+def _set(conn: sqlite3.Connection, job_id: str, changes: dict[str, object]) -> None:
+    # Column names come from our own code, checked against the schema's list.
+    assert set(changes) <= set(_JOB_FIELDS), changes
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    values = [_encode_job_value(name, value) for name, value in changes.items()]
+    conn.execute(f"UPDATE batch_jobs SET {assignments} WHERE id = ?", (*values, job_id))
+
+
+class SqliteEventLog:
+    def __init__(self, store: Runs) -> None:
+        self._store = store
+
+    async def append(self, events: builtins.list[Event]) -> int:
+        def _append(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                return _insert_events(conn, events)
+
+        return await self._store.run(_append)
+
+    async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]:
+        def _list(conn: sqlite3.Connection) -> Page[Event]:
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE account = ?"
+            params: list[object] = [account]
+            for column, value in (
+                ("job_id", where.job_id),
+                ("profile_id", where.profile_id),
+                ("event_name", where.event_name),
+            ):
+                if value:
+                    sql += f" AND {column} = ?"
+                    params.append(value)
+            # Oldest first: a job's events come back in row order.
+            rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()
+            return _page(rows, limit, _event)
+
+        return await self._store.run(_list)
