@@ -19,7 +19,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest bench-core fuzz fuzz-build clean
+        test-rust test-python stubtest bench-core bench-jobs fuzz fuzz-build clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
+	@echo "make bench-jobs       a batch job end to end through a real server (prints figures)"
 	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60; needs nightly)"
 	@echo "make clean            remove build output and the virtualenv"
 
@@ -117,6 +118,12 @@ bench-core: setup
 	@echo
 	@echo "Peak RSS of the core on a file 10x larger (it must not grow with the file):"
 	python bench/bench_core.py --rows $(BENCH_BIG_ROWS) --runs 1 --only core
+
+bench-jobs: setup
+	python bench/bench_jobs.py --rows $(BENCH_ROWS)
+	@echo
+	@echo "The server's peak RSS on a file 10x larger (it must not grow with the file):"
+	python bench/bench_jobs.py --rows $(BENCH_BIG_ROWS) --runs 1 --no-raw
 
 clean:
 	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache

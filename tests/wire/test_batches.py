@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, json_format
 from grpc import aio
 
+from batchgrpc import server
 from batchgrpc.batches.v6 import batch_job_pb2
 from batchgrpc.events.v1 import event_pb2
 
-from ..conftest import Harness, rich_error
+from ..conftest import Harness, make_config, rich_error
 from .batches_client import Client, status
 
 CSV = (
@@ -435,3 +437,52 @@ async def test_list_filters_and_pages_newest_first(client: Client) -> None:
             batch_job_pb2.ListBatchJobsRequest(page_token="garbage"), metadata=client.metadata
         )
     assert rich_error(caught.value).bad_request.field_violations[0].field == "page_token"  # type: ignore[union-attr]
+
+
+async def test_a_queued_job_waits_for_a_slot_and_can_be_canceled_there(tmp_path: Path) -> None:
+    running = await server.start(make_config(tmp_path / "data", max_running_jobs=1, job_chunk_rows=1000))
+    try:
+        assert running.first_admin_key is not None
+        async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            client = Client(channel, running.first_admin_key.token)
+            big = await client.upload(big_csv(200_000), chunk_size=1 << 20)
+            first = await client.create(big.id)
+            await client.wait_for(first.id, lambda j: status(j) == "IN_PROGRESS")
+            second = await client.create(big.id)
+            queued = await client.wait_for(second.id, lambda j: status(j) == "QUEUED")
+            canceled = (
+                await client.jobs.CancelBatchJob(
+                    batch_job_pb2.CancelBatchJobRequest(batch_id=queued.id), metadata=client.metadata
+                )
+            ).batch_job
+            assert status(canceled) == "CANCELED"
+            assert status(await client.wait(first.id)) == "DONE"
+            after = await client.get(second.id)
+            assert (status(after), after.rows_read, after.started_time.seconds) == ("CANCELED", 0, 0)
+            expired = (
+                await client.jobs.ExpireBatchJob(
+                    batch_job_pb2.ExpireBatchJobRequest(batch_id=second.id), metadata=client.metadata
+                )
+            ).batch_job
+            assert status(expired) == "EXPIRED"
+    finally:
+        await server.stop(running, 0)
+
+
+async def test_row_errors_and_events_come_in_pages(client: Client) -> None:
+    lines = ["id,email,event_name"] + [f"{i},{'bad' if i % 3 == 0 else f'u{i}@example.com'},e" for i in range(1, 751)]
+    done = await client.run(("\n".join(lines) + "\n").encode(), columns=RULES)
+    assert (done.success_rows, done.failed_rows) == (500, 250)
+    pages, token = [], ""
+    while True:
+        page = await client.jobs.ListBatchJobRowErrors(
+            batch_job_pb2.ListBatchJobRowErrorsRequest(batch_id=done.id, page_size=100, page_token=token),
+            metadata=client.metadata,
+        )
+        pages.append([e.row_number for e in page.row_errors])
+        if not (token := page.next_page_token):
+            break
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert [n for p in pages for n in p] == list(range(3, 751, 3))
+    events = await client.events_of(done.id)  # pages of 1,000 until the end
+    assert [e.row_number for e in events] == [i for i in range(1, 751) if i % 3]
