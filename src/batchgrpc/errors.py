@@ -64,6 +64,7 @@ class Reason(enum.StrEnum):
     DATA_SOURCE_IN_USE = "DATA_SOURCE_IN_USE"
     DATA_SOURCE_ALREADY_COMPLETE = "DATA_SOURCE_ALREADY_COMPLETE"
     UPLOAD_IN_PROGRESS = "UPLOAD_IN_PROGRESS"
+    NOT_FOUND = "NOT_FOUND"
     NOT_YET_IMPLEMENTED = "NOT_YET_IMPLEMENTED"
     INTERNAL = "INTERNAL"
 
@@ -254,6 +255,14 @@ class RequestInProgress(BatchgrpcError):
     code = grpc.StatusCode.ABORTED
     reason = Reason.REQUEST_IN_PROGRESS
     default_upstream_code = "request_in_progress"
+
+
+class NotFound(BatchgrpcError):
+    """No such record for this account (another account's is not found either)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = Reason.NOT_FOUND
+    default_upstream_code = "not_found"
 
 
 class BatchJobNotFound(BatchgrpcError):

@@ -26,6 +26,7 @@ from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.v6 import audience_list_pb2, batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.config import Config
 from batchgrpc.events import servicers as events
+from batchgrpc.events.bulk import BulkProcessor
 from batchgrpc.events.v1 import event_bulk_create_job_pb2, event_pb2, profile_pb2
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import CallInterceptor
@@ -65,6 +66,7 @@ class Running:
     #: The admin key created on this start, when the store had no keys.
     first_admin_key: NewKey | None
     runner: JobRunner
+    processor: BulkProcessor
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -105,7 +107,8 @@ async def start(config: Config) -> Running:
         )
         idempotency = Idempotency(store.idempotency, config.idempotency_ttl_seconds)
         batches.register(server, store, files, runner, changes, idempotency)
-        events.register(server, store)
+        processor = BulkProcessor(store)
+        events.register(server, store, processor, idempotency)
         track.register(server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,12 +122,13 @@ async def start(config: Config) -> Running:
         await server.start()
         # Jobs a previous process left unfinished go on from their checkpoints.
         await runner.resume()
+        await processor.resume()
     except BaseException:
         await store.close()
         raise
     for name in ("", *CONTRACT_SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner)
+    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner, processor)
 
 
 async def stop(running: Running, grace_seconds: float) -> None:
@@ -133,6 +137,7 @@ async def stop(running: Running, grace_seconds: float) -> None:
     await running.server.stop(grace_seconds)
     # Jobs stop at a chunk boundary and resume on the next start.
     await running.runner.stop()
+    await running.processor.stop()
     await running.store.close()
 
 

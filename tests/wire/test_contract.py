@@ -150,6 +150,7 @@ SERVED_WITH_EMPTY_REQUEST: set[str] = {
     "/batchgrpc.batches.v6.ReportService/ListReports",
     "/batchgrpc.batches.v6.AudienceListService/ListAudienceLists",
     "/batchgrpc.events.v1.EventService/ListEvents",
+    "/batchgrpc.events.v1.ProfileService/ListProfiles",
 }
 
 

@@ -4,50 +4,162 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
 from batchgrpc import _core, paging
 from batchgrpc.batches.convert import timestamp
-from batchgrpc.errors import FieldViolation, InvalidArgument, NotYetImplemented
+from batchgrpc.batches.sources import new_id
+from batchgrpc.errors import FieldViolation, InvalidArgument, NotFound
+from batchgrpc.events.bulk import BulkProcessor, event_count, rejected_by
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
-from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc, event_pb2, event_pb2_grpc, profile_pb2_grpc
+from batchgrpc.events.v1 import (
+    event_bulk_create_job_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
+)
+from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal
-from batchgrpc.pending import pending
-from batchgrpc.store import Event, EventFilter, Store
-
-_READS = "profiles are not built yet"
+from batchgrpc.store import BulkJob, Event, EventFilter, Profile, Store
 
 
-def validate_bulk_request(request: bulk_pb2.CreateEventBulkCreateJobRequest) -> None:
+def bulk_violations(request: bulk_pb2.CreateEventBulkCreateJobRequest, now: float) -> list[tuple[str, str, str]]:
     """Upstream's rules, all at once: the 5 MB / 1,000-event limits fail the
-    request first; then every violation is listed with its JSON:API pointer."""
-    violations = _core.validate_bulk_request(request.SerializeToString(), time.time())
-    if violations:
-        raise InvalidArgument(
-            f"The payload provided in the request is invalid: {len(violations)} problem(s), "
-            "each listed with its JSON:API pointer.",
-            violations=[FieldViolation(pointer, message, reason) for pointer, reason, message in violations],
-        )
+    request first (raised); then every violation with its JSON:API pointer."""
+    return _core.validate_bulk_request(request.SerializeToString(), now)
+
+
+def invalid(violations: list[tuple[str, str, str]]) -> InvalidArgument:
+    return InvalidArgument(
+        f"The payload provided in the request is invalid: {len(violations)} problem(s), "
+        "each listed with its JSON:API pointer.",
+        violations=[FieldViolation(pointer, message, reason) for pointer, reason, message in violations],
+    )
+
+
+def bulk_job_message(job: BulkJob) -> bulk_pb2.EventBulkCreateJob:
+    return bulk_pb2.EventBulkCreateJob(
+        id=job.id,
+        status=job.status,
+        event_count=job.event_count,
+        accepted_count=job.accepted_count,
+        deduplicated_count=job.deduplicated_count,
+        rejected_count=job.rejected_count,
+        errors=[bulk_pb2.BulkError(pointer=p, reason=r, message=m) for p, r, m in job.errors],
+        created_time=timestamp(job.created_time),
+        completed_time=timestamp(job.completed_time),
+    )
 
 
 class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJobServiceServicer):
+    def __init__(
+        self, store: Store, processor: BulkProcessor, idempotency: Idempotency, clock: Callable[[], float]
+    ) -> None:
+        self._store = store
+        self._processor = processor
+        self._idempotency = idempotency
+        self._clock = clock
+
     async def CreateEventBulkCreateJob(
         self, request: bulk_pb2.CreateEventBulkCreateJobRequest, context: Context
     ) -> bulk_pb2.CreateEventBulkCreateJobResponse:
-        validate_bulk_request(request)
-        raise NotYetImplemented(
-            "EventBulkCreateJobService.CreateEventBulkCreateJob is in the contract but not served yet: "
-            "the request is valid, but storing and ingesting it is not built yet; nothing was stored."
+        account = current_principal().account
+        now = self._clock()
+        violations = bulk_violations(request, now)
+        rejected_events = 0
+        if violations:
+            # All or nothing, as upstream; with partial_success, the items
+            # and events the violations point into are left out instead.
+            whole = [v for v in violations if rejected_by(v[0]) is None]
+            if not request.partial_success or whole:
+                raise invalid(whole or violations)
+            items = request.data.attributes.events_bulk_create.data
+            rejected = {hit for v in violations if (hit := rejected_by(v[0])) is not None}
+            rejected_events = sum(
+                1
+                for i, item in enumerate(items)
+                for j in range(len(item.attributes.events.data))
+                if (i, None) in rejected or (i, j) in rejected
+            )
+
+        async def create() -> bulk_pb2.CreateEventBulkCreateJobResponse:
+            job = BulkJob(
+                id=new_id("bulk"),
+                account=account,
+                status="QUEUED",
+                event_count=event_count(request),
+                accepted_count=0,
+                deduplicated_count=0,
+                rejected_count=rejected_events,
+                errors=tuple(violations),
+                created_time=now,
+                completed_time=None,
+                request=request.SerializeToString(),
+            )
+            # Durable before the answer: the processor may run after a crash.
+            await self._store.bulk_jobs.create(job)
+            self._processor.submit(job.id)
+            return bulk_pb2.CreateEventBulkCreateJobResponse(event_bulk_create_job=bulk_job_message(job))
+
+        return await self._idempotency.once(
+            account=account,
+            method="CreateEventBulkCreateJob",
+            request_id=request.request_id,
+            response_type=bulk_pb2.CreateEventBulkCreateJobResponse,
+            create=create,
         )
 
-    GetEventBulkCreateJob = pending("EventBulkCreateJobService.GetEventBulkCreateJob", "bulk jobs are not built yet")
+    async def GetEventBulkCreateJob(
+        self, request: bulk_pb2.GetEventBulkCreateJobRequest, context: Context
+    ) -> bulk_pb2.GetEventBulkCreateJobResponse:
+        job = await self._store.bulk_jobs.get(current_principal().account, request.id)
+        if job is None:
+            raise NotFound("Bulk create job not found", metadata={"id": request.id})
+        return bulk_pb2.GetEventBulkCreateJobResponse(event_bulk_create_job=bulk_job_message(job))
+
+
+def profile_message(profile: Profile) -> profile_pb2.Profile:
+    attributes = dict(profile.attributes)
+    kx = attributes.pop("_kx", "")
+    message = profile_pb2.Profile(
+        id=profile.id,
+        customer_ids=profile.customer_ids,
+        created_time=timestamp(profile.created_time),
+        updated_time=timestamp(profile.updated_time),
+    )
+    json_format.ParseDict(attributes, message.attributes, ignore_unknown_fields=True)
+    message.attributes.kx = kx
+    return message
 
 
 class ProfileService(profile_pb2_grpc.ProfileServiceServicer):
-    GetProfile = pending("ProfileService.GetProfile", _READS)
-    ListProfiles = pending("ProfileService.ListProfiles", _READS)
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def GetProfile(
+        self, request: profile_pb2.GetProfileRequest, context: Context
+    ) -> profile_pb2.GetProfileResponse:
+        profile = await self._store.profiles.get(current_principal().account, request.id)
+        if profile is None:
+            raise NotFound("Profile not found", metadata={"id": request.id})
+        return profile_pb2.GetProfileResponse(profile=profile_message(profile))
+
+    async def ListProfiles(
+        self, request: profile_pb2.ListProfilesRequest, context: Context
+    ) -> profile_pb2.ListProfilesResponse:
+        page = await self._store.profiles.list(
+            current_principal().account,
+            {"email": request.email, "phone_number": request.phone_number, "external_id": request.external_id},
+            cursor=paging.decode(request.page_token),
+            limit=paging.page_size(request.page_size),
+        )
+        return profile_pb2.ListProfilesResponse(
+            profiles=[profile_message(p) for p in page.items], next_page_token=paging.encode(page.next_cursor)
+        )
 
 
 def event_message(event: Event) -> event_pb2.Event:
@@ -87,7 +199,15 @@ class EventService(event_pb2_grpc.EventServiceServicer):
         )
 
 
-def register(server: aio.Server, store: Store) -> None:
-    event_bulk_create_job_pb2_grpc.add_EventBulkCreateJobServiceServicer_to_server(EventBulkCreateJobService(), server)
-    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), server)
+def register(
+    server: aio.Server,
+    store: Store,
+    processor: BulkProcessor,
+    idempotency: Idempotency,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    event_bulk_create_job_pb2_grpc.add_EventBulkCreateJobServiceServicer_to_server(
+        EventBulkCreateJobService(store, processor, idempotency, clock), server
+    )
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(store), server)
     event_pb2_grpc.add_EventServiceServicer_to_server(EventService(store), server)

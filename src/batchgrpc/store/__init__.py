@@ -10,8 +10,8 @@ from __future__ import annotations
 import builtins
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -300,11 +300,136 @@ class EventLog(Protocol):
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]: ...
 
 
+@dataclass(frozen=True)
+class Profile:
+    """One person. `attributes` holds the identifier and profile fields by
+    their upstream names, `location` and `properties` as objects."""
+
+    id: str
+    account: str
+    attributes: dict[str, Any]
+    customer_ids: dict[str, str]
+    created_time: float
+    updated_time: float
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    """What one request says about one person. The store finds the profile
+    by any identifier (merging profiles that turn out to be one person) or
+    creates it, then applies the changes."""
+
+    #: email, phone_number, external_id, anonymous_id, _kx -> value.
+    identifiers: dict[str, str] = field(default_factory=dict)
+    #: Tracking customer ids (registered, cookie, ...) -> value; identifiers too.
+    customer_ids: dict[str, str] = field(default_factory=dict)
+    #: A profile id the caller already knows.
+    profile_id: str = ""
+    #: Attribute changes (first_name, location, ...); location merges by key.
+    attributes: dict[str, Any] = field(default_factory=dict)
+    #: Property changes, merged over the stored properties.
+    properties: dict[str, Any] = field(default_factory=dict)
+    #: patch_properties: append values to list properties, remove values
+    #: from them, unset keys.
+    append: dict[str, Any] = field(default_factory=dict)
+    unappend: dict[str, Any] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    #: When the change happened, for tracking's update_timestamp: a change
+    #: older than the stored value's never overwrites it. None: now.
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event of a profile the store resolves. Its id is derived from the
+    profile, the name and `dedup_key`, so a repeat is stored once."""
+
+    event_name: str
+    event_time: float
+    data: str
+    dedup_key: str
+    source: str
+    job_id: str = ""
+    row_number: int = 0
+    value: float | None = None
+    value_currency: str = ""
+    unique_id: str = ""
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    profile: ProfileUpdate
+    events: tuple[NewEvent, ...] = ()
+    #: Where the item is in its request, for the errors of a job.
+    pointer: str = ""
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """Per item: the profile id, or why the item could not be applied."""
+
+    profile_id: str = ""
+    error: str = ""
+    accepted: int = 0
+    deduplicated: int = 0
+
+
+@dataclass(frozen=True)
+class BulkJob:
+    id: str
+    account: str
+    status: str
+    event_count: int
+    accepted_count: int
+    deduplicated_count: int
+    rejected_count: int
+    #: (JSON:API pointer, reason, message) per problem.
+    errors: tuple[tuple[str, str, str], ...]
+    created_time: float
+    completed_time: float | None
+    #: The serialized request, kept until it is processed.
+    request: bytes = b""
+
+
+class ProfileStore(Protocol):
+    async def ingest(self, account: str, items: builtins.list[IngestItem], now: float) -> builtins.list[IngestOutcome]:
+        """Applies every item in one transaction; an item that cannot be
+        applied (an unknown profile id alone) changes nothing of its own."""
+
+    async def get(self, account: str, profile_id: str) -> Profile | None:
+        """The profile (following merges), or None."""
+
+    async def list(
+        self, account: str, identifiers: dict[str, str], *, cursor: int | None, limit: int
+    ) -> Page[Profile]: ...
+
+
+class BulkJobStore(Protocol):
+    async def create(self, job: BulkJob) -> None: ...
+
+    async def get(self, account: str, job_id: str) -> BulkJob | None: ...
+
+    async def start(self, job_id: str, now: float) -> BulkJob | None:
+        """QUEUED -> PROCESSING; None when the job is not QUEUED or PROCESSING."""
+
+    async def complete(
+        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float
+    ) -> tuple[BulkJob, builtins.list[IngestOutcome]]:
+        """Ingests `items` and marks the job COMPLETE with its counts, in one
+        transaction (a crash leaves the job to be processed again, whole)."""
+
+    async def fail(self, job_id: str, message: str, now: float) -> None: ...
+
+    async def unfinished(self) -> builtins.list[BulkJob]: ...
+
+
 class Store(Protocol):
     keys: KeyStore
     idempotency: IdempotencyStore
     sources: DataSourceStore
     jobs: JobStore
     events: EventLog
+    profiles: ProfileStore
+    bulk_jobs: BulkJobStore
 
     async def close(self) -> None: ...

@@ -131,4 +131,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_job ON events(account, job_id, seq)",
         "CREATE INDEX events_account ON events(account, seq)",
     ),
+    # 3: profiles and their identifiers, bulk create jobs, event lookups.
+    (
+        """
+        CREATE TABLE profiles (
+            seq            INTEGER PRIMARY KEY,
+            id             TEXT NOT NULL UNIQUE,
+            account        TEXT NOT NULL,
+            attributes     TEXT NOT NULL,  -- JSON object, upstream names
+            attribute_time TEXT NOT NULL,  -- JSON object: attribute -> time of its value
+            customer_ids   TEXT NOT NULL,  -- JSON object
+            merged_into    TEXT,           -- set when merged into another profile
+            created_time   REAL NOT NULL,
+            updated_time   REAL NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX profiles_account ON profiles(account, seq)",
+        """
+        CREATE TABLE profile_identifiers (
+            account    TEXT NOT NULL,
+            kind       TEXT NOT NULL,  -- email, phone_number, ..., or customer:<name>
+            value      TEXT NOT NULL,
+            profile_id TEXT NOT NULL,
+            PRIMARY KEY (account, kind, value)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX profile_identifiers_profile ON profile_identifiers(profile_id)",
+        """
+        CREATE TABLE bulk_jobs (
+            seq                INTEGER PRIMARY KEY,
+            id                 TEXT NOT NULL UNIQUE,
+            account            TEXT NOT NULL,
+            status             TEXT NOT NULL,
+            event_count        INTEGER NOT NULL,
+            accepted_count     INTEGER NOT NULL DEFAULT 0,
+            deduplicated_count INTEGER NOT NULL DEFAULT 0,
+            rejected_count     INTEGER NOT NULL DEFAULT 0,
+            errors             TEXT NOT NULL,  -- JSON array of [pointer, reason, message]
+            request            BLOB NOT NULL,
+            created_time       REAL NOT NULL,
+            completed_time     REAL
+        ) STRICT
+        """,
+        "CREATE INDEX bulk_jobs_status ON bulk_jobs(status)",
+        "CREATE INDEX events_profile ON events(account, profile_id, seq)",
+        "CREATE INDEX events_name ON events(account, event_name, seq)",
+    ),
 )

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from batchgrpc.store import (
     ApiKey,
+    BulkJobStore,
     Claim,
     ClaimState,
     DataSourceStore,
@@ -24,9 +25,11 @@ from batchgrpc.store import (
     IdempotencyStore,
     JobStore,
     KeyStore,
+    ProfileStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
+from batchgrpc.store.sqlite_profiles import SqliteBulkJobStore, SqliteProfileStore
 from batchgrpc.store.sqlite_tx import transaction
 
 T = TypeVar("T")
@@ -86,6 +89,8 @@ class SqliteStore:
         self.sources: DataSourceStore = SqliteDataSourceStore(self)
         self.jobs: JobStore = SqliteJobStore(self)
         self.events: EventLog = SqliteEventLog(self)
+        self.profiles: ProfileStore = SqliteProfileStore(self)
+        self.bulk_jobs: BulkJobStore = SqliteBulkJobStore(self)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SqliteStore:

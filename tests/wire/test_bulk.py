@@ -1,0 +1,315 @@
+"""Bulk create events end to end: jobs, profiles, dedup, partial success."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from grpc import aio
+
+from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
+from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc as bulk_grpc
+from batchgrpc.events.v1 import event_pb2, event_pb2_grpc, profile_pb2, profile_pb2_grpc
+
+from ..conftest import REVISION, Harness, rich_error
+
+#: The seed's body with its placeholders filled in (and each event's
+#: `properties`, which the spec requires and the seed leaves out).
+SEED_BODY: dict[str, Any] = {
+    "data": {
+        "type": "event-bulk-create-job",
+        "attributes": {
+            "events-bulk-create": {
+                "data": [
+                    {
+                        "type": "event-bulk-create",
+                        "attributes": {
+                            "profile": {
+                                "data": {
+                                    "type": "profile",
+                                    "attributes": {
+                                        "email": "sarah.mason@klaviyo-demo.com",
+                                        "phone_number": "+15005550006",
+                                        "external_id": "ext-1",
+                                        "_kx": "kx-1",
+                                        "first_name": "Sarah",
+                                        "last_name": "Mason",
+                                        "location": {
+                                            "city": "Boston",
+                                            "country": "United States",
+                                            "latitude": "42.36",
+                                            "longitude": -71.06,
+                                        },
+                                        "properties": {"plan": "gold"},
+                                    },
+                                    "meta": {"patch_properties": {"unset": "stale"}},
+                                }
+                            },
+                            "events": {
+                                "data": [
+                                    {
+                                        "type": "event",
+                                        "attributes": {
+                                            "properties": {"item": "shoes"},
+                                            "metric": {
+                                                "data": {"type": "metric", "attributes": {"name": "Placed Order"}}
+                                            },
+                                            "time": "2026-11-01T10:00:00Z",
+                                            "value": 9.99,
+                                            "value_currency": "USD",
+                                            "unique_id": "order-1",
+                                        },
+                                    },
+                                    {
+                                        "type": "event",
+                                        "attributes": {
+                                            "properties": {"item": "hat"},
+                                            "metric": {
+                                                "data": {"type": "metric", "attributes": {"name": "Placed Order"}}
+                                            },
+                                            "time": "2026-11-01T10:05:00Z",
+                                            "unique_id": "order-2",
+                                        },
+                                    },
+                                ]
+                            },
+                        },
+                    },
+                    {
+                        "type": "event-bulk-create",
+                        "attributes": {
+                            "profile": {"data": {"type": "profile", "attributes": {"email": "bob@example.com"}}},
+                            "events": {
+                                "data": [
+                                    {
+                                        "type": "event",
+                                        "attributes": {
+                                            "properties": {},
+                                            "metric": {"data": {"type": "metric", "attributes": {"name": "Viewed"}}},
+                                            "time": "2026-11-02T08:00:00Z",
+                                        },
+                                    }
+                                ]
+                            },
+                        },
+                    },
+                ]
+            }
+        },
+    }
+}
+
+
+def request(body: dict[str, Any], **fields: Any) -> bulk_pb2.CreateEventBulkCreateJobRequest:
+    message = json_format.ParseDict(body, bulk_pb2.CreateEventBulkCreateJobRequest())
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return message
+
+
+class Bulk:
+    def __init__(self, harness: Harness, token: str | None = None) -> None:
+        self.metadata = (("authorization", f"Klaviyo-API-Key {token or harness.admin.token}"), REVISION)
+        self.jobs = bulk_grpc.EventBulkCreateJobServiceStub(harness.channel)
+        self.profiles = profile_pb2_grpc.ProfileServiceStub(harness.channel)
+        self.events = event_pb2_grpc.EventServiceStub(harness.channel)
+
+    async def create(self, message: bulk_pb2.CreateEventBulkCreateJobRequest) -> bulk_pb2.EventBulkCreateJob:
+        return (await self.jobs.CreateEventBulkCreateJob(message, metadata=self.metadata)).event_bulk_create_job
+
+    async def done(self, job_id: str) -> bulk_pb2.EventBulkCreateJob:
+        async with asyncio.timeout(30):
+            while True:
+                job = (
+                    await self.jobs.GetEventBulkCreateJob(
+                        bulk_pb2.GetEventBulkCreateJobRequest(id=job_id), metadata=self.metadata
+                    )
+                ).event_bulk_create_job
+                if job.Status.Name(job.status) in ("COMPLETE", "FAILED"):
+                    return job
+                await asyncio.sleep(0.01)
+
+    async def run(self, message: bulk_pb2.CreateEventBulkCreateJobRequest) -> bulk_pb2.EventBulkCreateJob:
+        return await self.done((await self.create(message)).id)
+
+    async def profiles_by(self, **identifiers: str) -> list[profile_pb2.Profile]:
+        page = await self.profiles.ListProfiles(profile_pb2.ListProfilesRequest(**identifiers), metadata=self.metadata)
+        return list(page.profiles)
+
+    async def events_of(self, **filters: str) -> list[event_pb2.Event]:
+        page = await self.events.ListEvents(
+            event_pb2.ListEventsRequest(page_size=1000, **filters), metadata=self.metadata
+        )
+        return list(page.events)
+
+
+@pytest.fixture
+def bulk(harness: Harness) -> Bulk:
+    return Bulk(harness)
+
+
+async def test_the_seed_body_creates_a_job_profiles_and_events(bulk: Bulk) -> None:
+    created = await bulk.create(request(SEED_BODY))
+    assert (created.Status.Name(created.status), created.event_count) == ("QUEUED", 3)
+    job = await bulk.done(created.id)
+    assert job.Status.Name(job.status) == "COMPLETE"
+    assert (job.accepted_count, job.deduplicated_count, job.rejected_count) == (3, 0, 0)
+    assert job.completed_time.seconds
+
+    [sarah] = await bulk.profiles_by(email="sarah.mason@klaviyo-demo.com")
+    a = sarah.attributes
+    assert (a.first_name, a.phone_number, a.external_id, a.kx, a.location.city) == (
+        "Sarah",
+        "+15005550006",
+        "ext-1",
+        "kx-1",
+        "Boston",
+    )
+    assert json_format.MessageToDict(a.properties) == {"plan": "gold"}
+    got = (await bulk.profiles.GetProfile(profile_pb2.GetProfileRequest(id=sarah.id), metadata=bulk.metadata)).profile
+    assert got == sarah
+    events = await bulk.events_of(profile_id=sarah.id)
+    assert [(e.event_name, e.unique_id, e.value, e.value_currency) for e in events] == [
+        ("Placed Order", "order-1", 9.99, "USD"),
+        ("Placed Order", "order-2", 0.0, ""),
+    ]
+    assert events[0].source == events[0].Source.BULK_CREATE
+    assert events[0].job_id == job.id
+    assert events[0].event_time.ToSeconds() == datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()
+    assert json_format.MessageToDict(events[1].data) == {"item": "hat"}
+    assert len(await bulk.events_of(metric="Viewed")) == 1
+
+
+async def test_a_rejected_request_stores_nothing(bulk: Bulk) -> None:
+    body = copy.deepcopy(SEED_BODY)
+    items = body["data"]["attributes"]["events-bulk-create"]["data"]
+    items[1]["attributes"]["profile"]["data"]["attributes"]["email"] = "not-an-email"
+    items[0]["attributes"]["events"]["data"][1]["attributes"]["value_currency"] = "XYZ"
+    with pytest.raises(aio.AioRpcError) as caught:
+        await bulk.create(request(body))
+    error = rich_error(caught.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in error.bad_request.field_violations] == [  # type: ignore[union-attr]
+        "/data/attributes/events-bulk-create/data/0/attributes/events/data/1/attributes/value_currency",
+        "/data/attributes/events-bulk-create/data/1/attributes/profile/data/attributes/email",
+    ]
+    assert await bulk.profiles_by() == []
+    assert await bulk.events_of() == []
+
+
+async def test_partial_success_keeps_the_good_items_and_lists_the_bad(bulk: Bulk) -> None:
+    body = copy.deepcopy(SEED_BODY)
+    items = body["data"]["attributes"]["events-bulk-create"]["data"]
+    items[0]["attributes"]["events"]["data"][1]["attributes"]["value_currency"] = "XYZ"
+    items[1]["attributes"]["profile"]["data"]["attributes"]["email"] = "not-an-email"
+    created = await bulk.create(request(body, partial_success=True))
+    assert (created.event_count, created.rejected_count) == (3, 2)
+    job = await bulk.done(created.id)
+    assert (job.accepted_count, job.deduplicated_count, job.rejected_count) == (1, 0, 2)
+    assert [(e.pointer, e.reason) for e in job.errors] == [
+        (
+            "/data/attributes/events-bulk-create/data/0/attributes/events/data/1/attributes/value_currency",
+            "INVALID_CURRENCY",
+        ),
+        ("/data/attributes/events-bulk-create/data/1/attributes/profile/data/attributes/email", "INVALID_EMAIL"),
+    ]
+    assert [e.unique_id for e in await bulk.events_of()] == ["order-1"]
+    assert await bulk.profiles_by(email="not-an-email") == []
+
+
+def one_event(email: str, metric: str, time: str, unique_id: str = "") -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "properties": {},
+        "metric": {"data": {"type": "metric", "attributes": {"name": metric}}},
+        "time": time,
+    }
+    if unique_id:
+        event["unique_id"] = unique_id
+    return {
+        "type": "event-bulk-create",
+        "attributes": {
+            "profile": {"data": {"type": "profile", "attributes": {"email": email}}},
+            "events": {"data": [{"type": "event", "attributes": event}]},
+        },
+    }
+
+
+def body_of(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": list(items)}}}}
+
+
+async def test_dedup_within_and_across_requests_is_counted(bulk: Bulk) -> None:
+    t = "2026-11-01T10:00:00Z"
+    first = await bulk.run(
+        request(
+            body_of(
+                one_event("a@example.com", "Viewed", t),
+                one_event("a@example.com", "Viewed", "2026-11-01T10:00:00.700Z"),  # same second: one event
+                one_event("a@example.com", "Viewed", t, "u-1"),
+                one_event("b@example.com", "Viewed", t),  # another profile
+            )
+        )
+    )
+    assert (first.accepted_count, first.deduplicated_count) == (3, 1)
+    again = await bulk.run(
+        request(
+            body_of(
+                one_event("a@example.com", "Viewed", "2026-11-01T11:00:00Z", "u-1"),  # unique_id seen before
+                one_event("a@example.com", "Clicked", t),  # another metric
+            )
+        )
+    )
+    assert (again.accepted_count, again.deduplicated_count) == (1, 1)
+    assert len(await bulk.events_of()) == 4
+
+
+async def test_profiles_merge_by_any_identifier_and_patch_properties(bulk: Bulk) -> None:
+    def profile_item(attributes: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        item = one_event("", "Seen", "2026-11-01T10:00:00Z")
+        data: dict[str, Any] = {"type": "profile", "attributes": attributes}
+        if meta:
+            data["meta"] = meta
+        item["attributes"]["profile"]["data"] = data
+        return item
+
+    await bulk.run(request(body_of(profile_item({"email": "p@example.com", "properties": {"tags": ["a"], "x": 1}}))))
+    await bulk.run(request(body_of(profile_item({"phone_number": "+15005550006", "first_name": "Pat"}))))
+    assert len(await bulk.profiles_by()) == 2
+    # One request naming both identifiers: one person.
+    await bulk.run(
+        request(
+            body_of(
+                profile_item(
+                    {"email": "p@example.com", "phone_number": "+15005550006", "last_name": "Lee"},
+                    {"patch_properties": {"append": {"tags": "b"}, "unset": ["x"]}},
+                )
+            )
+        )
+    )
+    [person] = await bulk.profiles_by()
+    assert (person.attributes.first_name, person.attributes.last_name) == ("Pat", "Lee")
+    assert json_format.MessageToDict(person.attributes.properties) == {"tags": ["a", "b"]}
+    assert {e.profile_id for e in await bulk.events_of()} == {person.id}
+    assert [p.id for p in await bulk.profiles_by(phone_number="+15005550006")] == [person.id]
+
+
+async def test_jobs_are_tenant_scoped_and_create_is_idempotent(harness: Harness, bulk: Bulk) -> None:
+    first = await bulk.create(request(SEED_BODY, request_id="b-1"))
+    again = await bulk.create(request(SEED_BODY, request_id="b-1"))
+    assert first.id == again.id
+    await bulk.done(first.id)
+    other = Bulk(harness, (await harness.key(["events:read", "events:write"], account="other")).token)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await other.done(first.id)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert await other.profiles_by() == []
+    assert await other.events_of() == []
+    [sarah] = await bulk.profiles_by(email="sarah.mason@klaviyo-demo.com")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await other.profiles.GetProfile(profile_pb2.GetProfileRequest(id=sarah.id), metadata=other.metadata)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
