@@ -88,7 +88,7 @@ _EVENT_FIELDS = (
 _EVENT_COLUMNS = "seq, " + ", ".join(_EVENT_FIELDS)
 
 
-def _page(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
+def page_of(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
     """Rows fetched with LIMIT limit+1, seq first: the page and the next cursor."""
     more = len(rows) > limit
     rows = rows[:limit]
@@ -206,7 +206,7 @@ class SqliteDataSourceStore:
                 sql += " AND seq < ?"
                 params.append(cursor)
             rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
-            return _page(rows, limit, _source)
+            return page_of(rows, limit, _source)
 
         return await self._store.run(_list)
 
@@ -294,7 +294,7 @@ class SqliteJobStore:
                 sql += " AND seq < ?"
                 params.append(cursor)
             rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
-            return _page(rows, limit, _job)
+            return page_of(rows, limit, _job)
 
         return await self._store.run(_list)
 
@@ -385,7 +385,7 @@ class SqliteJobStore:
                 " WHERE job_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
                 (job_id, cursor or 0, limit + 1),
             ).fetchall()
-            return _page(rows, limit, lambda r: RowError(*r[1:]))
+            return page_of(rows, limit, lambda r: RowError(*r[1:]))
 
         return await self._store.run(_errors)
 
@@ -448,6 +448,6 @@ class SqliteEventLog:
                     params.append(value)
             # Oldest first: a job's events come back in row order.
             rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()
-            return _page(rows, limit, _event)
+            return page_of(rows, limit, _event)
 
         return await self._store.run(_list)

@@ -28,6 +28,7 @@ from batchgrpc.store import (
     Profile,
     ProfileUpdate,
 )
+from batchgrpc.store.sqlite_jobs import page_of
 from batchgrpc.store.sqlite_tx import Runs, transaction
 
 _PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
@@ -250,9 +251,7 @@ class SqliteProfileStore:
                     )
                     params += [account, kind, value]
             rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page([_profile(r) for r in rows], rows[-1][0] if more and rows else None)
+            return page_of(rows, limit, _profile)
 
         return await self._store.run(_list)
 
