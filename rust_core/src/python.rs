@@ -91,6 +91,45 @@ fn validate_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<
     Ok(py.detach(move || track::validate_batch(&request, now))?)
 }
 
+/// One tracking command, checked and normalized by the core.
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct TrackCommand {
+    /// Route name.
+    name: String,
+    /// The command's `command_id`, when sent.
+    command_id: Option<String>,
+    /// `(field, message)` per problem, in upstream's words; empty when valid.
+    errors: Vec<(String, String)>,
+    /// The usable customer ids, by id name.
+    customer_ids: HashMap<String, String>,
+    /// The properties as JSON object text.
+    properties: String,
+    /// `update_timestamp` or `timestamp` in Unix seconds, when sent.
+    time: Option<f64>,
+    /// The event type of `customers/events`.
+    event_type: String,
+}
+
+/// Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
+/// rules and normalizes each command: ids, times in seconds, properties as
+/// JSON text. A batch that fails as a whole raises.
+#[pyfunction]
+fn prepare_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<Vec<TrackCommand>> {
+    let prepared = py.detach(move || track::prepare_batch(&request, now))?;
+    Ok(prepared
+        .into_iter()
+        .map(|p| TrackCommand {
+            name: p.name,
+            command_id: p.command_id,
+            errors: p.errors.into_iter().map(|e| (e.field, e.message)).collect(),
+            customer_ids: p.customer_ids.into_iter().collect(),
+            properties: p.properties,
+            time: p.time,
+            event_type: p.event_type,
+        })
+        .collect())
+}
+
 /// Validates a serialized `batchgrpc.events.v1.CreateEventBulkCreateJobRequest`
 /// with Klaviyo's rules: every violation as `(pointer, reason, message)`,
 /// empty when valid. `now` is Unix seconds, for the time window.
@@ -428,10 +467,12 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_job_spec, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(validate_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(validate_bulk_request, m)?)?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;
+    m.add_class::<TrackCommand>()?;
     m.add(
         "BULK_EVENTS_MAX_REQUEST_BYTES",
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,

@@ -77,107 +77,214 @@ pub fn is_valid_id(value: &Value) -> bool {
     text.chars().any(char::is_alphanumeric) && text != "null" && text != "undefined"
 }
 
-fn check_ids(data: &Map<String, Value>, errors: &mut Vec<String>) {
-    match data.get("customer_ids") {
-        Some(Value::Object(ids)) if !ids.is_empty() => {
-            if !ids.values().any(is_valid_id) {
-                errors.push(NO_VALID_ID.to_owned());
-            }
-        }
-        _ => errors.push(NO_ID.to_owned()),
+/// One problem with a command: the body field it is about (`customer_ids`,
+/// `properties.<name>`, empty for the command as a whole) and upstream's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path of the field in the command's `data`.
+    pub field: String,
+    /// Upstream's words.
+    pub message: String,
+}
+
+fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        field: field.into(),
+        message: message.into(),
     }
 }
 
-/// Checks a timestamp: Unix seconds (a float) or ISO-8601, from 1970 to a
-/// year ahead of `now`. A millisecond value is named as such.
-fn check_time(field: &str, value: &Value, now: f64, errors: &mut Vec<String>) {
+/// An id as the text the store keys on: numbers without a spurious `.0`.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(format!("{}", f as i64)),
+            Some(f) => Some(f.to_string()),
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+/// The usable ids of a command, in the order sent; an error when none is.
+fn customer_ids(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(String, String)> {
+    match data.get("customer_ids") {
+        Some(Value::Object(ids)) if !ids.is_empty() => {
+            let usable: Vec<(String, String)> = ids
+                .iter()
+                .filter(|(_, value)| is_valid_id(value))
+                .filter_map(|(name, value)| Some((name.clone(), id_text(value)?)))
+                .collect();
+            if usable.is_empty() {
+                errors.push(problem("customer_ids", NO_VALID_ID));
+            }
+            usable
+        }
+        _ => {
+            errors.push(problem("customer_ids", NO_ID));
+            Vec::new()
+        }
+    }
+}
+
+/// A timestamp as Unix seconds: a float or ISO-8601, from 1970 to a year
+/// ahead of `now`. A millisecond value is named as such.
+fn seconds(field: &str, value: &Value, now: f64, errors: &mut Vec<Problem>) -> Option<f64> {
     let seconds = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => parse_timestamp(s),
-        Value::Null => return,
+        Value::Null => return None,
         _ => None,
     };
-    match seconds {
-        None => errors.push(format!(
+    let message = match seconds {
+        None => format!(
             "Field '{field}' must be a number of seconds since 1970 or an ISO-8601 date-time."
-        )),
-        Some(s) if s > now + YEAR && s / 1000.0 <= now + YEAR => errors.push(format!(
-            "Field '{field}' looks like milliseconds; it must be in seconds."
-        )),
-        Some(s) if !(0.0..=now + YEAR).contains(&s) => errors.push(format!(
-            "Field '{field}' is out of range: it must be between 1970 and one year from now."
-        )),
-        Some(_) => {}
-    }
+        ),
+        Some(s) if s > now + YEAR && s / 1000.0 <= now + YEAR => {
+            format!("Field '{field}' looks like milliseconds; it must be in seconds.")
+        }
+        Some(s) if !(0.0..=now + YEAR).contains(&s) => {
+            format!(
+                "Field '{field}' is out of range: it must be between 1970 and one year from now."
+            )
+        }
+        Some(s) => return Some(s),
+    };
+    errors.push(problem(field, message));
+    None
 }
 
-fn check_properties(data: &Map<String, Value>, errors: &mut Vec<String>) {
+/// The properties as JSON object text (`{}` when absent), each value under
+/// 16 KB.
+fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
     match data.get("properties") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(properties)) => {
+        None | Some(Value::Null) => "{}".to_owned(),
+        Some(object @ Value::Object(properties)) => {
             for (name, value) in properties {
                 let size = match value {
                     Value::String(s) => s.len(),
                     other => other.to_string().len(),
                 };
                 if size as u64 >= TRACK_MAX_PROPERTY_VALUE_BYTES {
-                    errors.push(format!(
-                        "Value of property '{name}' must be less than 16 KB."
+                    errors.push(problem(
+                        format!("properties.{name}"),
+                        format!("Value of property '{name}' must be less than 16 KB."),
                     ));
                 }
             }
+            object.to_string()
         }
-        Some(_) => errors.push("Field 'properties' must be an object.".to_owned()),
+        Some(_) => {
+            errors.push(problem(
+                "properties",
+                "Field 'properties' must be an object.",
+            ));
+            "{}".to_owned()
+        }
     }
+}
+
+/// A command checked and normalized: what the store needs to apply it, or
+/// every reason it cannot be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Route name.
+    pub name: String,
+    /// Echoed in the result.
+    pub command_id: Option<String>,
+    /// Every problem; the command is applied only when there is none.
+    pub errors: Vec<Problem>,
+    /// The usable customer ids, by id name, values as text.
+    pub customer_ids: Vec<(String, String)>,
+    /// The properties as JSON object text.
+    pub properties: String,
+    /// `update_timestamp` (customers) or `timestamp` (customers/events) in
+    /// Unix seconds, when sent.
+    pub time: Option<f64>,
+    /// The event type (customers/events).
+    pub event_type: String,
+}
+
+/// Checks one command with upstream's rules and normalizes its payload.
+#[must_use]
+pub fn prepare(command: &Command, now: f64) -> Prepared {
+    let mut prepared = Prepared {
+        name: command.name.clone(),
+        command_id: command.command_id.clone(),
+        errors: Vec::new(),
+        customer_ids: Vec::new(),
+        properties: "{}".to_owned(),
+        time: None,
+        event_type: String::new(),
+    };
+    let errors = &mut prepared.errors;
+    if command.size >= TRACK_MAX_COMMAND_BYTES {
+        errors.push(problem("", limits::COMMAND_TOO_LARGE));
+        return prepared;
+    }
+    let data = &command.data;
+    let time_field = match command.name.as_str() {
+        "customers" => "update_timestamp",
+        "customers/events" => "timestamp",
+        "system/time" => return prepared,
+        "" => {
+            errors.push(problem("name", "Field 'name' is required."));
+            return prepared;
+        }
+        other => {
+            errors.push(problem(
+                "name",
+                format!("Unknown command name '{other}': use customers, customers/events or system/time."),
+            ));
+            return prepared;
+        }
+    };
+    prepared.customer_ids = customer_ids(data, errors);
+    if time_field == "timestamp" {
+        match data.get("event_type") {
+            Some(Value::String(s)) if !s.is_empty() => prepared.event_type.clone_from(s),
+            _ => errors.push(problem("event_type", NO_EVENT_TYPE)),
+        }
+    }
+    prepared.time = data
+        .get(time_field)
+        .and_then(|value| seconds(time_field, value, now, errors));
+    prepared.properties = properties(data, errors);
+    prepared
 }
 
 /// Every problem with one command, in upstream's words.
 #[must_use]
 pub fn check_command(command: &Command, now: f64) -> Vec<String> {
-    let mut errors = Vec::new();
-    if command.size >= TRACK_MAX_COMMAND_BYTES {
-        errors.push(limits::COMMAND_TOO_LARGE.to_owned());
-        return errors;
-    }
-    let data = &command.data;
-    match command.name.as_str() {
-        "customers" => {
-            check_ids(data, &mut errors);
-            if let Some(value) = data.get("update_timestamp") {
-                check_time("update_timestamp", value, now, &mut errors);
-            }
-            check_properties(data, &mut errors);
-        }
-        "customers/events" => {
-            check_ids(data, &mut errors);
-            match data.get("event_type") {
-                Some(Value::String(s)) if !s.is_empty() => {}
-                _ => errors.push(NO_EVENT_TYPE.to_owned()),
-            }
-            if let Some(value) = data.get("timestamp") {
-                check_time("timestamp", value, now, &mut errors);
-            }
-            check_properties(data, &mut errors);
-        }
-        "system/time" => {}
-        "" => errors.push("Field 'name' is required.".to_owned()),
-        other => errors.push(format!(
-            "Unknown command name '{other}': use customers, customers/events or system/time."
-        )),
-    }
-    errors
+    prepare(command, now)
+        .errors
+        .into_iter()
+        .map(|p| p.message)
+        .collect()
 }
 
-/// Validates a serialized `BatchRequest`: the batch as a whole (1 to 50
-/// commands, size), then each command.
+/// Checks and normalizes a serialized `BatchRequest`: the batch as a whole
+/// (1 to 50 commands, size), then each command.
 ///
 /// # Errors
 /// Bytes that are not a `BatchRequest`, or a batch that fails as a whole.
-pub fn validate_batch(bytes: &[u8], now: f64) -> Result<Vec<Vec<String>>, CoreError> {
+pub fn prepare_batch(bytes: &[u8], now: f64) -> Result<Vec<Prepared>, CoreError> {
     let commands = decode_batch(bytes)?;
     let sizes: Vec<u64> = commands.iter().map(|c| c.size).collect();
     limits::check_track_batch(bytes.len() as u64, &sizes)?;
-    Ok(commands.iter().map(|c| check_command(c, now)).collect())
+    Ok(commands.iter().map(|c| prepare(c, now)).collect())
+}
+
+/// Validates a serialized `BatchRequest`: per command, its errors.
+///
+/// # Errors
+/// As [`prepare_batch`].
+pub fn validate_batch(bytes: &[u8], now: f64) -> Result<Vec<Vec<String>>, CoreError> {
+    Ok(prepare_batch(bytes, now)?
+        .into_iter()
+        .map(|p| p.errors.into_iter().map(|e| e.message).collect())
+        .collect())
 }
 
 #[cfg(test)]
@@ -287,5 +394,51 @@ mod tests {
         assert!(decode_batch(&[0x12, 0xff]).is_err());
         assert!(decode_batch(&[0x12, 0x05, 0x0a]).is_err());
         assert_eq!(decode_batch(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn prepare_keeps_usable_ids_and_normalizes_the_payload() {
+        let c = command(
+            "customers/events",
+            &json!({"customer_ids": {"cookie": "null", "registered": "a@b.c", "shop_id": 42.0},
+                    "event_type": "purchase", "timestamp": "1970-01-02T00:00:00Z",
+                    "properties": {"price": 1.5}}),
+        );
+        let p = prepare(&c, NOW);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.customer_ids,
+            [
+                ("registered".into(), "a@b.c".into()),
+                ("shop_id".into(), "42".into())
+            ]
+        );
+        assert_eq!(p.event_type, "purchase");
+        assert_eq!(p.time, Some(86_400.0));
+        assert_eq!(p.properties, r#"{"price":1.5}"#);
+        let c = command(
+            "customers",
+            &json!({"customer_ids": {"r": "a"}, "update_timestamp": 10.5}),
+        );
+        let p = prepare(&c, NOW);
+        assert_eq!((p.time, p.properties.as_str()), (Some(10.5), "{}"));
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let big = "x".repeat(16 * 1024);
+        let c = command(
+            "customers/events",
+            &json!({"properties": {"note": big}, "timestamp": NOW * 1000.0}),
+        );
+        let fields: Vec<String> = prepare(&c, NOW)
+            .errors
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["customer_ids", "event_type", "timestamp", "properties.note"]
+        );
     }
 }

@@ -14,11 +14,13 @@ __all__ = [
     "TRACK_MAX_REQUEST_BYTES",
     "RowChunk",
     "RowReader",
+    "TrackCommand",
     "__version__",
     "check_bulk_request",
     "check_job_spec",
     "check_track_batch",
     "open_rows",
+    "prepare_track_batch",
     "validate_bulk_request",
     "validate_track_batch",
 ]
@@ -127,6 +129,33 @@ def open_rows(
     for bad options, `batchgrpc.errors.DataFileError` for a file that cannot
     be read (also from iteration), `OSError` when the file cannot be opened.
     """
+
+@final
+class TrackCommand:
+    """One tracking command, checked and normalized by the core."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def command_id(self) -> str | None: ...
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        """(field, message) per problem, in upstream's words; empty when valid."""
+    @property
+    def customer_ids(self) -> dict[str, str]:
+        """The usable customer ids (ids like "null" left out), values as text."""
+    @property
+    def properties(self) -> str:
+        """The properties as JSON object text."""
+    @property
+    def time(self) -> float | None:
+        """update_timestamp (customers) or timestamp (customers/events), Unix seconds."""
+    @property
+    def event_type(self) -> str: ...
+
+def prepare_track_batch(request: bytes, now: float) -> list[TrackCommand]:
+    """Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
+    rules and normalizes each command. Raises as `validate_track_batch`."""
 
 def validate_track_batch(request: bytes, now: float) -> list[list[str]]:
     """Validates a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's

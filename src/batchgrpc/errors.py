@@ -65,7 +65,6 @@ class Reason(enum.StrEnum):
     DATA_SOURCE_ALREADY_COMPLETE = "DATA_SOURCE_ALREADY_COMPLETE"
     UPLOAD_IN_PROGRESS = "UPLOAD_IN_PROGRESS"
     NOT_FOUND = "NOT_FOUND"
-    NOT_YET_IMPLEMENTED = "NOT_YET_IMPLEMENTED"
     INTERNAL = "INTERNAL"
 
 
@@ -349,14 +348,6 @@ class UploadInProgress(BatchgrpcError):
     code = grpc.StatusCode.ABORTED
     reason = Reason.UPLOAD_IN_PROGRESS
     default_upstream_code = "upload_in_progress"
-
-
-class NotYetImplemented(BatchgrpcError):
-    """An RPC of the contract whose behaviour is not built yet."""
-
-    code = grpc.StatusCode.UNIMPLEMENTED
-    reason = Reason.NOT_YET_IMPLEMENTED
-    default_upstream_code = "not_implemented"
 
 
 class Internal(BatchgrpcError):

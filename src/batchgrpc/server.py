@@ -109,7 +109,7 @@ async def start(config: Config) -> Running:
         batches.register(server, store, files, runner, changes, idempotency)
         processor = BulkProcessor(store)
         events.register(server, store, processor, idempotency)
-        track.register(server)
+        track.register(server, store, idempotency)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(server, [*CONTRACT_SERVICES, health.SERVICE_NAME])

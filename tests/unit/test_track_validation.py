@@ -12,6 +12,8 @@ from batchgrpc import _core
 from batchgrpc.errors import InvalidArgument, NoCommands, TooManyItems
 from batchgrpc.track.v2 import tracking_pb2
 
+from ..seeds import TRACK_SEED_COMMANDS
+
 NOW = time.time()
 
 
@@ -23,26 +25,7 @@ def batch(*commands: dict[str, Any]) -> bytes:
 
 def test_the_seed_body_is_valid_as_written() -> None:
     # The example body of the upstream batch page, unchanged.
-    body = batch(
-        {"name": "system/time"},
-        {
-            "name": "customers",
-            "command_id": "abc",
-            "data": {
-                "customer_ids": {"registered": "marian.galik@exponea.com"},
-                "properties": {"first_name": "Marian", "last_name": "Galik"},
-            },
-        },
-        {
-            "name": "customers/events",
-            "data": {
-                "customer_ids": {"registered": "marian.galik@exponea.com"},
-                "event_type": "purchase",
-                "timestamp": 123456.78,
-                "properties": {"total_price": 1234.50, "voucher_code": "KA54-548C-TEST"},
-            },
-        },
-    )
+    body = batch(*TRACK_SEED_COMMANDS)
     assert _core.validate_track_batch(body, NOW) == [[], [], []]
 
 

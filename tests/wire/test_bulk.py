@@ -15,6 +15,7 @@ from grpc import aio
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc as bulk_grpc
 from batchgrpc.events.v1 import event_pb2, event_pb2_grpc, profile_pb2, profile_pb2_grpc
+from batchgrpc.store import BulkJob
 
 from ..conftest import REVISION, Harness, rich_error
 
@@ -313,3 +314,33 @@ async def test_jobs_are_tenant_scoped_and_create_is_idempotent(harness: Harness,
     with pytest.raises(aio.AioRpcError) as caught:
         await other.profiles.GetProfile(profile_pb2.GetProfileRequest(id=sarah.id), metadata=other.metadata)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_job_that_cannot_be_applied_fails_visibly_and_stores_nothing(harness: Harness, bulk: Bulk) -> None:
+    # A stored request the processor cannot read (as after a corrupted
+    # write): the job must end FAILED with its reason, not hang in PROCESSING.
+    store = harness.running.store
+    await store.bulk_jobs.create(
+        BulkJob(
+            id="bulk_corrupt",
+            account="default",
+            status="QUEUED",
+            event_count=1,
+            accepted_count=0,
+            deduplicated_count=0,
+            rejected_count=0,
+            errors=(),
+            created_time=1.0,
+            completed_time=None,
+            request=b"\x0a\xff\xff",
+        )
+    )
+    harness.running.processor.submit("bulk_corrupt")
+    job = await bulk.done("bulk_corrupt")
+    assert job.Status.Name(job.status) == "FAILED"
+    assert [(e.pointer, e.reason, e.message) for e in job.errors] == [
+        ("", "INTERNAL", "The job stopped on an internal error.")
+    ]
+    assert job.HasField("completed_time")
+    assert await bulk.profiles_by() == []
+    assert await bulk.events_of() == []

@@ -15,6 +15,7 @@ from batchgrpc.config import Rate, RateLimitConfig
 from batchgrpc.errors import Api
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk
 from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc as bulk_grpc
+from batchgrpc.events.v1 import event_pb2, event_pb2_grpc
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 from ..conftest import REVISION, Harness, bearer, make_config, rich_error
@@ -68,6 +69,26 @@ async def test_rate_limits_are_per_account(tmp_path: Path) -> None:
         await stub.GetSystemTime(tracking_pb2.GetSystemTimeRequest(project_token="default"), metadata=bearer(h.admin))
         # The default account is spent; another account is not.
         await stub.GetSystemTime(tracking_pb2.GetSystemTimeRequest(project_token="other"), metadata=bearer(other))
+
+
+async def test_a_rate_limited_batch_tracks_nothing(tmp_path: Path) -> None:
+    async with serving(tmp_path, tracking="1/s") as h:
+        stub = tracking_pb2_grpc.TrackingServiceStub(h.channel)
+        request = tracking_pb2.BatchRequest(project_token="default")
+        command = request.commands.add(name="customers/events")
+        command.data.update({"customer_ids": {"registered": "r-1"}, "event_type": "view"})
+        await stub.Batch(request, metadata=bearer(h.admin))
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.Batch(request, metadata=bearer(h.admin))
+        error = rich_error(caught.value)
+        assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.trailing["retry-after"] == "1"
+        # Upstream drops a throttled request's data; we refuse it before
+        # any of it is tracked, and say so.
+        events = await event_pb2_grpc.EventServiceStub(h.channel).ListEvents(
+            event_pb2.ListEventsRequest(), metadata=(*bearer(h.admin), REVISION)
+        )
+        assert len(events.events) == 1
 
 
 async def test_bulk_rate_limit_uses_klaviyos_code(tmp_path: Path) -> None:

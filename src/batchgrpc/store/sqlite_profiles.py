@@ -190,11 +190,14 @@ def ingest(conn: sqlite3.Connection, account: str, items: list[IngestItem], now:
         if profile_id is None:
             outcomes.append(IngestOutcome(error="no profile has this id"))
             continue
+        pairs = _identifier_pairs(item.profile)
+        # The event's identity key: the profile's first identifier, as sent.
+        identity = pairs[0][1] if pairs else ""
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
             " profile_id, identity, data, value, value_currency, unique_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     event_id(account, profile_id, e),
@@ -205,6 +208,7 @@ def ingest(conn: sqlite3.Connection, account: str, items: list[IngestItem], now:
                     e.event_name,
                     e.event_time,
                     profile_id,
+                    identity,
                     e.data,
                     e.value,
                     e.value_currency,
