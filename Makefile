@@ -19,7 +19,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest bench-core bench-jobs fuzz fuzz-build clean
+        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -28,6 +28,7 @@ help:
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
 	@echo "make bench-jobs       a batch job end to end through a real server (prints figures)"
+	@echo "make bench-ingest     bulk create events and tracking batches under load (prints figures)"
 	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60; needs nightly)"
 	@echo "make clean            remove build output and the virtualenv"
 
@@ -124,6 +125,10 @@ bench-jobs: setup
 	@echo
 	@echo "The server's peak RSS on a file 10x larger (it must not grow with the file):"
 	python bench/bench_jobs.py --rows $(BENCH_BIG_ROWS) --runs 1 --no-raw
+
+# BENCH_PROFILE=path also writes py-spy stacks of the server (needs py-spy).
+bench-ingest: setup
+	python bench/bench_ingest.py $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
 
 clean:
 	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache

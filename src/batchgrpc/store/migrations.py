@@ -177,4 +177,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_profile ON events(account, profile_id, seq)",
         "CREATE INDEX events_name ON events(account, event_name, seq)",
     ),
+    # v4: events without a profile (batch-job rows) or without a job (tracked
+    # events) stay out of the indexes that look them up by those: fewer index
+    # writes per event. Lookups add `<> ''` so the planner can use them.
+    (
+        "DROP INDEX events_profile",
+        "CREATE INDEX events_profile ON events(account, profile_id, seq) WHERE profile_id <> ''",
+        "DROP INDEX events_job",
+        "CREATE INDEX events_job ON events(account, job_id, seq) WHERE job_id <> ''",
+    ),
 )

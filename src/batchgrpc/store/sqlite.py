@@ -30,7 +30,7 @@ from batchgrpc.store import (
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
 from batchgrpc.store.sqlite_profiles import SqliteBulkJobStore, SqliteProfileStore
-from batchgrpc.store.sqlite_tx import transaction
+from batchgrpc.store.sqlite_tx import GroupCommit
 
 T = TypeVar("T")
 
@@ -83,6 +83,7 @@ class SqliteStore:
     def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._executor = executor
+        self._writes = GroupCommit(conn, executor)
         # Typed as the protocols: that is all the rest of the code may use.
         self.keys: KeyStore = SqliteKeyStore(self)
         self.idempotency: IdempotencyStore = SqliteIdempotencyStore(self)
@@ -119,6 +120,11 @@ class SqliteStore:
         """Runs `fn(connection)` on the store's thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._conn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `fn(connection)` as one atomic write, committed (possibly with
+        other writes) before it returns."""
+        return await self._writes.write(fn)
 
     async def close(self) -> None:
         await self.run(lambda conn: conn.close())
@@ -166,20 +172,18 @@ class SqliteKeyStore:
 
     async def create(self, key: ApiKey) -> None:
         def _create(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                _insert_key(conn, key)
+            _insert_key(conn, key)
 
-        await self._store.run(_create)
+        await self._store.write(_create)
 
     async def create_if_none(self, key: ApiKey) -> bool:
         def _create(conn: sqlite3.Connection) -> bool:
-            with transaction(conn):
-                if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
-                    return False
-                _insert_key(conn, key)
-                return True
+            if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                return False
+            _insert_key(conn, key)
+            return True
 
-        return await self._store.run(_create)
+        return await self._store.write(_create)
 
     async def get(self, key_id: str) -> ApiKey | None:
         def _get(conn: sqlite3.Connection) -> ApiKey | None:
@@ -201,15 +205,14 @@ class SqliteKeyStore:
 
     async def revoke(self, key_id: str, now: float) -> ApiKey | None:
         def _revoke(conn: sqlite3.Connection) -> ApiKey | None:
-            with transaction(conn):
-                conn.execute(
-                    "UPDATE api_keys SET revoked_time = ? WHERE key_id = ? AND revoked_time IS NULL",
-                    (now, key_id),
-                )
-                row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            conn.execute(
+                "UPDATE api_keys SET revoked_time = ? WHERE key_id = ? AND revoked_time IS NULL",
+                (now, key_id),
+            )
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
             return _key_from_row(row) if row else None
 
-        return await self._store.run(_revoke)
+        return await self._store.write(_revoke)
 
 
 class SqliteIdempotencyStore:
@@ -220,47 +223,44 @@ class SqliteIdempotencyStore:
         self, account: str, method: str, request_id: str, *, now: float, ttl: float, stale_after: float
     ) -> Claim:
         def _claim(conn: sqlite3.Connection) -> Claim:
-            with transaction(conn):
-                # Forget what is past the TTL, here rather than in a sweeper:
-                # the index makes it cheap and nothing else needs to run.
-                conn.execute("DELETE FROM idempotency WHERE created_time < ?", (now - ttl,))
-                row = conn.execute(
-                    "SELECT state, response, created_time FROM idempotency"
-                    " WHERE account = ? AND method = ? AND request_id = ?",
-                    (account, method, request_id),
-                ).fetchone()
-                if row is not None:
-                    state, response, created = row
-                    if state == "done":
-                        return Claim(ClaimState.DONE, response)
-                    if created >= now - stale_after:
-                        return Claim(ClaimState.PENDING)
-                conn.execute(
-                    "INSERT OR REPLACE INTO idempotency (account, method, request_id, state, created_time)"
-                    " VALUES (?, ?, ?, 'pending', ?)",
-                    (account, method, request_id, now),
-                )
-                return Claim(ClaimState.NEW)
+            # Forget what is past the TTL, here rather than in a sweeper:
+            # the index makes it cheap and nothing else needs to run.
+            conn.execute("DELETE FROM idempotency WHERE created_time < ?", (now - ttl,))
+            row = conn.execute(
+                "SELECT state, response, created_time FROM idempotency"
+                " WHERE account = ? AND method = ? AND request_id = ?",
+                (account, method, request_id),
+            ).fetchone()
+            if row is not None:
+                state, response, created = row
+                if state == "done":
+                    return Claim(ClaimState.DONE, response)
+                if created >= now - stale_after:
+                    return Claim(ClaimState.PENDING)
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency (account, method, request_id, state, created_time)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                (account, method, request_id, now),
+            )
+            return Claim(ClaimState.NEW)
 
-        return await self._store.run(_claim)
+        return await self._store.write(_claim)
 
     async def complete(self, account: str, method: str, request_id: str, response: bytes, *, now: float) -> None:
         def _complete(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "UPDATE idempotency SET state = 'done', response = ?, created_time = ?"
-                    " WHERE account = ? AND method = ? AND request_id = ?",
-                    (response, now, account, method, request_id),
-                )
+            conn.execute(
+                "UPDATE idempotency SET state = 'done', response = ?, created_time = ?"
+                " WHERE account = ? AND method = ? AND request_id = ?",
+                (response, now, account, method, request_id),
+            )
 
-        await self._store.run(_complete)
+        await self._store.write(_complete)
 
     async def release(self, account: str, method: str, request_id: str) -> None:
         def _release(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "DELETE FROM idempotency WHERE account = ? AND method = ? AND request_id = ? AND state = 'pending'",
-                    (account, method, request_id),
-                )
+            conn.execute(
+                "DELETE FROM idempotency WHERE account = ? AND method = ? AND request_id = ? AND state = 'pending'",
+                (account, method, request_id),
+            )
 
-        await self._store.run(_release)
+        await self._store.write(_release)

@@ -27,7 +27,7 @@ from batchgrpc.store import (
     RowError,
     SourceInUse,
 )
-from batchgrpc.store.sqlite_tx import Runs, transaction
+from batchgrpc.store.sqlite_tx import Runs
 
 #: Statuses a job never leaves except to EXPIRED (or deletion).
 TERMINAL = ("DONE", "FAILED", "CANCELED", "EXPIRED")
@@ -156,29 +156,28 @@ class SqliteDataSourceStore:
 
     async def create(self, source: DataSource) -> None:
         def _create(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    f"INSERT INTO data_sources ({_SOURCE_COLUMNS.removeprefix('seq, ')})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        source.id,
-                        source.kind,
-                        source.account,
-                        source.name,
-                        source.format,
-                        source.status,
-                        json.dumps(list(source.tags)),
-                        json.dumps(list(source.event_columns)),
-                        json.dumps(source.event_data),
-                        source.size,
-                        source.sha256,
-                        source.created_time,
-                        source.updated_time,
-                        source.completed_time,
-                    ),
-                )
+            conn.execute(
+                f"INSERT INTO data_sources ({_SOURCE_COLUMNS.removeprefix('seq, ')})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source.id,
+                    source.kind,
+                    source.account,
+                    source.name,
+                    source.format,
+                    source.status,
+                    json.dumps(list(source.tags)),
+                    json.dumps(list(source.event_columns)),
+                    json.dumps(source.event_data),
+                    source.size,
+                    source.sha256,
+                    source.created_time,
+                    source.updated_time,
+                    source.completed_time,
+                ),
+            )
 
-        await self._store.run(_create)
+        await self._store.write(_create)
 
     async def get(self, account: str, kind: str, source_id: str) -> DataSource | None:
         def _get(conn: sqlite3.Connection) -> DataSource | None:
@@ -214,42 +213,40 @@ class SqliteDataSourceStore:
         self, account: str, kind: str, source_id: str, *, expect: str, status: str, size: int, sha256: str, now: float
     ) -> DataSource | None:
         def _complete(conn: sqlite3.Connection) -> DataSource | None:
-            with transaction(conn):
-                changed = conn.execute(
-                    "UPDATE data_sources SET status = ?, size = ?, sha256 = ?, updated_time = ?, completed_time = ?"
-                    " WHERE id = ? AND account = ? AND kind = ? AND status = ?",
-                    (status, size, sha256, now, now, source_id, account, kind, expect),
-                ).rowcount
-                if not changed:
-                    return None
-                row = conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ?", (source_id,)).fetchone()
-                return _source(row)
+            changed = conn.execute(
+                "UPDATE data_sources SET status = ?, size = ?, sha256 = ?, updated_time = ?, completed_time = ?"
+                " WHERE id = ? AND account = ? AND kind = ? AND status = ?",
+                (status, size, sha256, now, now, source_id, account, kind, expect),
+            ).rowcount
+            if not changed:
+                return None
+            row = conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ?", (source_id,)).fetchone()
+            return _source(row)
 
-        return await self._store.run(_complete)
+        return await self._store.write(_complete)
 
     async def delete(self, account: str, kind: str, source_id: str) -> DataSource | None:
         def _delete(conn: sqlite3.Connection) -> DataSource | None:
-            with transaction(conn):
-                row = conn.execute(
-                    f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
-                    (source_id, account, kind),
-                ).fetchone()
-                if row is None:
-                    return None
-                users = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT id FROM batch_jobs WHERE account = ? AND source_id = ?"
-                        f" AND status NOT IN ({', '.join('?' * len(TERMINAL))}) ORDER BY seq",
-                        (account, source_id, *TERMINAL),
-                    )
-                ]
-                if users:
-                    raise SourceInUse(users)
-                conn.execute("DELETE FROM data_sources WHERE id = ?", (source_id,))
-                return _source(row)
+            row = conn.execute(
+                f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
+                (source_id, account, kind),
+            ).fetchone()
+            if row is None:
+                return None
+            users = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM batch_jobs WHERE account = ? AND source_id = ?"
+                    f" AND status NOT IN ({', '.join('?' * len(TERMINAL))}) ORDER BY seq",
+                    (account, source_id, *TERMINAL),
+                )
+            ]
+            if users:
+                raise SourceInUse(users)
+            conn.execute("DELETE FROM data_sources WHERE id = ?", (source_id,))
+            return _source(row)
 
-        return await self._store.run(_delete)
+        return await self._store.write(_delete)
 
 
 class SqliteJobStore:
@@ -258,14 +255,13 @@ class SqliteJobStore:
 
     async def create(self, job: BatchJob, notification: Event) -> None:
         def _create(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    f"INSERT INTO batch_jobs ({', '.join(_JOB_FIELDS)}) VALUES ({', '.join('?' * len(_JOB_FIELDS))})",
-                    tuple(_encode_job_value(f, getattr(job, f)) for f in _JOB_FIELDS),
-                )
-                _insert_events(conn, [notification])
+            conn.execute(
+                f"INSERT INTO batch_jobs ({', '.join(_JOB_FIELDS)}) VALUES ({', '.join('?' * len(_JOB_FIELDS))})",
+                tuple(_encode_job_value(f, getattr(job, f)) for f in _JOB_FIELDS),
+            )
+            _insert_events(conn, [notification])
 
-        await self._store.run(_create)
+        await self._store.write(_create)
 
     async def get(self, job_id: str, account: str | None = None) -> BatchJob | None:
         def _get(conn: sqlite3.Connection) -> BatchJob | None:
@@ -304,16 +300,15 @@ class SqliteJobStore:
         assert set(changes) <= {"name", "tags", "scopes"}, changes
 
         def _update(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
-            with transaction(conn):
-                job = _get_job(conn, job_id)
-                if job is None or job.account != account:
-                    return None, False
-                if job.status in unless_status:
-                    return job, False
-                _set(conn, job_id, {**changes, "updated_time": now})
-                return _get_job(conn, job_id), True
+            job = _get_job(conn, job_id)
+            if job is None or job.account != account:
+                return None, False
+            if job.status in unless_status:
+                return job, False
+            _set(conn, job_id, {**changes, "updated_time": now})
+            return _get_job(conn, job_id), True
 
-        return await self._store.run(_update)
+        return await self._store.write(_update)
 
     async def transition(
         self,
@@ -326,57 +321,55 @@ class SqliteJobStore:
         notification: Callable[[BatchJob], Event] | None = None,
     ) -> tuple[BatchJob | None, bool]:
         def _transition(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
-            with transaction(conn):
-                job = _get_job(conn, job_id)
-                if job is None or job.status not in allowed_from:
-                    return job, False
-                _set(conn, job_id, {**(changes or {}), "status": to, "updated_time": now})
-                after = _get_job(conn, job_id)
-                assert after is not None
-                if notification is not None:
-                    _insert_events(conn, [notification(after)])
-                return after, True
+            job = _get_job(conn, job_id)
+            if job is None or job.status not in allowed_from:
+                return job, False
+            _set(conn, job_id, {**(changes or {}), "status": to, "updated_time": now})
+            after = _get_job(conn, job_id)
+            assert after is not None
+            if notification is not None:
+                _insert_events(conn, [notification(after)])
+            return after, True
 
-        return await self._store.run(_transition)
+        return await self._store.write(_transition)
 
     async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str) -> BatchJob | None:
         def _record(conn: sqlite3.Connection) -> BatchJob | None:
-            with transaction(conn):
-                row = conn.execute("SELECT status FROM batch_jobs WHERE id = ?", (chunk.job_id,)).fetchone()
-                if row is None or row[0] != while_status:
-                    return None
-                if chunk.good:
-                    # CAST: the buffer arrives as a BLOB, which newer SQLite
-                    # would read as JSONB; as TEXT it is the JSON it is.
-                    conn.execute(
-                        "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name,"
-                        " event_time, profile_id, identity, data, value, value_currency, unique_id)"
-                        " SELECT value->>0, ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
-                        " NULL, '', '' FROM json_each(CAST(? AS TEXT))",
-                        (account, chunk.job_id, chunk.event_time, chunk.encoded),
-                    )
-                if chunk.issues:
-                    conn.executemany(
-                        "INSERT INTO row_errors (job_id, row_number, byte_offset, column_name, reason, message)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [(chunk.job_id, *issue) for issue in chunk.issues],
-                    )
+            row = conn.execute("SELECT status FROM batch_jobs WHERE id = ?", (chunk.job_id,)).fetchone()
+            if row is None or row[0] != while_status:
+                return None
+            if chunk.good:
+                # CAST: the buffer arrives as a BLOB, which newer SQLite
+                # would read as JSONB; as TEXT it is the JSON it is.
                 conn.execute(
-                    "UPDATE batch_jobs SET rows_read = rows_read + ?, success_rows = success_rows + ?,"
-                    " failed_rows = failed_rows + ?, next_offset = ?, last_row = ?, updated_time = ? WHERE id = ?",
-                    (
-                        chunk.rows,
-                        chunk.good,
-                        chunk.failed,
-                        chunk.next_offset,
-                        chunk.last_row,
-                        chunk.event_time,
-                        chunk.job_id,
-                    ),
+                    "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name,"
+                    " event_time, profile_id, identity, data, value, value_currency, unique_id)"
+                    " SELECT value->>0, ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
+                    " NULL, '', '' FROM json_each(CAST(? AS TEXT))",
+                    (account, chunk.job_id, chunk.event_time, chunk.encoded),
                 )
-                return _get_job(conn, chunk.job_id)
+            if chunk.issues:
+                conn.executemany(
+                    "INSERT INTO row_errors (job_id, row_number, byte_offset, column_name, reason, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(chunk.job_id, *issue) for issue in chunk.issues],
+                )
+            conn.execute(
+                "UPDATE batch_jobs SET rows_read = rows_read + ?, success_rows = success_rows + ?,"
+                " failed_rows = failed_rows + ?, next_offset = ?, last_row = ?, updated_time = ? WHERE id = ?",
+                (
+                    chunk.rows,
+                    chunk.good,
+                    chunk.failed,
+                    chunk.next_offset,
+                    chunk.last_row,
+                    chunk.event_time,
+                    chunk.job_id,
+                ),
+            )
+            return _get_job(conn, chunk.job_id)
 
-        return await self._store.run(_record)
+        return await self._store.write(_record)
 
     async def row_errors(self, job_id: str, *, cursor: int | None, limit: int) -> Page[RowError]:
         def _errors(conn: sqlite3.Connection) -> Page[RowError]:
@@ -391,17 +384,16 @@ class SqliteJobStore:
 
     async def delete(self, account: str, job_id: str, *, allowed_from: tuple[str, ...]) -> tuple[BatchJob | None, bool]:
         def _delete(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
-            with transaction(conn):
-                job = _get_job(conn, job_id)
-                if job is None or job.account != account:
-                    return None, False
-                if job.status not in allowed_from:
-                    return job, False
-                conn.execute("DELETE FROM row_errors WHERE job_id = ?", (job_id,))
-                conn.execute("DELETE FROM batch_jobs WHERE id = ?", (job_id,))
-                return job, True
+            job = _get_job(conn, job_id)
+            if job is None or job.account != account:
+                return None, False
+            if job.status not in allowed_from:
+                return job, False
+            conn.execute("DELETE FROM row_errors WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM batch_jobs WHERE id = ?", (job_id,))
+            return job, True
 
-        return await self._store.run(_delete)
+        return await self._store.write(_delete)
 
     async def unfinished(self) -> builtins.list[BatchJob]:
         def _unfinished(conn: sqlite3.Connection) -> builtins.list[BatchJob]:
@@ -429,10 +421,9 @@ class SqliteEventLog:
 
     async def append(self, events: builtins.list[Event]) -> int:
         def _append(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                return _insert_events(conn, events)
+            return _insert_events(conn, events)
 
-        return await self._store.run(_append)
+        return await self._store.write(_append)
 
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]:
         def _list(conn: sqlite3.Connection) -> Page[Event]:
@@ -444,7 +435,8 @@ class SqliteEventLog:
                 ("event_name", where.event_name),
             ):
                 if value:
-                    sql += f" AND {column} = ?"
+                    # The `<> ''` matches the partial indexes' condition.
+                    sql += f" AND {column} = ? AND {column} <> ''"
                     params.append(value)
             # Oldest first: a job's events come back in row order.
             rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()

@@ -29,7 +29,7 @@ from batchgrpc.store import (
     ProfileUpdate,
 )
 from batchgrpc.store.sqlite_jobs import page_of
-from batchgrpc.store.sqlite_tx import Runs, transaction
+from batchgrpc.store.sqlite_tx import Runs
 
 _PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
 _BULK_COLUMNS = (
@@ -228,10 +228,9 @@ class SqliteProfileStore:
 
     async def ingest(self, account: str, items: builtins.list[IngestItem], now: float) -> builtins.list[IngestOutcome]:
         def _ingest(conn: sqlite3.Connection) -> list[IngestOutcome]:
-            with transaction(conn):
-                return ingest(conn, account, items, now)
+            return ingest(conn, account, items, now)
 
-        return await self._store.run(_ingest)
+        return await self._store.write(_ingest)
 
     async def get(self, account: str, profile_id: str) -> Profile | None:
         def _get(conn: sqlite3.Connection) -> Profile | None:
@@ -288,23 +287,22 @@ class SqliteBulkJobStore:
 
     async def create(self, job: BulkJob) -> None:
         def _create(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT INTO bulk_jobs (id, account, status, event_count, rejected_count, errors, request,"
-                    " created_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.id,
-                        job.account,
-                        job.status,
-                        job.event_count,
-                        job.rejected_count,
-                        json.dumps([list(e) for e in job.errors]),
-                        job.request,
-                        job.created_time,
-                    ),
-                )
+            conn.execute(
+                "INSERT INTO bulk_jobs (id, account, status, event_count, rejected_count, errors, request,"
+                " created_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.account,
+                    job.status,
+                    job.event_count,
+                    job.rejected_count,
+                    json.dumps([list(e) for e in job.errors]),
+                    job.request,
+                    job.created_time,
+                ),
+            )
 
-        await self._store.run(_create)
+        await self._store.write(_create)
 
     async def get(self, account: str, job_id: str) -> BulkJob | None:
         def _get(conn: sqlite3.Connection) -> BulkJob | None:
@@ -315,52 +313,47 @@ class SqliteBulkJobStore:
 
     async def start(self, job_id: str, now: float) -> BulkJob | None:
         def _start(conn: sqlite3.Connection) -> BulkJob | None:
-            with transaction(conn):
-                conn.execute("UPDATE bulk_jobs SET status = 'PROCESSING' WHERE id = ? AND status = 'QUEUED'", (job_id,))
-                job = _get_bulk(conn, job_id)
-                return job if job is not None and job.status == "PROCESSING" else None
+            conn.execute("UPDATE bulk_jobs SET status = 'PROCESSING' WHERE id = ? AND status = 'QUEUED'", (job_id,))
+            job = _get_bulk(conn, job_id)
+            return job if job is not None and job.status == "PROCESSING" else None
 
-        return await self._store.run(_start)
+        return await self._store.write(_start)
 
     async def complete(
         self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float
     ) -> tuple[BulkJob, builtins.list[IngestOutcome]]:
         def _complete(conn: sqlite3.Connection) -> tuple[BulkJob, list[IngestOutcome]]:
-            with transaction(conn):
-                job = _get_bulk(conn, job_id)
-                assert job is not None
-                outcomes = ingest(conn, job.account, items, now)
-                accepted = sum(o.accepted for o in outcomes)
-                dedup = sum(o.deduplicated for o in outcomes)
-                errors = [list(e) for e in job.errors]
-                total_rejected = rejected
-                for item, outcome in zip(items, outcomes, strict=True):
-                    if outcome.error:
-                        total_rejected += len(item.events)
-                        errors.append(
-                            [f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error]
-                        )
-                conn.execute(
-                    "UPDATE bulk_jobs SET status = 'COMPLETE', accepted_count = ?, deduplicated_count = ?,"
-                    " rejected_count = ?, errors = ?, completed_time = ?, request = x'' WHERE id = ?",
-                    (accepted, dedup, total_rejected, json.dumps(errors), now, job_id),
-                )
-                done = _get_bulk(conn, job_id)
-                assert done is not None
-                return done, outcomes
+            job = _get_bulk(conn, job_id)
+            assert job is not None
+            outcomes = ingest(conn, job.account, items, now)
+            accepted = sum(o.accepted for o in outcomes)
+            dedup = sum(o.deduplicated for o in outcomes)
+            errors = [list(e) for e in job.errors]
+            total_rejected = rejected
+            for item, outcome in zip(items, outcomes, strict=True):
+                if outcome.error:
+                    total_rejected += len(item.events)
+                    errors.append([f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error])
+            conn.execute(
+                "UPDATE bulk_jobs SET status = 'COMPLETE', accepted_count = ?, deduplicated_count = ?,"
+                " rejected_count = ?, errors = ?, completed_time = ?, request = x'' WHERE id = ?",
+                (accepted, dedup, total_rejected, json.dumps(errors), now, job_id),
+            )
+            done = _get_bulk(conn, job_id)
+            assert done is not None
+            return done, outcomes
 
-        return await self._store.run(_complete)
+        return await self._store.write(_complete)
 
     async def fail(self, job_id: str, message: str, now: float) -> None:
         def _fail(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "UPDATE bulk_jobs SET status = 'FAILED', completed_time = ?,"
-                    " errors = json_insert(errors, '$[#]', json_array('', 'INTERNAL', ?)) WHERE id = ?",
-                    (now, message, job_id),
-                )
+            conn.execute(
+                "UPDATE bulk_jobs SET status = 'FAILED', completed_time = ?,"
+                " errors = json_insert(errors, '$[#]', json_array('', 'INTERNAL', ?)) WHERE id = ?",
+                (now, message, job_id),
+            )
 
-        await self._store.run(_fail)
+        await self._store.write(_fail)
 
     async def unfinished(self) -> builtins.list[BulkJob]:
         def _unfinished(conn: sqlite3.Connection) -> list[BulkJob]:

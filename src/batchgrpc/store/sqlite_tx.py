@@ -1,31 +1,103 @@
-"""What every SQLite sub-store shares: the thread that runs its statements,
-and explicit write transactions."""
+"""What every SQLite sub-store shares: the one thread that runs its
+statements, and group commit for writes.
+
+Every write is a function of the connection that must take effect whole or
+not at all. Writes that arrive while the thread is busy wait, then run
+together in one transaction, each inside its own savepoint, and share one
+COMMIT: with `synchronous=FULL` that is one fsync for the group instead of
+one per write. A write that raises is rolled back to its savepoint and gets
+its exception; the others still commit. Nobody's write is acknowledged
+before the COMMIT that makes it durable has returned.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+#: Most writes in one group: bounds how long the first waits for the COMMIT.
+MAX_GROUP = 256
 
 
 class Runs(Protocol):
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs `fn(connection)` on the store's one database thread."""
+        """Runs `fn(connection)` on the store's one database thread (reads)."""
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `fn(connection)` as one atomic, durable write; returns once
+        it is committed. `fn` must not begin or end transactions."""
 
 
-class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
-    """`with transaction(conn):` runs the block in one write transaction."""
+_Pending = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
 
-    def __enter__(self) -> sqlite3.Connection:
-        # IMMEDIATE: take the write lock now, so a read inside the block
-        # cannot be invalidated by another writer before the write.
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+class GroupCommit:
+    """Queues writes and applies them on the database thread in groups."""
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._scheduled = False
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._pending.append((fn, future))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._executor.submit(self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the database thread: apply what is queued, group by group."""
+        while True:
+            with self._lock:
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                if not group:
+                    self._scheduled = False
+                    return
+            outcomes = self._apply(group)
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    def _apply(self, group: list[_Pending]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            # IMMEDIATE: the write lock now, so no read inside can be made
+            # stale by another connection's write before ours.
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _ in group:
+                conn.execute("SAVEPOINT write")
+                try:
+                    outcomes.append((True, fn(conn)))
+                    conn.execute("RELEASE write")
+                except Exception as error:  # noqa: BLE001 - handed to the writer that raised it
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                    outcomes.append((False, error))
+            conn.execute("COMMIT")
+        except Exception as error:  # noqa: BLE001 - the whole group failed: every writer hears of it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(False, error)] * len(group)
+        return outcomes
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -9,6 +9,7 @@ share an identifier.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,12 @@ SYSTEM_TIME = "system/time"
 #: Customer id names that are also Klaviyo profile identifiers: a customer
 #: tracked with `email` is the profile with that email.
 SHARED_IDENTIFIERS = frozenset({"email", "phone_number", "external_id", "anonymous_id", "_kx"})
+
+#: Tracked events are never deduplicated, so each gets a key of its own: a
+#: random prefix per process (unique across restarts and replicas) and a
+#: counter, which costs nothing per event, unlike a random token each.
+_PROCESS = secrets.token_hex(8)
+_SEQUENCE = itertools.count()
 
 #: The scope each command needs, and upstream's words when the key lacks it.
 _NEEDS = {CUSTOMERS: CUSTOMERS_SET, EVENTS: EVENTS_SET}
@@ -78,7 +85,7 @@ def item_of(command: _core.TrackCommand, now: float) -> IngestItem:
         data=command.properties,
         # Upstream records every tracked event; a retried batch is made safe
         # by `request_id`, not by guessing that two events are one.
-        dedup_key=f"track:{secrets.token_hex(12)}",
+        dedup_key=f"track:{_PROCESS}:{next(_SEQUENCE)}",
         source="TRACKING",
     )
     return IngestItem(ProfileUpdate(identifiers=identifiers, customer_ids=ids), events=(event,))
