@@ -19,7 +19,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build clean
+        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -86,10 +86,22 @@ stubtest: setup
 
 # --- tests --------------------------------------------------------------------
 
+# grpcurl, from the Go module proxy, for the tests that drive the server the
+# way engineers do (tests/process/test_grpcurl.py finds it here).
+GRPCURL_VERSION := v1.9.3
+GO_BIN := $(CURDIR)/target/go-bin
+GRPCURL := $(GO_BIN)/grpcurl
+export BATCHGRPC_GRPCURL := $(GRPCURL)
+
+$(GRPCURL):
+	GOBIN=$(GO_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+grpcurl: $(GRPCURL)
+
 test-rust:
 	cargo test --locked --workspace
 
-test-python: setup
+test-python: setup $(GRPCURL)
 	python -m pytest $(PYTEST_ARGS)
 
 # The fuzz targets must build on every change; running them is `make fuzz`.
