@@ -18,12 +18,14 @@ PYTEST_ARGS ?=
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs')
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
-.PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust \
-        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl clean
+.PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
+        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl gateway serve-rest clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
 	@echo "make test             set up, build and run every check (what CI runs)"
+	@echo "make serve-rest       the server plus the REST sidecar on $(REST_LISTEN)"
+	@echo "make gateway          build the REST sidecar (target/go-bin/batchgrpc-gateway)"
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
@@ -54,12 +56,23 @@ build: setup
 serve: setup
 	batchgrpc serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
+REST_LISTEN ?= 127.0.0.1:8080
+
+# The server and the REST sidecar together; Ctrl-C stops both.
+serve-rest: setup $(GATEWAY)
+	trap 'kill 0' EXIT; \
+	batchgrpc serve --listen $(LISTEN) --data-dir $(DATA_DIR) & \
+	$(GATEWAY) --listen $(REST_LISTEN) --backend $(LISTEN) & \
+	wait
+
 # --- generated code -----------------------------------------------------------
 
-generate: $(VENV)/.deps
+generate: $(VENV)/.deps $(GO_PLUGINS)
 	buf generate
+	rm -rf gateway/gen gateway/openapi
+	buf generate --template buf.gen.gateway.yaml
 
-check-generated: $(VENV)/.deps
+check-generated: $(VENV)/.deps $(GO_PLUGINS)
 	tools/check-generated
 
 # --- lint ---------------------------------------------------------------------
@@ -79,29 +92,54 @@ lint-rust:
 	cargo clippy --locked --workspace --all-targets --features python -- -D warnings
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
-lint: lint-proto lint-python lint-rust
+lint-go:
+	cd gateway && test -z "$$(gofmt -l .)" || { gofmt -l . >&2; exit 1; }
+	cd gateway && go vet ./...
+
+lint: lint-proto lint-python lint-rust lint-go
 
 stubtest: setup
 	python -m mypy.stubtest batchgrpc._core
 
 # --- tests --------------------------------------------------------------------
 
-# grpcurl, from the Go module proxy, for the tests that drive the server the
-# way engineers do (tests/process/test_grpcurl.py finds it here).
-GRPCURL_VERSION := v1.9.3
+# Go tools from the module proxy, pinned, into target/go-bin: grpcurl for the
+# tests that drive the server the way engineers do, and the protoc plugins of
+# the REST sidecar (gateway/).
 GO_BIN := $(CURDIR)/target/go-bin
+GRPCURL_VERSION := v1.9.3
+PROTOBUF_GO_VERSION := v1.36.12
+GRPC_GO_PLUGIN_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION := v2.33.0
 GRPCURL := $(GO_BIN)/grpcurl
+GATEWAY := $(GO_BIN)/batchgrpc-gateway
+GO_PLUGINS := $(GO_BIN)/.plugins-$(PROTOBUF_GO_VERSION)-$(GRPC_GO_PLUGIN_VERSION)-$(GRPC_GATEWAY_VERSION)
+GATEWAY_SOURCES := gateway/go.mod gateway/go.sum $(shell find gateway -name '*.go')
 export BATCHGRPC_GRPCURL := $(GRPCURL)
+export BATCHGRPC_GATEWAY := $(GATEWAY)
 
 $(GRPCURL):
 	GOBIN=$(GO_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
+$(GO_PLUGINS):
+	GOBIN=$(GO_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOBUF_GO_VERSION)
+	GOBIN=$(GO_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(GRPC_GO_PLUGIN_VERSION)
+	GOBIN=$(GO_BIN) go install \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION) \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+	touch $@
+
+$(GATEWAY): $(GATEWAY_SOURCES)
+	cd gateway && go build -trimpath -o $(GATEWAY) ./cmd/batchgrpc-gateway
+
 grpcurl: $(GRPCURL)
+
+gateway: $(GATEWAY)
 
 test-rust:
 	cargo test --locked --workspace
 
-test-python: setup $(GRPCURL)
+test-python: setup $(GRPCURL) $(GATEWAY)
 	python -m pytest $(PYTEST_ARGS)
 
 # The fuzz targets must build on every change; running them is `make fuzz`.
