@@ -49,6 +49,39 @@ $(VENV)/.core: $(VENV)/.deps pyproject.toml $(RUST_SOURCES)
 
 setup: $(VENV)/.core
 
+# Go tools from the module proxy, pinned, into target/go-bin: grpcurl for the
+# tests that drive the server the way engineers do, and the protoc plugins of
+# the REST sidecar (gateway/).
+GO_BIN := $(CURDIR)/target/go-bin
+GRPCURL_VERSION := v1.9.3
+PROTOBUF_GO_VERSION := v1.36.12
+GRPC_GO_PLUGIN_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION := v2.33.0
+GRPCURL := $(GO_BIN)/grpcurl
+GATEWAY := $(GO_BIN)/batchgrpc-gateway
+GO_PLUGINS := $(GO_BIN)/.plugins-$(PROTOBUF_GO_VERSION)-$(GRPC_GO_PLUGIN_VERSION)-$(GRPC_GATEWAY_VERSION)
+GATEWAY_SOURCES := gateway/go.mod gateway/go.sum $(shell find gateway -name '*.go')
+export BATCHGRPC_GRPCURL := $(GRPCURL)
+export BATCHGRPC_GATEWAY := $(GATEWAY)
+
+$(GRPCURL):
+	GOBIN=$(GO_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+$(GO_PLUGINS):
+	GOBIN=$(GO_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOBUF_GO_VERSION)
+	GOBIN=$(GO_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(GRPC_GO_PLUGIN_VERSION)
+	GOBIN=$(GO_BIN) go install \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION) \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+	touch $@
+
+$(GATEWAY): $(GATEWAY_SOURCES)
+	cd gateway && go build -trimpath -o $(GATEWAY) ./cmd/batchgrpc-gateway
+
+grpcurl: $(GRPCURL)
+
+gateway: $(GATEWAY)
+
 build: setup
 
 # --- run ----------------------------------------------------------------------
@@ -102,39 +135,6 @@ stubtest: setup
 	python -m mypy.stubtest batchgrpc._core
 
 # --- tests --------------------------------------------------------------------
-
-# Go tools from the module proxy, pinned, into target/go-bin: grpcurl for the
-# tests that drive the server the way engineers do, and the protoc plugins of
-# the REST sidecar (gateway/).
-GO_BIN := $(CURDIR)/target/go-bin
-GRPCURL_VERSION := v1.9.3
-PROTOBUF_GO_VERSION := v1.36.12
-GRPC_GO_PLUGIN_VERSION := v1.6.2
-GRPC_GATEWAY_VERSION := v2.33.0
-GRPCURL := $(GO_BIN)/grpcurl
-GATEWAY := $(GO_BIN)/batchgrpc-gateway
-GO_PLUGINS := $(GO_BIN)/.plugins-$(PROTOBUF_GO_VERSION)-$(GRPC_GO_PLUGIN_VERSION)-$(GRPC_GATEWAY_VERSION)
-GATEWAY_SOURCES := gateway/go.mod gateway/go.sum $(shell find gateway -name '*.go')
-export BATCHGRPC_GRPCURL := $(GRPCURL)
-export BATCHGRPC_GATEWAY := $(GATEWAY)
-
-$(GRPCURL):
-	GOBIN=$(GO_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
-
-$(GO_PLUGINS):
-	GOBIN=$(GO_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOBUF_GO_VERSION)
-	GOBIN=$(GO_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(GRPC_GO_PLUGIN_VERSION)
-	GOBIN=$(GO_BIN) go install \
-	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION) \
-	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
-	touch $@
-
-$(GATEWAY): $(GATEWAY_SOURCES)
-	cd gateway && go build -trimpath -o $(GATEWAY) ./cmd/batchgrpc-gateway
-
-grpcurl: $(GRPCURL)
-
-gateway: $(GATEWAY)
 
 test-rust:
 	cargo test --locked --workspace
