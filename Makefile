@@ -19,7 +19,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
-        test-rust test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl gateway serve-rest clean
+        test-rust test-go test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl gateway serve-rest clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -139,6 +139,9 @@ stubtest: setup
 test-rust:
 	cargo test --locked --workspace
 
+test-go:
+	cd gateway && go test ./...
+
 test-python: setup $(GRPCURL) $(GATEWAY)
 	python -m pytest $(PYTEST_ARGS)
 
@@ -156,7 +159,7 @@ fuzz:
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
-test: check-generated lint test-rust fuzz-build test-python
+test: check-generated lint test-rust test-go fuzz-build test-python
 
 # --- benchmarks (programs that print figures; never part of make test) ---------
 

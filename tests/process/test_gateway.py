@@ -117,6 +117,33 @@ async def test_tracking_seed_body_unchanged_gives_upstream_results(rest: Rest) -
     ]
 
 
+async def test_single_tracking_routes_take_the_standalone_bodies(rest: Rest) -> None:
+    base = "/track/v2/projects/default"
+    clock = await rest.call("GET", f"{base}/system/time")
+    assert clock.status == 200
+    assert set(clock.body) == {"success", "errors", "time"}  # as upstream's standalone answer
+    customer = await rest.call(
+        "POST",
+        f"{base}/customers",
+        {"customer_ids": {"registered": "ann@example.com"}, "properties": {"first_name": "Ann"}},
+    )
+    assert (customer.status, customer.body) == (200, {"success": True, "errors": []})
+    event = await rest.call(
+        "POST",
+        f"{base}/customers/events",
+        {
+            "customer_ids": {"registered": "ann@example.com"},
+            "event_type": "purchase",
+            "timestamp": 123456.78,
+            "properties": {"total_price": 1234.50, "voucher_code": "KA54-548C-TEST"},
+        },
+    )
+    assert (event.status, event.body) == (200, {"success": True, "errors": []})
+    no_id = await rest.call("POST", f"{base}/customers", {"properties": {"first_name": "X"}})
+    assert no_id.status == 400
+    assert no_id.body["message"] == "At least one id should be specified."
+
+
 async def test_bulk_seed_body_unchanged_is_accepted_with_202(rest: Rest, harness: Harness) -> None:
     klaviyo = {"scheme": "Klaviyo-API-Key", REVISION[0]: REVISION[1]}
     reply = await rest.call("POST", "/api/event-bulk-create-jobs", SEED_BODY, **klaviyo)
@@ -131,6 +158,9 @@ async def test_bulk_seed_body_unchanged_is_accepted_with_202(rest: Rest, harness
     profiles = await rest.call("GET", "/api/profiles?email=sarah.mason@klaviyo-demo.com", **klaviyo)
     (sarah,) = profiles.body["profiles"]
     assert sarah["attributes"]["first_name"] == "Sarah"
+    # Upstream's spelling on the way out too, where no proto name can have it.
+    assert sarah["attributes"]["_kx"] == "kx-1"
+    assert "kx" not in sarah["attributes"]
     events = await rest.call("GET", f"/api/events?profile_id={sarah['id']}", **klaviyo)
     assert sorted(e["event_name"] for e in events.body["events"]) == ["Placed Order", "Placed Order"]
 
@@ -198,6 +228,7 @@ async def test_a_multipart_upload_then_a_batch_job_to_done(rest: Rest) -> None:
     asset = reply.body
     assert (asset["name"], asset["format"], asset["tags"]) == ("people.csv", "CSV", ["q4", "rest"])
     assert int(asset["size"]) == len(content)
+    assert reply.headers["ratelimit-limit"] == "100"
 
     job = await rest.call(
         "POST",

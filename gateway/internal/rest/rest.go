@@ -23,18 +23,20 @@ import (
 
 // Handler serves every REST route of API.md, calling the server on conn.
 func Handler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+	marshal := protojson.MarshalOptions{
+		// Upstream spells fields in snake_case; json_name carries the
+		// exceptions (events-bulk-create, _kx), renamed on the way out.
+		UseProtoNames: true,
+		// A result's "success": false is information, not noise.
+		EmitUnpopulated: true,
+	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions: protojson.MarshalOptions{
-				// Upstream spells fields in snake_case; json_name carries
-				// the exceptions (events-bulk-create, _kx) on input.
-				UseProtoNames: true,
-				// A result's "success": false is information, not noise.
-				EmitUnpopulated: true,
-			},
+			MarshalOptions: marshal,
 			// A misspelled field is a 400 that names it, never dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
+		runtime.WithForwardResponseRewriter(upstreamNames(marshal)),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithOutgoingTrailerMatcher(outgoingHeader),

@@ -44,7 +44,7 @@ func uploadHandler(mux *runtime.ServeMux, client batchesv6.FileAssetServiceClien
 			return
 		}
 		// response_body: the bare file asset, like the JSON route.
-		runtime.ForwardResponseMessage(ctx, mux, outbound, w, r, resp.GetFileAsset())
+		runtime.ForwardResponseMessage(ctx, mux, outbound, w, r, resp.GetFileAsset(), mux.GetForwardResponseOptions()...)
 	}
 }
 
