@@ -128,3 +128,42 @@ async def test_a_failed_first_call_leaves_nothing_and_a_concurrent_retry_waits(t
             await idem.once(request_id="x" * 129, create=slow, **kwargs)  # type: ignore[arg-type]
     finally:
         await store.close()
+
+
+async def test_concurrent_writes_share_a_commit_and_a_failing_one_rolls_back_alone(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        await store.write(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
+        statements: list[str] = []
+        await store.run(lambda conn: conn.set_trace_callback(statements.append))
+
+        def insert(value: str, fail: bool = False) -> object:
+            def _insert(conn: sqlite3.Connection) -> str:
+                conn.execute("INSERT INTO t VALUES (?)", (value,))
+                if fail:
+                    raise ValueError(value)
+                return value
+
+            return store.write(_insert)
+
+        # Hold the database thread so that the three writes queue up and
+        # are applied as one group.
+        gate = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        blocker = store.run(lambda _: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result())
+        writes = asyncio.gather(insert("a"), insert("b", fail=True), insert("c"), return_exceptions=True)
+        await asyncio.sleep(0.05)
+        gate.set()
+        await blocker
+        a, b, c = await writes
+        assert (a, c) == ("a", "c")
+        assert isinstance(b, ValueError)
+        rows = await store.run(lambda conn: [r[0] for r in conn.execute("SELECT v FROM t ORDER BY v")])
+        assert rows == ["a", "c"]
+        # One group: one transaction, one savepoint per write, one COMMIT.
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        assert statements.count("SAVEPOINT write") == 3
+        assert statements.count("ROLLBACK TO write") == 1
+        assert statements.count("COMMIT") == 1
+    finally:
+        await store.close()

@@ -66,7 +66,10 @@ class GroupCommit:
                 if not group:
                     self._scheduled = False
                     return
-            outcomes = self._apply(group)
+            try:
+                outcomes = self._apply(group)
+            except Exception as error:  # noqa: BLE001 - even the rollback failed: fail the group, keep draining
+                outcomes = [(False, error)] * len(group)
             for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
 
