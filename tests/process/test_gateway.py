@@ -27,8 +27,10 @@ from ..conftest import REVISION, Harness
 from ..seeds import TRACK_SEED_COMMANDS
 from ..wire.test_bulk import SEED_BODY
 from ..wire.test_limits import serving
+from . import GO_BIN
 
-GATEWAY = os.environ.get("BATCHGRPC_GATEWAY", "")
+#: Where `make test` builds it; BATCHGRPC_GATEWAY overrides.
+GATEWAY = os.environ.get("BATCHGRPC_GATEWAY") or str(GO_BIN / "batchgrpc-gateway")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from typing import Any
 
 import pytest
@@ -18,8 +17,10 @@ import pytest
 from ..conftest import REVISION, Harness
 from ..seeds import TRACK_SEED_COMMANDS
 from ..wire.test_bulk import SEED_BODY
+from . import GO_BIN
 
-GRPCURL = os.environ.get("BATCHGRPC_GRPCURL") or shutil.which("grpcurl") or ""
+#: Where `make test` puts it; BATCHGRPC_GRPCURL overrides.
+GRPCURL = os.environ.get("BATCHGRPC_GRPCURL") or str(GO_BIN / "grpcurl")
 
 
 class Grpcurl:
