@@ -83,14 +83,6 @@ fn check_track_batch(
     Ok(py.detach(move || limits::check_track_batch(request_bytes, &command_bytes))?)
 }
 
-/// Validates a serialized `batchgrpc.track.v2.BatchRequest` with
-/// Bloomreach's rules: per command, the list of errors in upstream's words
-/// (empty when valid). `now` is Unix seconds, for the timestamp window.
-#[pyfunction]
-fn validate_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<Vec<Vec<String>>> {
-    Ok(py.detach(move || track::validate_batch(&request, now))?)
-}
-
 /// One tracking command, checked and normalized by the core.
 #[pyclass(module = "batchgrpc._core", frozen, get_all)]
 struct TrackCommand {
@@ -468,7 +460,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_batch, m)?)?;
-    m.add_function(wrap_pyfunction!(validate_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(validate_bulk_request, m)?)?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;

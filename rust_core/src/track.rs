@@ -254,16 +254,6 @@ pub fn prepare(command: &Command, now: f64) -> Prepared {
     prepared
 }
 
-/// Every problem with one command, in upstream's words.
-#[must_use]
-pub fn check_command(command: &Command, now: f64) -> Vec<String> {
-    prepare(command, now)
-        .errors
-        .into_iter()
-        .map(|p| p.message)
-        .collect()
-}
-
 /// Checks and normalizes a serialized `BatchRequest`: the batch as a whole
 /// (1 to 50 commands, size), then each command.
 ///
@@ -276,22 +266,20 @@ pub fn prepare_batch(bytes: &[u8], now: f64) -> Result<Vec<Prepared>, CoreError>
     Ok(commands.iter().map(|c| prepare(c, now)).collect())
 }
 
-/// Validates a serialized `BatchRequest`: per command, its errors.
-///
-/// # Errors
-/// As [`prepare_batch`].
-pub fn validate_batch(bytes: &[u8], now: f64) -> Result<Vec<Vec<String>>, CoreError> {
-    Ok(prepare_batch(bytes, now)?
-        .into_iter()
-        .map(|p| p.errors.into_iter().map(|e| e.message).collect())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Every problem with one command, in upstream's words.
+    fn check_command(command: &Command, now: f64) -> Vec<String> {
+        prepare(command, now)
+            .errors
+            .into_iter()
+            .map(|p| p.message)
+            .collect()
+    }
 
     const NOW: f64 = 1_795_000_000.0;
 

@@ -22,7 +22,6 @@ __all__ = [
     "open_rows",
     "prepare_track_batch",
     "validate_bulk_request",
-    "validate_track_batch",
 ]
 
 __version__: str
@@ -155,13 +154,9 @@ class TrackCommand:
 
 def prepare_track_batch(request: bytes, now: float) -> list[TrackCommand]:
     """Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
-    rules and normalizes each command. Raises as `validate_track_batch`."""
-
-def validate_track_batch(request: bytes, now: float) -> list[list[str]]:
-    """Validates a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
-    rules: per command, its errors in upstream's words (empty when valid).
-    Raises `NoCommands`, `TooManyItems` or `PayloadTooLarge` for a batch that
-    fails whole, `InvalidArgument` for bytes that are not a BatchRequest."""
+    rules and normalizes each command. Raises `NoCommands`, `TooManyItems` or
+    `PayloadTooLarge` for a batch that fails whole, `InvalidArgument` for bytes
+    that are not a BatchRequest."""
 
 def validate_bulk_request(request: bytes, now: float) -> list[tuple[str, str, str]]:
     """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's

@@ -203,18 +203,17 @@ async def test_a_rate_limited_call_is_429_with_retry_after(tmp_path: Path) -> No
         assert refused.body["details"][0]["reason"] == "RATE_LIMITED"
 
 
-def multipart(fields: list[tuple[str, str]], filename: str, content: bytes) -> tuple[bytes, str]:
+def multipart(fields: list[tuple[str, str]], file: tuple[str, bytes] | None) -> tuple[bytes, str]:
+    """A multipart/form-data body: the fields, then the file part if any."""
     boundary = "batchgrpc-test-boundary-7f3a"
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in fields
     ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: text/csv\r\n\r\n".encode()
-        + content
-        + b"\r\n"
-    )
+    if file is not None:
+        filename, content = file
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        parts.append(head.encode() + b"Content-Type: text/csv\r\n\r\n" + content + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -224,7 +223,7 @@ async def test_a_multipart_upload_then_a_batch_job_to_done(rest: Rest) -> None:
         f"{i},user{i}@example.com,{'signup' if i % 7 else ''}\n".encode() for i in range(rows)
     )
     assert len(content) > 3 * 1024 * 1024
-    body, content_type = multipart([("tags", "q4"), ("tags", "rest")], "people.csv", content)
+    body, content_type = multipart([("tags", "q4"), ("tags", "rest")], ("people.csv", content))
     reply = await rest.call("POST", "/v6/files", body, **{"content-type": content_type})
     assert reply.status == 200, reply.body
     asset = reply.body
@@ -253,3 +252,21 @@ async def test_a_multipart_upload_then_a_batch_job_to_done(rest: Rest) -> None:
     not_multipart = await rest.call("POST", "/v6/files", {"metadata": {"name": "x.csv"}})
     assert not_multipart.status == 400
     assert "multipart/form-data" in not_multipart.body["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "with_file", "message"),
+    [
+        ([("name", "x.csv")], False, 'no part named "file"'),
+        ([("colour", "red")], True, 'unknown multipart field "colour"'),
+        ([("format", "XLSX")], True, 'format "XLSX"'),
+    ],
+)
+async def test_a_bad_multipart_upload_is_400_and_stores_nothing(
+    rest: Rest, fields: list[tuple[str, str]], with_file: bool, message: str
+) -> None:
+    body, content_type = multipart(fields, ("x.csv", b"a,b\n1,2\n") if with_file else None)
+    reply = await rest.call("POST", "/v6/files", body, **{"content-type": content_type})
+    assert reply.status == 400, reply.body
+    assert message in reply.body["message"]
+    assert (await rest.call("GET", "/v6/files")).body["file_assets"] == []
