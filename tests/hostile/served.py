@@ -1,0 +1,130 @@
+"""The hostile-input suite's server: `batchgrpc serve` as a process of its
+own, so that its memory (VmRSS, VmHWM) is its own and a stalled event loop
+shows as a slow answer to another client.
+
+`responsive` runs a hostile call while a second client pings the server, and
+returns the slowest ping: a test asserts it stays under 100 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from grpc import aio
+
+from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
+
+BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
+T = TypeVar("T")
+
+
+@dataclass
+class Served:
+    proc: asyncio.subprocess.Process
+    port: int
+    #: The first admin key's token (account "default", every scope).
+    token: str
+    channel: aio.Channel
+    data_dir: Path
+    logs: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+    def _status(self, field: str) -> int:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+        assert match, text
+        return int(match.group(1)) * 1024
+
+    def rss(self) -> int:
+        """Resident bytes now."""
+        return self._status("VmRSS")
+
+    def peak_rss(self) -> int:
+        """The most resident bytes since the process started."""
+        return self._status("VmHWM")
+
+    def log_lines(self) -> list[dict[str, object]]:
+        """The server's JSON log so far."""
+        text = self.logs.with_suffix(".err").read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@asynccontextmanager
+async def served(
+    tmp_path: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (), name: str = "server"
+) -> AsyncIterator[Served]:
+    """A fresh server process on a fresh data directory, rate limits off
+    unless `env` turns them on; killed however the test ends."""
+    data_dir = tmp_path / f"{name}-data"
+    logs = tmp_path / name
+    environment = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1", **(env or {})}
+    out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *args,
+            stdout=stdout, stderr=stderr, env=environment,
+        )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                assert proc.returncode is None, err.read_text()
+                lines = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
+                if listening := [e for e in lines if e["msg"] == "listening"]:
+                    break
+                await asyncio.sleep(0.05)
+        match = re.search(r"token:\s+(bgk_\S+)", out.read_text())
+        assert match, out.read_text()
+        async with aio.insecure_channel(f"127.0.0.1:{listening[0]['port']}") as channel:
+            yield Served(proc, int(listening[0]["port"]), match.group(1), channel, data_dir, logs)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def responsive(served: Served, during: Awaitable[T], *, every: float = 0.02) -> tuple[T, float]:
+    """Awaits `during` while another channel calls GetSystemTime every
+    `every` seconds; returns its result and the slowest ping in seconds.
+
+    The pings use a channel of their own, so they share nothing with the
+    hostile call but the server."""
+    slowest = 0.0
+    done = asyncio.Event()
+
+    async def ping(stub: tracking_pb2_grpc.TrackingServiceStub) -> None:
+        nonlocal slowest
+        request = tracking_pb2.GetSystemTimeRequest(project_token="default")
+        while not done.is_set():
+            started = time.perf_counter()
+            await stub.GetSystemTime(request, metadata=served.metadata, timeout=30)
+            slowest = max(slowest, time.perf_counter() - started)
+            await asyncio.sleep(every)
+
+    async with aio.insecure_channel(served.address) as channel:
+        stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+        # One ping first, so the channel is connected before the clock matters.
+        await stub.GetSystemTime(tracking_pb2.GetSystemTimeRequest(project_token="default"), metadata=served.metadata)
+        pinger = asyncio.create_task(ping(stub))
+        try:
+            result = await during
+        finally:
+            done.set()
+            await pinger
+    return result, slowest
