@@ -24,6 +24,18 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 #: `ErrorInfo.domain` of every error this service emits.
 DOMAIN = "batchgrpc"
+#: The most characters of what a client sent that an error echoes (API.md).
+MAX_ECHO = 256
+#: The serialized `google.rpc.Status` stays under this, so that with the
+#: rate-limit trailers it passes every client's metadata limit (gRPC's
+#: default is 8 KiB, and the details travel base64-encoded). Violations past
+#: it are counted, not listed.
+MAX_STATUS_BYTES = 4096
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """At most `limit` characters of `text`, marked when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Api(enum.StrEnum):
@@ -49,6 +61,9 @@ class Reason(enum.StrEnum):
     MISSING_REVISION = "MISSING_REVISION"
     INVALID_REVISION = "INVALID_REVISION"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    AMBIGUOUS_CREDENTIALS = "AMBIGUOUS_CREDENTIALS"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
     NO_COMMANDS = "NO_COMMANDS"
@@ -110,28 +125,44 @@ class BatchgrpcError(Exception):
         return self.upstream_codes.get(api, self.default_upstream_code)
 
     def to_status(self, api: Api) -> status_pb2.Status:
-        """The `google.rpc.Status` for this error, as seen by a caller of `api`."""
-        status = status_pb2.Status(code=_RPC_CODES[self.code], message=self.message)
+        """The `google.rpc.Status` for this error, as seen by a caller of `api`.
+
+        Every text is clipped, and violations are listed while the status
+        fits `MAX_STATUS_BYTES`: a client's long values can never push the
+        trailers past the transport's limit (which a client would see as
+        RESOURCE_EXHAUSTED, a retryable code)."""
+        status = status_pb2.Status(code=_RPC_CODES[self.code], message=clip(self.message, 1024))
+        metadata = {"code": self.upstream_code(api), **self.metadata}
         info = error_details_pb2.ErrorInfo(
             reason=self.reason.value,
             domain=DOMAIN,
-            metadata={"code": self.upstream_code(api), **self.metadata},
+            metadata={clip(k, 64): clip(v) for k, v in metadata.items()},
         )
-        status.details.add().Pack(info)
-        if self.violations:
-            bad = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description, reason=v.reason
-                    )
-                    for v in self.violations
-                ]
-            )
-            status.details.add().Pack(bad)
         if self.retry_after is not None:
             delay = duration_pb2.Duration()
             delay.FromNanoseconds(int(self.retry_after * 1e9))
-            status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            retry: error_details_pb2.RetryInfo | None = error_details_pb2.RetryInfo(retry_delay=delay)
+        else:
+            retry = None
+        bad = error_details_pb2.BadRequest()
+        room = MAX_STATUS_BYTES - status.ByteSize() - info.ByteSize() - (retry.ByteSize() if retry else 0) - 256
+        for v in self.violations:
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field), description=clip(v.description, 512), reason=v.reason
+            )
+            # A field of the repeated detail costs its size plus a few bytes of framing.
+            room -= violation.ByteSize() + 4
+            if room < 0:
+                break
+            bad.field_violations.append(violation)
+        if len(bad.field_violations) < len(self.violations):
+            info.metadata["field_violations"] = str(len(self.violations))
+            info.metadata["field_violations_listed"] = str(len(bad.field_violations))
+        status.details.add().Pack(info)
+        if self.violations:
+            status.details.add().Pack(bad)
+        if retry is not None:
+            status.details.add().Pack(retry)
         return status
 
 
@@ -189,6 +220,20 @@ class DataFileError(BatchgrpcError):
         self.offset = offset
 
 
+class MalformedRequest(InvalidArgument):
+    """Bytes that do not decode as the RPC's request message."""
+
+    reason = Reason.MALFORMED_REQUEST
+
+
+class RequestIdReused(BatchgrpcError):
+    """A `request_id` sent again with a different request."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = Reason.REQUEST_ID_REUSED
+    default_upstream_code = "request_id_reused"
+
+
 class MissingRevision(InvalidArgument):
     reason = Reason.MISSING_REVISION
 
@@ -212,6 +257,10 @@ class Unauthenticated(BatchgrpcError):
 
 class MissingCredentials(Unauthenticated):
     reason = Reason.MISSING_CREDENTIALS
+
+
+class AmbiguousCredentials(Unauthenticated):
+    reason = Reason.AMBIGUOUS_CREDENTIALS
 
 
 class ApiKeyRevoked(Unauthenticated):

@@ -4,6 +4,11 @@ gRPC status with rich details.
 
 Servicers raise `batchgrpc.errors` exceptions and never call `context.abort`;
 they read the caller with `current_principal()`.
+
+Requests arrive as bytes and are decoded here, after authentication
+(`batchgrpc.requests`): malformed bytes are INVALID_ARGUMENT for a caller with
+a key, and nothing for one without. A method marked `@raw_request` gets the
+bytes themselves, for the Rust core to decode.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from grpc import aio
 
+from batchgrpc import requests
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
-from batchgrpc.errors import BatchgrpcError, Internal, RateLimited
+from batchgrpc.errors import AmbiguousCredentials, BatchgrpcError, Internal, RateLimited
 from batchgrpc.events.revision import check_revision
 from batchgrpc.ratelimit import Decision, RateLimiter
 
@@ -32,6 +38,18 @@ Metadata = list[tuple[str, str | bytes]]
 #: (Strings: the grpc classes are generic only in their stubs.)
 Context: TypeAlias = "aio.ServicerContext[Any, Any]"
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def raw_request(method: F) -> F:
+    """Marks a servicer method that takes its request as the serialized
+    bytes: the Rust core decodes and checks them with the API's own errors
+    (Python's decoder would fail on a Struct nested past its recursion
+    limit before the API's nesting rule could speak)."""
+    method.raw_request = True  # type: ignore[attr-defined]
+    return method
 
 
 def current_principal() -> Principal:
@@ -55,7 +73,13 @@ class _Call:
         self.started = time.perf_counter()
 
     async def admit(self, keyring: Keyring, limiter: RateLimiter) -> None:
-        metadata = {k: v for k, v in self.context.invocation_metadata() or () if isinstance(v, str)}
+        pairs = [(k, v) for k, v in self.context.invocation_metadata() or () if isinstance(v, str)]
+        credentials = [v for k, v in pairs if k == "authorization"]
+        if len(credentials) > 1:
+            # Which one would the caller mean? Guessing could run a call as
+            # the wrong key.
+            raise AmbiguousCredentials("More than one authorization value: send exactly one.")
+        metadata = dict(pairs)
         self.principal = await keyring.authenticate(metadata.get("authorization"))
         authorize(self.principal, self.policy, self.method)
         self.decision = limiter.acquire(self.principal.account, self.policy.api)
@@ -126,12 +150,22 @@ class CallInterceptor(aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         keyring, limiter = self._keyring, self._limiter
+        deserialize = handler.request_deserializer
+        message_type = getattr(deserialize, "__self__", None)
+        assert message_type is not None, f"{method}: the request deserializer is not a message's FromString"
+
+        def request_of(behavior: Callable[..., Any], data: Any) -> Any:
+            if getattr(behavior, "raw_request", False):
+                return data
+            if handler.request_streaming:
+                return _decoded(message_type, data)
+            return requests.decode(message_type, data)
 
         async def unary(behavior: Callable[..., Any], request: Any, context: Context) -> Any:
             call = _Call(method, context)
             try:
                 await call.admit(keyring, limiter)
-                response = await behavior(request, context)
+                response = await behavior(request_of(behavior, request), context)
             except aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
@@ -143,7 +177,7 @@ class CallInterceptor(aio.ServerInterceptor):
             call = _Call(method, context)
             try:
                 await call.admit(keyring, limiter)
-                result = behavior(request, context)
+                result = behavior(request_of(behavior, request), context)
                 if inspect.isasyncgen(result):
                     async for response in result:
                         yield response
@@ -165,7 +199,8 @@ class CallInterceptor(aio.ServerInterceptor):
 
             return kind(
                 _stream if wrapper is streaming else _unary,
-                request_deserializer=handler.request_deserializer,
+                # Bytes in: decoding waits until the caller is known.
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
 
@@ -176,3 +211,9 @@ class CallInterceptor(aio.ServerInterceptor):
         if handler.unary_stream:
             return bind(grpc.unary_stream_rpc_method_handler, streaming, handler.unary_stream)
         return bind(grpc.stream_stream_rpc_method_handler, streaming, handler.stream_stream)
+
+
+async def _decoded(message_type: Any, messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """A client stream's messages, each decoded and checked as it arrives."""
+    async for data in messages:
+        yield requests.decode(message_type, data)

@@ -1,0 +1,223 @@
+"""What a request must be before a servicer sees it: a message that decodes,
+enum numbers the contract defines, and every string, list and map within
+the limits of API.md ("Limits on everything a client sends").
+
+The interceptor decodes each request here, after authentication, so a
+client without a key learns nothing from malformed bytes, and no servicer
+ever meets an over-long id or an undefined enum.
+
+The requests whose Structs the Rust core reads (bulk create, the tracking
+commands) are not decoded here: the core decodes and checks them itself,
+with the API's own errors (`interceptor.raw_request`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import descriptor, message
+from google.protobuf.descriptor import FieldDescriptor
+
+from batchgrpc.errors import FieldViolation, InvalidArgument, MalformedRequest, clip
+
+#: Resource ids: batch_id, file_asset_id, report and list ids, profile and job ids.
+MAX_ID = 64
+#: `request_id`: AIP-155 suggests a UUID; room for a client's own scheme.
+MAX_REQUEST_ID = 128
+#: Names, tags, column and event names, as upstream.
+MAX_NAME = 255
+#: Metric names, as Klaviyo.
+MAX_METRIC = 128
+#: Customer identifier values (email, phone number, external id).
+MAX_CUSTOMER_ID = 1000
+#: A `name_pattern` or value pattern, before it is compiled.
+MAX_PATTERN = 1000
+#: Values: event_data values and a rule's allowed values.
+MAX_VALUE = 1000
+MAX_TAGS = 100
+MAX_RULES = 100
+MAX_EVENT_COLUMNS = 500
+MAX_ALLOWED_VALUES = 1000
+MAX_PAGE_TOKEN = 128
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The most characters a string may have, and for a list or map the
+    most items; strings never carry NUL."""
+
+    chars: int | None = None
+    items: int | None = None
+
+
+ID = Limit(MAX_ID)
+NAME = Limit(MAX_NAME)
+TAGS = Limit(MAX_NAME, items=MAX_TAGS)
+REQUEST_ID = Limit(MAX_REQUEST_ID)
+PAGE_TOKEN = Limit(MAX_PAGE_TOKEN)
+#: Bytes bounded elsewhere: an upload chunk by the transport's message size
+#: and the file by `max_upload_bytes`.
+CHUNK = Limit()
+
+_BATCHES = "batchgrpc.batches.v6."
+_EVENTS = "batchgrpc.events.v1."
+_TRACK = "batchgrpc.track.v2."
+_EVENT_DATA = Limit(items=MAX_EVENT_COLUMNS)
+_EVENT_DATA_ENTRY = {"key": NAME, "value": Limit(MAX_VALUE)}
+_EVENT_COLUMNS = Limit(MAX_NAME, items=MAX_EVENT_COLUMNS)
+_SCOPES = Limit(items=8)
+
+#: Per message, per field. Every string, bytes, repeated and map field of
+#: every request a servicer decodes in Python is listed; a unit test holds
+#: the table to the descriptors, so a new field cannot come without a limit.
+LIMITS: Mapping[str, Mapping[str, Limit]] = {
+    _BATCHES + "CreateBatchJobRequest": {
+        "name": NAME,
+        "event_name": NAME,
+        "default_event_name": NAME,
+        "event_columns": _EVENT_COLUMNS,
+        "event_data": _EVENT_DATA,
+        "columns": Limit(items=MAX_RULES),
+        "scopes": _SCOPES,
+        "tags": TAGS,
+        "request_id": REQUEST_ID,
+    },
+    _BATCHES + "CreateBatchJobRequest.EventDataEntry": _EVENT_DATA_ENTRY,
+    _BATCHES + "DataSource": {"report_id": ID, "audience_list_id": ID, "file_asset_id": ID, "id": ID},
+    _BATCHES + "Column": {
+        "name": NAME,
+        "name_pattern": Limit(MAX_PATTERN),
+        "prefix": NAME,
+        "pattern": Limit(MAX_PATTERN),
+        "allowed_values": Limit(MAX_VALUE, items=MAX_ALLOWED_VALUES),
+    },
+    _BATCHES + "GetBatchJobRequest": {"batch_id": ID},
+    _BATCHES + "ListBatchJobsRequest": {
+        "name": NAME,
+        "event_name": NAME,
+        "tags": TAGS,
+        "statuses": Limit(items=16),
+        "page_token": PAGE_TOKEN,
+    },
+    _BATCHES + "UpdateBatchJobRequest": {"batch_id": ID, "name": NAME, "tags": TAGS, "scopes": _SCOPES},
+    "google.protobuf.FieldMask": {"paths": Limit(MAX_ID, items=16)},
+    _BATCHES + "CancelBatchJobRequest": {"batch_id": ID},
+    _BATCHES + "ExpireBatchJobRequest": {"batch_id": ID},
+    _BATCHES + "DeleteBatchJobRequest": {"batch_id": ID},
+    _BATCHES + "WatchBatchJobRequest": {"batch_id": ID},
+    _BATCHES + "ListBatchJobRowErrorsRequest": {"batch_id": ID, "page_token": PAGE_TOKEN},
+    _BATCHES + "UploadFileAssetRequest": {"chunk": CHUNK},
+    _BATCHES + "FileAssetMetadata": {"name": NAME, "tags": TAGS, "request_id": REQUEST_ID},
+    _BATCHES + "GetFileAssetRequest": {"file_asset_id": ID},
+    _BATCHES + "ListFileAssetsRequest": {"name": NAME, "tags": TAGS, "page_token": PAGE_TOKEN},
+    _BATCHES + "DeleteFileAssetRequest": {"file_asset_id": ID},
+    _BATCHES + "CreateReportRequest": {"name": NAME, "request_id": REQUEST_ID},
+    _BATCHES + "UploadReportResultRequest": {"report_id": ID, "chunk": CHUNK},
+    _BATCHES + "GetReportRequest": {"report_id": ID},
+    _BATCHES + "ListReportsRequest": {"name": NAME, "page_token": PAGE_TOKEN},
+    _BATCHES + "CreateAudienceListRequest": {
+        "name": NAME,
+        "event_columns": _EVENT_COLUMNS,
+        "event_data": _EVENT_DATA,
+        "request_id": REQUEST_ID,
+    },
+    _BATCHES + "CreateAudienceListRequest.EventDataEntry": _EVENT_DATA_ENTRY,
+    _BATCHES + "UploadAudienceListMembersRequest": {"audience_list_id": ID, "chunk": CHUNK},
+    _BATCHES + "GetAudienceListRequest": {"audience_list_id": ID},
+    _BATCHES + "ListAudienceListsRequest": {"name": NAME, "page_token": PAGE_TOKEN},
+    _EVENTS + "GetEventBulkCreateJobRequest": {"id": ID},
+    _EVENTS + "GetProfileRequest": {"id": ID},
+    _EVENTS + "ListProfilesRequest": {
+        "email": Limit(MAX_CUSTOMER_ID),
+        "phone_number": Limit(MAX_CUSTOMER_ID),
+        "external_id": Limit(MAX_CUSTOMER_ID),
+        "page_token": PAGE_TOKEN,
+    },
+    _EVENTS + "ListEventsRequest": {
+        "profile_id": ID,
+        "metric": Limit(MAX_METRIC),
+        "job_id": ID,
+        "page_token": PAGE_TOKEN,
+    },
+    _TRACK + "GetSystemTimeRequest": {"project_token": ID},
+}
+
+
+def decode(message_type: type[message.Message], data: bytes) -> Any:
+    """`data` as a `message_type`, checked; raises InvalidArgument."""
+    try:
+        request = message_type.FromString(data)
+    except message.DecodeError:
+        # The decoder's own text says nothing a client can act on.
+        raise MalformedRequest(
+            f"The request is not a valid {message_type.DESCRIPTOR.name} message.",
+            metadata={"message": message_type.DESCRIPTOR.full_name},
+        ) from None
+    check(request)
+    return request
+
+
+def check(request: message.Message) -> None:
+    """Raises InvalidArgument naming every field that breaks a limit or
+    carries an enum number the contract does not define."""
+    violations = list(_violations(request, ""))
+    if violations:
+        raise InvalidArgument(
+            f"The request has {len(violations)} field(s) outside the limits: "
+            + "; ".join(f"{v.field}: {v.description}" for v in violations[:3])
+            + ("" if len(violations) <= 3 else "; ..."),
+            violations=violations,
+        )
+
+
+def _violations(msg: message.Message, prefix: str) -> Iterator[FieldViolation]:
+    limits = LIMITS.get(msg.DESCRIPTOR.full_name, {})
+    for field, value in msg.ListFields():
+        path = prefix + field.name
+        limit = limits.get(field.name)
+        if field.is_repeated:
+            if limit is not None and limit.items is not None and len(value) > limit.items:
+                yield FieldViolation(path, f"at most {limit.items} items, got {len(value)}")
+                continue
+            if _is_map(field):
+                for key, item in value.items():
+                    entry = f"{path}[{clip(str(key), 64)!r}]"
+                    yield from _map_entry(field, key, item, entry)
+                continue
+            for i, item in enumerate(value):
+                yield from _value(field, item, f"{path}[{i}]", limit)
+        else:
+            yield from _value(field, value, path, limit)
+
+
+def _map_entry(field: FieldDescriptor, key: Any, item: Any, path: str) -> Iterator[FieldViolation]:
+    entry = field.message_type
+    assert entry is not None
+    limits = LIMITS.get(entry.full_name, {})
+    yield from _value(entry.fields_by_name["key"], key, path, limits.get("key"))
+    yield from _value(entry.fields_by_name["value"], item, path, limits.get("value"))
+
+
+def _value(field: FieldDescriptor, value: Any, path: str, limit: Limit | None) -> Iterator[FieldViolation]:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        if limit is not None and limit.chars is not None and len(value) > limit.chars:
+            yield FieldViolation(path, f"at most {limit.chars} characters, got {len(value)}")
+        elif "\0" in value:
+            yield FieldViolation(path, "must not contain NUL characters")
+    elif field.type == FieldDescriptor.TYPE_ENUM:
+        enum = field.enum_type
+        assert enum is not None
+        if value not in enum.values_by_number:
+            yield FieldViolation(path, f"{value} is not a value of {enum.name}: use one of {_names(enum)}")
+    elif field.type == FieldDescriptor.TYPE_MESSAGE:
+        yield from _violations(value, path + ".")
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _names(enum: descriptor.EnumDescriptor) -> str:
+    return ", ".join(v.name for v in enum.values if v.number != 0)
