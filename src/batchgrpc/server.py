@@ -106,6 +106,11 @@ async def start(config: Config) -> Running:
             chunk_rows=config.job_chunk_rows,
         )
         idempotency = Idempotency(store.idempotency, config.idempotency_ttl_seconds)
+        # Calls a killed server left half done hold their request ids; the
+        # ids are free again the moment it is known that nobody runs them.
+        released = await idempotency.release_abandoned()
+        if released:
+            log.info("released abandoned request ids", extra={"fields": {"claims": released}})
         batches.register(server, store, files, runner, changes, idempotency)
         processor = BulkProcessor(store)
         events.register(server, store, processor, idempotency)

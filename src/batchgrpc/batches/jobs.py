@@ -189,9 +189,18 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
             account=principal.account,
             method="CreateBatchJob",
             request_id=request.request_id,
+            request=request,
             response_type=pb.CreateBatchJobResponse,
             create=create,
+            replayed=self._check_replay,
         )
+
+    async def _check_replay(self, response: pb.CreateBatchJobResponse) -> None:
+        # The same visibility as every read: a replay shows the job as it
+        # is now, and only to a caller whose roles may see it.
+        job = await self._store.jobs.get(response.batch_job.id, current_principal().account)
+        if job is None or not visible(job, current_principal()):
+            raise BatchJobNotFound(response.batch_job.id)
 
     # --- read -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ that produces it, and it is DONE / READY when the stream completes.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,6 +30,7 @@ from batchgrpc.errors import (
     DataSourceNotFound,
     FieldViolation,
     InvalidArgument,
+    RequestIdReused,
     UploadInProgress,
 )
 from batchgrpc.idempotency import Idempotency
@@ -74,6 +76,23 @@ async def _chunks(messages: AsyncIterator[Any], field: str) -> AsyncIterator[byt
                 violations=[FieldViolation(field, "only in the first message")],
             )
         yield message.chunk
+
+
+async def _same_content(first: file_asset_pb2.FileAsset, chunks: AsyncIterator[bytes]) -> None:
+    """A replayed upload must send the same bytes as the first: they are
+    hashed as they arrive (and not kept), then compared."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > first.size:
+            break
+        digest.update(chunk)
+    if size != first.size or digest.hexdigest() != first.sha256:
+        raise RequestIdReused(
+            "This request_id was used to upload a different file; send a new request_id for a new file.",
+            violations=[FieldViolation("metadata.request_id", "already used with a different file")],
+        )
 
 
 def _not_found(kind: str, source_id: str) -> DataSourceNotFound:
@@ -154,8 +173,10 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
             account=account,
             method="UploadFileAsset",
             request_id=meta.request_id,
+            request=meta,
             response_type=file_asset_pb2.UploadFileAssetResponse,
             create=upload,
+            replayed=lambda first: _same_content(first.file_asset, _chunks(messages, "metadata")),
         )
 
     async def _get(self, source_id: str) -> DataSource:
@@ -317,6 +338,7 @@ class ReportService(_Produced, report_pb2_grpc.ReportServiceServicer):
             account=current_principal().account,
             method="CreateReport",
             request_id=request.request_id,
+            request=request,
             response_type=report_pb2.CreateReportResponse,
             create=create,
         )
@@ -366,6 +388,7 @@ class AudienceListService(_Produced, audience_list_pb2_grpc.AudienceListServiceS
             account=current_principal().account,
             method="CreateAudienceList",
             request_id=request.request_id,
+            request=request,
             response_type=audience_list_pb2.CreateAudienceListResponse,
             create=create,
         )

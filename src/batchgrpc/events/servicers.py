@@ -109,6 +109,7 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
             account=account,
             method="CreateEventBulkCreateJob",
             request_id=request.request_id,
+            request=request,
             response_type=bulk_pb2.CreateEventBulkCreateJobResponse,
             create=create,
         )

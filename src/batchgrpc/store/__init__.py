@@ -49,6 +49,10 @@ class ClaimState(enum.Enum):
 class Claim:
     state: ClaimState
     response: bytes | None = None
+    #: The fingerprint of the request the id was first claimed with.
+    fingerprint: bytes | None = None
+    #: Who runs a PENDING claim (`idempotency.process_owner`).
+    owner: str | None = None
 
 
 class KeyStore(Protocol):
@@ -69,18 +73,34 @@ class KeyStore(Protocol):
 
 class IdempotencyStore(Protocol):
     async def claim(
-        self, account: str, method: str, request_id: str, *, now: float, ttl: float, stale_after: float
+        self,
+        account: str,
+        method: str,
+        request_id: str,
+        *,
+        fingerprint: bytes,
+        owner: str,
+        now: float,
+        ttl: float,
+        stale_after: float,
     ) -> Claim:
-        """Takes a request id for a first call, or reports the first call's outcome.
+        """Takes a request id for a first call (recording `fingerprint` and
+        `owner`), or reports the first call's claim as it is.
 
         Records older than `ttl` are forgotten; a PENDING claim older than
-        `stale_after` (its process died) is taken over.
+        `stale_after` is taken over.
         """
 
     async def complete(self, account: str, method: str, request_id: str, response: bytes, *, now: float) -> None: ...
 
     async def release(self, account: str, method: str, request_id: str) -> None:
         """Drops a claim whose call failed, so a retry can run again."""
+
+    async def pending_owners(self) -> list[str]:
+        """The owners of every PENDING claim."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Drops every PENDING claim of `owner`; returns how many."""
 
 
 @dataclass(frozen=True)

@@ -186,4 +186,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX events_job",
         "CREATE INDEX events_job ON events(account, job_id, seq) WHERE job_id <> ''",
     ),
+    # v5: an idempotency claim keeps the fingerprint of its request (the
+    # same id with another request is refused) and its owner (a claim of a
+    # process that died is taken over at once).
+    (
+        "ALTER TABLE idempotency ADD COLUMN fingerprint BLOB",
+        "ALTER TABLE idempotency ADD COLUMN owner TEXT",
+    ),
 )

@@ -220,27 +220,37 @@ class SqliteIdempotencyStore:
         self._store = store
 
     async def claim(
-        self, account: str, method: str, request_id: str, *, now: float, ttl: float, stale_after: float
+        self,
+        account: str,
+        method: str,
+        request_id: str,
+        *,
+        fingerprint: bytes,
+        owner: str,
+        now: float,
+        ttl: float,
+        stale_after: float,
     ) -> Claim:
         def _claim(conn: sqlite3.Connection) -> Claim:
             # Forget what is past the TTL, here rather than in a sweeper:
             # the index makes it cheap and nothing else needs to run.
             conn.execute("DELETE FROM idempotency WHERE created_time < ?", (now - ttl,))
             row = conn.execute(
-                "SELECT state, response, created_time FROM idempotency"
+                "SELECT state, response, created_time, fingerprint, owner FROM idempotency"
                 " WHERE account = ? AND method = ? AND request_id = ?",
                 (account, method, request_id),
             ).fetchone()
             if row is not None:
-                state, response, created = row
+                state, response, created, first_fingerprint, first_owner = row
                 if state == "done":
-                    return Claim(ClaimState.DONE, response)
+                    return Claim(ClaimState.DONE, response, first_fingerprint)
                 if created >= now - stale_after:
-                    return Claim(ClaimState.PENDING)
+                    return Claim(ClaimState.PENDING, None, first_fingerprint, first_owner)
             conn.execute(
-                "INSERT OR REPLACE INTO idempotency (account, method, request_id, state, created_time)"
-                " VALUES (?, ?, ?, 'pending', ?)",
-                (account, method, request_id, now),
+                "INSERT OR REPLACE INTO idempotency"
+                " (account, method, request_id, state, created_time, fingerprint, owner)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                (account, method, request_id, now, fingerprint, owner),
             )
             return Claim(ClaimState.NEW)
 
@@ -264,3 +274,19 @@ class SqliteIdempotencyStore:
             )
 
         await self._store.write(_release)
+
+    async def pending_owners(self) -> list[str]:
+        def _owners(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT owner FROM idempotency WHERE state = 'pending' AND owner IS NOT NULL"
+            ).fetchall()
+            return [owner for (owner,) in rows]
+
+        return await self._store.run(_owners)
+
+    async def release_owner(self, owner: str) -> int:
+        def _release(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute("DELETE FROM idempotency WHERE state = 'pending' AND owner = ?", (owner,))
+            return cursor.rowcount
+
+        return await self._store.write(_release)

@@ -76,6 +76,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             account=current_principal().account,
             method="Batch",
             request_id=request.request_id,
+            request=request,
             response_type=tracking_pb2.BatchResponse,
             create=run,
         )
