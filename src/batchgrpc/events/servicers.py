@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
 from batchgrpc import _core, paging
+from batchgrpc.auth import Principal
+from batchgrpc.batches.jobs import visible
 from batchgrpc.batches.convert import timestamp
 from batchgrpc.batches.sources import new_id
 from batchgrpc.errors import FieldViolation, InvalidArgument, NotFound
@@ -189,15 +191,38 @@ class EventService(event_pb2_grpc.EventServiceServicer):
         self._store = store
 
     async def ListEvents(self, request: event_pb2.ListEventsRequest, context: Context) -> event_pb2.ListEventsResponse:
+        principal = current_principal()
         page = await self._store.events.list(
-            current_principal().account,
+            principal.account,
             EventFilter(profile_id=request.profile_id, event_name=request.metric, job_id=request.job_id),
             cursor=paging.decode(request.page_token),
             limit=paging.page_size(request.page_size),
         )
+        seen = await self._visible_jobs(principal, page.items)
         return event_pb2.ListEventsResponse(
-            events=[event_message(e) for e in page.items], next_page_token=paging.encode(page.next_cursor)
+            # A batch job's events, and the notifications about it, show only
+            # to callers whose roles see the job, as every batch RPC does (a
+            # page may then be short; the token goes on from the right place).
+            events=[event_message(e) for e in page.items if seen.get(_job_of(e), True)],
+            next_page_token=paging.encode(page.next_cursor),
         )
+
+    async def _visible_jobs(self, principal: Principal, events: Sequence[Event]) -> dict[str, bool]:
+        """Whether the caller may see each job the events came from or tell
+        of. A job that is gone (deleted) shows to nobody: its scopes are gone
+        with it."""
+        seen: dict[str, bool] = {}
+        for job_id in {_job_of(e) for e in events} - {""}:
+            job = await self._store.jobs.get(job_id, principal.account)
+            seen[job_id] = job is not None and visible(job, principal)
+        return seen
+
+
+def _job_of(event: Event) -> str:
+    """The batch job an event came from, or that a notification is about."""
+    if event.source == "NOTIFICATION":
+        return str(json.loads(event.data).get("batch_job_id", ""))
+    return event.job_id if event.source == "BATCH_JOB" else ""
 
 
 def register(
