@@ -107,6 +107,7 @@ class _Call:
             )
             error = Internal()
         self.log(error.code, error.reason.value)
+        _forget_frames(error)
         status = error.to_status(self.policy.api)
         metadata = self.response_metadata()
         metadata.append(("grpc-status-details-bin", status.SerializeToString()))
@@ -169,6 +170,7 @@ class CallInterceptor(aio.ServerInterceptor):
             except aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
+                del request  # see _unary below
                 await call.fail(error)
             call.succeed()
             return response
@@ -186,12 +188,20 @@ class CallInterceptor(aio.ServerInterceptor):
             except aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
+                del request  # see _unary below
                 await call.fail(error)
             call.succeed()
 
         def bind(kind: Callable[..., Handler], wrapper: Callable[..., Any], behavior: Any) -> Handler:
             async def _unary(request: Any, context: Context) -> Any:
-                return await wrapper(behavior, request, context)
+                try:
+                    return await wrapper(behavior, request, context)
+                except aio.AbortError:
+                    # grpc keeps the abort in a cycle with the call's state
+                    # until the garbage collector runs; its traceback must
+                    # not keep the request's bytes alive with it.
+                    del request
+                    raise
 
             async def _stream(request: Any, context: Context) -> AsyncIterator[Any]:
                 async for response in wrapper(behavior, request, context):
@@ -211,6 +221,19 @@ class CallInterceptor(aio.ServerInterceptor):
         if handler.unary_stream:
             return bind(grpc.unary_stream_rpc_method_handler, streaming, handler.unary_stream)
         return bind(grpc.stream_stream_rpc_method_handler, streaming, handler.stream_stream)
+
+
+def _forget_frames(error: BaseException) -> None:
+    """Drops the tracebacks of `error` and the errors it chains to, once
+    logged. Their frames hold the request (megabytes of bytes) and form
+    cycles with the abort that follows: kept, they would pile up until the
+    garbage collector happens to run."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 async def _decoded(message_type: Any, messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
