@@ -68,11 +68,17 @@ class Served:
 
 @asynccontextmanager
 async def served(
-    tmp_path: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (), name: str = "server"
+    tmp_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    name: str = "server",
+    again: Served | None = None,
 ) -> AsyncIterator[Served]:
-    """A fresh server process on a fresh data directory, rate limits off
-    unless `env` turns them on; killed however the test ends."""
-    data_dir = tmp_path / f"{name}-data"
+    """A fresh server process on a fresh data directory (or, `again`, on the
+    data directory and key of an earlier one), rate limits off unless `env`
+    turns them on; killed however the test ends."""
+    data_dir = again.data_dir if again is not None else tmp_path / f"{name}-data"
     logs = tmp_path / name
     environment = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1", **(env or {})}
     out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
@@ -89,10 +95,14 @@ async def served(
                 if listening := [e for e in lines if e["msg"] == "listening"]:
                     break
                 await asyncio.sleep(0.05)
-        match = re.search(r"token:\s+(bgk_\S+)", out.read_text())
-        assert match, out.read_text()
+        if again is not None:
+            token = again.token
+        else:
+            match = re.search(r"token:\s+(bgk_\S+)", out.read_text())
+            assert match, out.read_text()
+            token = match.group(1)
         async with aio.insecure_channel(f"127.0.0.1:{listening[0]['port']}") as channel:
-            yield Served(proc, int(listening[0]["port"]), match.group(1), channel, data_dir, logs)
+            yield Served(proc, int(listening[0]["port"]), token, channel, data_dir, logs)
     finally:
         if proc.returncode is None:
             proc.kill()
