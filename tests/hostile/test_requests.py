@@ -24,6 +24,7 @@ from batchgrpc.events.v1 import event_bulk_create_job_pb2_grpc as bulk_grpc
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 from ..conftest import REVISION, Harness, bearer, make_config, rich_error
+from ..wire.batches_client import Client
 from .served import responsive, served
 from .wire import Target, call, decoded_methods, metadata_for, methods, targets
 
@@ -354,3 +355,32 @@ async def test_a_thousand_violations_fit_the_trailers_and_say_how_many(open_harn
     assert int(rich.info.metadata["field_violations_listed"]) == listed
     details = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
     assert len(details) <= 4096
+
+
+async def test_the_largest_job_request_the_limits_allow_does_not_stall_the_server(tmp_path: Path) -> None:
+    """Every list and string of a CreateBatchJob at its limit (7.6 MB): it is
+    decoded, checked and created while other calls are answered at once."""
+    async with served(tmp_path) as s:
+        client = Client(s.channel, s.token)
+        asset = await client.upload(b"id,email\n1,a@example.com\n")
+        request = batch_job_pb2.CreateBatchJobRequest(
+            data_source=batch_job_pb2.DataSource(type="FILE_ASSET", file_asset_id=asset.id),
+            name="n" * requests.MAX_NAME,
+            tags=[f"{i:0255d}" for i in range(requests.MAX_TAGS)],
+            default_event_name="e" * requests.MAX_NAME,
+            event_columns=[f"{i:0255d}" for i in range(requests.MAX_EVENT_COLUMNS)],
+            event_data={f"{i:0255d}": "v" * requests.MAX_VALUE for i in range(requests.MAX_EVENT_COLUMNS)},
+        )
+        for i in range(requests.MAX_RULES):
+            request.columns.add(
+                type="PATTERN_NAME_MATCH",
+                name_pattern="x" * requests.MAX_PATTERN,
+                pattern="y" * requests.MAX_PATTERN,
+                prefix="p" * requests.MAX_NAME,
+                allowed_values=[f"{i}-{j:0250d}" for j in range(requests.MAX_ALLOWED_VALUES)],
+            )
+        before = s.rss()
+        response, slowest = await responsive(s, client.jobs.CreateBatchJob(request, metadata=s.metadata))
+        assert slowest < 0.1
+        assert response.batch_job.id
+        assert s.rss() - before < 128 << 20
