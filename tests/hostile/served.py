@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from grpc import aio
 
+from batchgrpc.store.sqlite import DATABASE_NAME
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
@@ -59,6 +61,21 @@ class Served:
     def peak_rss(self) -> int:
         """The most resident bytes since the process started."""
         return self._status("VmHWM")
+
+    def stored(self) -> dict[str, int]:
+        """Rows per table of the server's store, read beside it (WAL mode
+        lets a reader in while the server writes): "nothing stored" is the
+        same counts before and after."""
+        db = sqlite3.connect(f"file:{self.data_dir / DATABASE_NAME}?mode=ro", uri=True)
+        try:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+        finally:
+            db.close()
+
+    def files(self) -> list[str]:
+        """The data files and upload parts on disk."""
+        return sorted(p.name for p in (self.data_dir / "files").iterdir())
 
     def log_lines(self) -> list[dict[str, object]]:
         """The server's JSON log so far."""
