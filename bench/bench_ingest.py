@@ -227,14 +227,16 @@ def phases(bulk_count: int, track_count: int) -> None:
         print(f"\nwhere a bulk request's server time goes (ms per 1,000-event request, {n} requests):")
         parse = bulk_pb2.CreateEventBulkCreateJobRequest.FromString
         messages = timed("parse protobuf", n, lambda: [parse(b) for b in bodies])
-        timed("validate (Rust core)", n, lambda: [bulk_violations(m, time.time()) for m in messages])
+        timed("validate (Rust core)", n, lambda: [bulk_violations(b, time.time()) for b in bodies])
         items = timed("request -> items", n, lambda: [ingest_items(m, "j", set(), time.time()) for m in messages])
         timed("store: upsert+insert", n, lambda: store(items))
 
         n, batches = track_count, [track_request(i, "default") for i in range(track_count)]
         print(f"where a tracking batch's server time goes (ms per 50-command batch, {n} batches):")
         scopes = frozenset({"customers:set", "events:set"})
-        commands = timed("check (Rust core)", n, lambda: [_core.prepare_track_batch(b, time.time()) for b in batches])
+        commands = timed(
+            "check (Rust core)", n, lambda: [_core.prepare_track_batch(b, time.time()).commands for b in batches]
+        )
         items = timed("commands -> items", n, lambda: [plan(c, scopes, time.time())[1] for c in commands])
         timed("store: upsert+insert", n, lambda: store(items))
         conn.close()

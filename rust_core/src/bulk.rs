@@ -7,9 +7,12 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
-use crate::limits;
+use crate::limits::{
+    self, clip, clip_to, longer_than, MAX_CUSTOMER_ID_CHARS, MAX_ECHO_CHARS, MAX_METRIC_NAME_CHARS,
+    MAX_NAME_CHARS, MAX_RESOURCE_ID_CHARS,
+};
 use crate::rules::{is_email, parse_timestamp};
-use crate::wire::{decode_struct, decode_value, each_message, string};
+use crate::wire::{each_message, string, Values};
 
 /// One violation: where, a stable reason, and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +25,26 @@ pub struct Violation {
     pub message: String,
 }
 
-/// Most properties an event may have.
+/// What the rules found in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Validation {
+    /// Every violation, in document order; empty when the request is valid.
+    pub violations: Vec<Violation>,
+    /// The violations fail the request whatever `partial_success` says: a
+    /// value nests past what the core's decoder reads ([`crate::wire`]'s 20
+    /// levels), so no item of the request may go on to Python's protobuf
+    /// decoder, which would fail on it before any rule could speak.
+    pub fails_whole: bool,
+}
+
+/// Most properties an event (or a profile) may have.
 pub const MAX_PROPERTIES: usize = 400;
 /// Longest string value in properties, in bytes.
 pub const MAX_STRING_BYTES: usize = 100 * 1024;
-/// Deepest nesting of properties.
+/// Deepest nesting of properties, counting the properties object as level 1.
 pub const MAX_DEPTH: usize = 10;
+/// Most characters of one client key inside a pointer.
+const MAX_KEY_IN_POINTER: usize = 64;
 /// 2000-01-01T00:00:00Z: the earliest event time upstream takes.
 const EARLIEST: f64 = 946_684_800.0;
 const YEAR: f64 = 366.0 * 86_400.0;
@@ -47,6 +64,29 @@ struct Profile {
     id: String,
     /// (field name, value) of the identifiers and attributes present.
     attributes: Vec<(&'static str, String)>,
+    /// `attributes.properties`, when sent.
+    properties: Option<Map<String, Value>>,
+    /// The profile's other free-form values, by their pointer below the
+    /// profile resource: the location's coordinates, `patch_properties`.
+    values: Vec<(&'static str, Value)>,
+}
+
+impl Profile {
+    /// Sets an attribute; a field sent twice keeps its last value, as
+    /// protobuf does.
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.attributes.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.attributes.push((name, value)),
+        }
+    }
+
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -75,25 +115,71 @@ const PROFILE_FIELDS: [&str; 11] = [
     "image",
 ];
 
+/// The profile identifiers: customer identifier values, at most 1,000
+/// characters each.
+const IDENTIFIERS: [&str; 5] = [
+    "email",
+    "phone_number",
+    "external_id",
+    "anonymous_id",
+    "_kx",
+];
+
 // The decoders below follow the JSON:API nesting of the proto: a
 // relationship wraps its resource in `data` (field 1), a resource has `type`
-// (1) and `attributes` (2 or 3), and lists are `data` (1) repeated.
+// (1) and `attributes` (2 or 3), and lists are `data` (1) repeated. Every
+// message field is read, and every `Struct` / `Value` through `values`, so
+// no part of a request reaches Python's decoder unseen.
 
-fn decode_profile(bytes: &[u8]) -> Result<Profile, CoreError> {
+fn decode_profile(bytes: &[u8], values: &mut Values) -> Result<Profile, CoreError> {
     let mut profile = Profile::default();
     each_message(bytes, |n, b| {
         match n {
             1 => profile.kind = string(b)?,
             2 => profile.id = string(b)?,
             3 => each_message(b, |n, b| {
-                // Fields 1..=11 of ProfileAttributes are its strings.
-                if let Some(name) = usize::try_from(n)
-                    .ok()
-                    .and_then(|n| PROFILE_FIELDS.get(n.wrapping_sub(1)))
-                {
-                    profile.attributes.push((name, string(b)?));
+                match n {
+                    // Fields 1..=11 of ProfileAttributes are its strings.
+                    1..=11 => profile.set(PROFILE_FIELDS[(n - 1) as usize], string(b)?),
+                    12 => each_message(b, |n, b| {
+                        let at = match n {
+                            5 => "attributes/location/latitude",
+                            6 => "attributes/location/longitude",
+                            _ => return Ok(()),
+                        };
+                        profile.values.push((at, values.decode_value(b, 1)?));
+                        Ok(())
+                    })?,
+                    13 => values.merge_struct(
+                        b,
+                        1,
+                        profile.properties.get_or_insert_with(Map::new),
+                    )?,
+                    _ => {}
                 }
                 Ok(())
+            })?,
+            // ProfileMeta { patch_properties { append, unappend, unset } }.
+            4 => each_message(b, |n, b| {
+                if n != 1 {
+                    return Ok(());
+                }
+                each_message(b, |n, b| {
+                    let (at, value) = match n {
+                        1 => (
+                            "meta/patch_properties/append",
+                            Value::Object(values.decode_struct(b, 1)?),
+                        ),
+                        2 => (
+                            "meta/patch_properties/unappend",
+                            Value::Object(values.decode_struct(b, 1)?),
+                        ),
+                        3 => ("meta/patch_properties/unset", values.decode_value(b, 1)?),
+                        _ => return Ok(()),
+                    };
+                    profile.values.push((at, value));
+                    Ok(())
+                })
             })?,
             _ => {}
         }
@@ -102,17 +188,19 @@ fn decode_profile(bytes: &[u8]) -> Result<Profile, CoreError> {
     Ok(profile)
 }
 
-fn decode_event(bytes: &[u8]) -> Result<Event, CoreError> {
+fn decode_event(bytes: &[u8], values: &mut Values) -> Result<Event, CoreError> {
     let mut event = Event::default();
     each_message(bytes, |n, b| {
         match n {
             1 => event.kind = string(b)?,
             2 => each_message(b, |n, b| {
                 match n {
-                    1 => event.properties = Some(decode_struct(b, 0)?),
+                    1 => {
+                        values.merge_struct(b, 1, event.properties.get_or_insert_with(Map::new))?;
+                    }
                     2 => decode_metric(b, &mut event)?,
                     3 => event.time = string(b)?,
-                    4 => event.value = Some(decode_value(b, 0)?),
+                    4 => event.value = Some(values.decode_value(b, 1)?),
                     5 => event.value_currency = string(b)?,
                     6 => event.unique_id = string(b)?,
                     _ => {}
@@ -160,7 +248,7 @@ struct Item {
 
 /// The request's document type and items:
 /// `data { type, attributes { events-bulk-create { data: [item] } } }`.
-fn decode_request(bytes: &[u8]) -> Result<(String, Vec<Item>), CoreError> {
+fn decode_request(bytes: &[u8], values: &mut Values) -> Result<(String, Vec<Item>), CoreError> {
     let mut kind = String::new();
     let mut items = Vec::new();
     each_message(bytes, |n, data| {
@@ -178,7 +266,7 @@ fn decode_request(bytes: &[u8]) -> Result<(String, Vec<Item>), CoreError> {
                 }
                 each_message(list, |n, item| {
                     if n == 1 {
-                        items.push(decode_item(item)?);
+                        items.push(decode_item(item, values)?);
                     }
                     Ok(())
                 })
@@ -190,7 +278,7 @@ fn decode_request(bytes: &[u8]) -> Result<(String, Vec<Item>), CoreError> {
 }
 
 /// `{ type, attributes { profile { data }, events { data: [event] } } }`.
-fn decode_item(bytes: &[u8]) -> Result<Item, CoreError> {
+fn decode_item(bytes: &[u8], values: &mut Values) -> Result<Item, CoreError> {
     let mut item = Item {
         kind: String::new(),
         profile: None,
@@ -202,10 +290,13 @@ fn decode_item(bytes: &[u8]) -> Result<Item, CoreError> {
             Ok(())
         }
         2 => each_message(b, |n, b| {
+            if n != 1 && n != 2 {
+                return Ok(());
+            }
             each_message(b, |m, b| {
                 match (n, m) {
-                    (1, 1) => item.profile = Some(decode_profile(b)?),
-                    (2, 1) => item.events.push(decode_event(b)?),
+                    (1, 1) => item.profile = Some(decode_profile(b, values)?),
+                    (2, 1) => item.events.push(decode_event(b, values)?),
                     _ => {}
                 }
                 Ok(())
@@ -227,19 +318,76 @@ pub fn is_e164(phone: &str) -> bool {
         && !digits.starts_with('0')
 }
 
-/// Checks a property value and what it holds.
-fn walk(value: &Value, depth: usize, path: &str, out: &mut Vec<Violation>) {
-    if depth > MAX_DEPTH && matches!(value, Value::Object(_) | Value::Array(_)) {
-        out.push(violation(
-            path,
-            "NESTING_TOO_DEEP",
-            format!("properties nest deeper than {MAX_DEPTH} levels"),
-        ));
-        return;
+/// One step of a path below a pointer's base: an object key or a list index.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The JSON:API pointer of `path` below `base` (the document's own part,
+/// which names the item, event and field and is never shortened), so that
+/// a pointer never echoes more than 256 characters of what the client sent:
+/// each key is clipped to 64 characters (the 64th then `…`) before RFC 6901
+/// escaping, and when the whole is still longer than 256 characters, the
+/// keys nearest the base give way to one `…` segment, keeping as many of
+/// the last ones, where the problem is, as fit.
+#[cold]
+fn pointer(base: &str, path: &[Seg<'_>]) -> String {
+    let segments: Vec<String> = path
+        .iter()
+        .map(|seg| match seg {
+            Seg::Key(key) => escape_pointer(&clip_to(key, MAX_KEY_IN_POINTER)),
+            Seg::Index(i) => i.to_string(),
+        })
+        .collect();
+    let chars = |s: &str| s.chars().count();
+    let whole = chars(base) + segments.iter().map(|s| 1 + chars(s)).sum::<usize>();
+    let mut out = base.to_owned();
+    if whole <= MAX_ECHO_CHARS {
+        for s in &segments {
+            out.push('/');
+            out.push_str(s);
+        }
+        return out;
     }
+    // Room for the last segments after the base and "/…".
+    let mut room = MAX_ECHO_CHARS.saturating_sub(chars(base) + 2);
+    let mut keep = 0;
+    for s in segments.iter().rev() {
+        if 1 + chars(s) > room {
+            break;
+        }
+        room -= 1 + chars(s);
+        keep += 1;
+    }
+    out.push_str("/…");
+    for s in &segments[segments.len() - keep..] {
+        out.push('/');
+        out.push_str(s);
+    }
+    out
+}
+
+/// Checks a free-form value and what it holds: string sizes and nesting.
+/// `level` is the JSON level a container here would be at; recursion is
+/// bounded by the decoder, which never builds more than 21 levels.
+fn walk<'a>(
+    value: &'a Value,
+    level: usize,
+    what: &str,
+    base: &str,
+    path: &mut Vec<Seg<'a>>,
+    out: &mut Vec<Violation>,
+) {
     match value {
+        Value::Object(_) | Value::Array(_) if level > MAX_DEPTH => out.push(violation(
+            &pointer(base, path),
+            "NESTING_TOO_DEEP",
+            format!("{what} nest deeper than {MAX_DEPTH} levels"),
+        )),
         Value::String(s) if s.len() > MAX_STRING_BYTES => out.push(violation(
-            path,
+            &pointer(base, path),
             "STRING_TOO_LONG",
             format!(
                 "a string may be at most 100 KB; this one is {} bytes",
@@ -248,23 +396,28 @@ fn walk(value: &Value, depth: usize, path: &str, out: &mut Vec<Violation>) {
         )),
         Value::Object(map) => {
             for (k, v) in map {
-                walk(v, depth + 1, &format!("{path}/{}", escape_pointer(k)), out);
+                path.push(Seg::Key(k));
+                walk(v, level + 1, what, base, path, out);
+                path.pop();
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                walk(v, depth + 1, &format!("{path}/{i}"), out);
+                path.push(Seg::Index(i));
+                walk(v, level + 1, what, base, path, out);
+                path.pop();
             }
         }
         _ => {}
     }
 }
 
-/// Properties: key count, string sizes and nesting.
-fn check_properties(properties: &Map<String, Value>, pointer: &str, out: &mut Vec<Violation>) {
+/// Properties (an event's, a profile's, or the properties a profile's
+/// `patch_properties` names): key count, names, string sizes and nesting.
+fn check_properties(properties: &Map<String, Value>, base: &str, out: &mut Vec<Violation>) {
     if properties.len() > MAX_PROPERTIES {
         out.push(violation(
-            pointer,
+            base,
             "TOO_MANY_PROPERTIES",
             format!(
                 "properties has {} keys; at most {MAX_PROPERTIES} are allowed",
@@ -272,8 +425,27 @@ fn check_properties(properties: &Map<String, Value>, pointer: &str, out: &mut Ve
             ),
         ));
     }
+    let mut path = Vec::new();
     for (k, v) in properties {
-        walk(v, 2, &format!("{pointer}/{}", escape_pointer(k)), out);
+        path.push(Seg::Key(k));
+        if longer_than(k, MAX_NAME_CHARS) {
+            out.push(violation(
+                &pointer(base, &path),
+                "PROPERTY_NAME_TOO_LONG",
+                format!(
+                    "a property name may be at most {MAX_NAME_CHARS} characters; this one has {}",
+                    k.chars().count()
+                ),
+            ));
+        } else if k.contains('\0') {
+            out.push(violation(
+                &pointer(base, &path),
+                "INVALID_PROPERTY_NAME",
+                "a property name must not contain NUL characters".into(),
+            ));
+        }
+        walk(v, 2, "properties", base, &mut path, out);
+        path.pop();
     }
 }
 
@@ -291,16 +463,119 @@ fn violation(pointer: &str, reason: &'static str, message: String) -> Violation 
     }
 }
 
+/// A profile: its type, identifiers, properties and other values.
+/// Returns the key that identifies the profile within the request, for
+/// repeated `unique_id`s (empty when it has no identifier).
+fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>) -> String {
+    if profile.kind != "profile" {
+        out.push(violation(
+            &format!("{profile_base}/type"),
+            "INVALID_TYPE",
+            format!("type must be \"profile\", not {:?}", clip(&profile.kind)),
+        ));
+    }
+    if longer_than(&profile.id, MAX_RESOURCE_ID_CHARS) {
+        out.push(violation(
+            &format!("{profile_base}/id"),
+            "PROFILE_ID_TOO_LONG",
+            format!(
+                "a profile id may be at most {MAX_RESOURCE_ID_CHARS} characters; this one has {}",
+                profile.id.chars().count()
+            ),
+        ));
+    }
+    for name in IDENTIFIERS {
+        if let Some(value) = profile.attribute(name) {
+            if longer_than(value, MAX_CUSTOMER_ID_CHARS) {
+                out.push(violation(
+                    &format!("{profile_base}/attributes/{name}"),
+                    "IDENTIFIER_TOO_LONG",
+                    format!(
+                        "{name} may be at most {MAX_CUSTOMER_ID_CHARS} characters; this one has {}",
+                        value.chars().count()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut profile_key = String::new();
+    if let Some((name, value)) = std::iter::once(("id", profile.id.as_str()))
+        .chain(
+            IDENTIFIERS
+                .iter()
+                .filter_map(|n| profile.attribute(n).map(|v| (*n, v))),
+        )
+        .find(|(_, v)| !v.is_empty())
+    {
+        profile_key = format!(
+            "{name}:{}",
+            if name == "email" {
+                value.to_lowercase()
+            } else {
+                value.to_owned()
+            }
+        );
+    } else {
+        out.push(violation(
+            &format!("{profile_base}/attributes"),
+            "MISSING_PROFILE_IDENTIFIER",
+            "a profile needs at least one identifier: id, email, phone_number, external_id, anonymous_id or _kx".into(),
+        ));
+    }
+    if let Some(email) = profile.attribute("email") {
+        if !longer_than(email, MAX_CUSTOMER_ID_CHARS) && !is_email(email) {
+            out.push(violation(
+                &format!("{profile_base}/attributes/email"),
+                "INVALID_EMAIL",
+                format!("{:?} is not a valid email address", clip(email)),
+            ));
+        }
+    }
+    if let Some(phone) = profile.attribute("phone_number") {
+        if !longer_than(phone, MAX_CUSTOMER_ID_CHARS) && !is_e164(phone) {
+            out.push(violation(
+                &format!("{profile_base}/attributes/phone_number"),
+                "INVALID_PHONE_NUMBER",
+                format!(
+                    "{:?} is not an E.164 phone number (+ and 8 to 15 digits)",
+                    clip(phone)
+                ),
+            ));
+        }
+    }
+    if let Some(properties) = &profile.properties {
+        check_properties(
+            properties,
+            &format!("{profile_base}/attributes/properties"),
+            out,
+        );
+    }
+    for (at, value) in &profile.values {
+        let base = format!("{profile_base}/{at}");
+        match value {
+            Value::Object(map) if at.starts_with("meta/") => check_properties(map, &base, out),
+            _ => walk(value, 1, "values", &base, &mut Vec::new(), out),
+        }
+    }
+    profile_key
+}
+
 /// Validates a serialized bulk-create request against Klaviyo's rules; `now`
-/// is Unix seconds. Returns every violation (empty when valid).
+/// is Unix seconds. Returns every violation (none when valid), and whether
+/// they fail the request even with `partial_success`.
+///
+/// A request that passes (or fails by item only) has no `Struct` or
+/// `ListValue` deeper than the decoder's 20 levels, so Python's protobuf
+/// runtime decodes it: the servicer decodes the bytes only after this.
 ///
 /// # Errors
 /// Over 5 MiB or 1,000 events (checked first, the request fails whole), or
 /// bytes that are not the request.
 #[allow(clippy::too_many_lines)] // the rules, in the order the document nests
-pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError> {
+pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
     limits::check_bulk_request(bytes.len() as u64, 0)?;
-    let (kind, items) = decode_request(bytes)?;
+    let mut values = Values::default();
+    let (kind, items) = decode_request(bytes, &mut values)?;
     let events: usize = items.iter().map(|i| i.events.len()).sum();
     limits::check_bulk_request(bytes.len() as u64, events as u64)?;
     let currencies: HashSet<&str> = CURRENCIES.split(' ').collect();
@@ -309,7 +584,10 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
         out.push(violation(
             "/data/type",
             "INVALID_TYPE",
-            format!("type must be \"event-bulk-create-job\", not {kind:?}"),
+            format!(
+                "type must be \"event-bulk-create-job\", not {:?}",
+                clip(&kind)
+            ),
         ));
     }
     if items.is_empty() {
@@ -327,80 +605,24 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
             out.push(violation(
                 &format!("{base}/type"),
                 "INVALID_TYPE",
-                format!("type must be \"event-bulk-create\", not {:?}", item.kind),
+                format!(
+                    "type must be \"event-bulk-create\", not {:?}",
+                    clip(&item.kind)
+                ),
             ));
         }
         let profile_base = format!("{base}/attributes/profile/data");
-        let mut profile_key = String::new();
-        match &item.profile {
-            None => out.push(violation(
-                &profile_base,
-                "MISSING_PROFILE",
-                "a profile is required".into(),
-            )),
-            Some(profile) => {
-                if profile.kind != "profile" {
-                    out.push(violation(
-                        &format!("{profile_base}/type"),
-                        "INVALID_TYPE",
-                        format!("type must be \"profile\", not {:?}", profile.kind),
-                    ));
-                }
-                let attr = |name: &str| {
-                    profile
-                        .attributes
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, v)| v.as_str())
-                };
-                let identifiers = [
-                    "email",
-                    "phone_number",
-                    "external_id",
-                    "anonymous_id",
-                    "_kx",
-                ];
-                if let Some((name, value)) = std::iter::once(("id", profile.id.as_str()))
-                    .chain(identifiers.iter().filter_map(|n| attr(n).map(|v| (*n, v))))
-                    .find(|(_, v)| !v.is_empty())
-                {
-                    profile_key = format!(
-                        "{name}:{}",
-                        if name == "email" {
-                            value.to_lowercase()
-                        } else {
-                            value.to_owned()
-                        }
-                    );
-                } else {
-                    out.push(violation(
-                        &format!("{profile_base}/attributes"),
-                        "MISSING_PROFILE_IDENTIFIER",
-                        "a profile needs at least one identifier: id, email, phone_number, external_id, anonymous_id or _kx".into(),
-                    ));
-                }
-                if let Some(email) = attr("email") {
-                    if !is_email(email) {
-                        out.push(violation(
-                            &format!("{profile_base}/attributes/email"),
-                            "INVALID_EMAIL",
-                            format!("{email:?} is not a valid email address"),
-                        ));
-                    }
-                }
-                if let Some(phone) = attr("phone_number") {
-                    if !is_e164(phone) {
-                        out.push(violation(
-                            &format!("{profile_base}/attributes/phone_number"),
-                            "INVALID_PHONE_NUMBER",
-                            format!(
-                                "{phone:?} is not an E.164 phone number (+ and 8 to 15 digits)"
-                            ),
-                        ));
-                    }
-                }
+        let profile_key = match &item.profile {
+            None => {
+                out.push(violation(
+                    &profile_base,
+                    "MISSING_PROFILE",
+                    "a profile is required".into(),
+                ));
+                String::new()
             }
-        }
+            Some(profile) => check_profile(profile, &profile_base, &mut out),
+        };
         if item.events.is_empty() {
             out.push(violation(
                 &format!("{base}/attributes/events/data"),
@@ -414,7 +636,7 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                 out.push(violation(
                     &format!("{e}/type"),
                     "INVALID_TYPE",
-                    format!("type must be \"event\", not {:?}", event.kind),
+                    format!("type must be \"event\", not {:?}", clip(&event.kind)),
                 ));
             }
             match &event.properties {
@@ -430,7 +652,10 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                 out.push(violation(
                     &format!("{metric}/type"),
                     "INVALID_TYPE",
-                    format!("type must be \"metric\", not {:?}", event.metric_kind),
+                    format!(
+                        "type must be \"metric\", not {:?}",
+                        clip(&event.metric_kind)
+                    ),
                 ));
             }
             let name = event.metric_name.as_deref().unwrap_or_default();
@@ -440,11 +665,17 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                     "MISSING_METRIC_NAME",
                     "the metric name is required".into(),
                 ));
-            } else if name.chars().count() >= 128 {
+            } else if longer_than(name, MAX_METRIC_NAME_CHARS) {
                 out.push(violation(
                     &format!("{metric}/attributes/name"),
                     "METRIC_NAME_TOO_LONG",
                     "the metric name must be less than 128 characters".into(),
+                ));
+            } else if name.contains('\0') {
+                out.push(violation(
+                    &format!("{metric}/attributes/name"),
+                    "INVALID_METRIC_NAME",
+                    "the metric name must not contain NUL characters".into(),
                 ));
             }
             if !event.time.is_empty() {
@@ -452,7 +683,7 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                     None => out.push(violation(
                         &format!("{e}/attributes/time"),
                         "INVALID_TIME",
-                        format!("{:?} is not an ISO-8601 date-time", event.time),
+                        format!("{:?} is not an ISO-8601 date-time", clip(&event.time)),
                     )),
                     Some(t) if !(EARLIEST..=now + YEAR).contains(&t) => out.push(violation(
                         &format!("{e}/attributes/time"),
@@ -464,11 +695,22 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
             }
             match &event.value {
                 None | Some(Value::Null | Value::Number(_)) => {}
-                Some(_) => out.push(violation(
-                    &format!("{e}/attributes/value"),
-                    "INVALID_VALUE",
-                    "value must be a number".into(),
-                )),
+                Some(other) => {
+                    out.push(violation(
+                        &format!("{e}/attributes/value"),
+                        "INVALID_VALUE",
+                        "value must be a number".into(),
+                    ));
+                    // Deep enough, it also names where the nesting passes the limit.
+                    walk(
+                        other,
+                        1,
+                        "values",
+                        &format!("{e}/attributes/value"),
+                        &mut Vec::new(),
+                        &mut out,
+                    );
+                }
             }
             if !event.value_currency.is_empty()
                 && !currencies.contains(event.value_currency.as_str())
@@ -478,7 +720,7 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                     "INVALID_CURRENCY",
                     format!(
                         "{:?} is not an ISO 4217 currency code",
-                        event.value_currency
+                        clip(&event.value_currency)
                     ),
                 ));
             }
@@ -497,19 +739,80 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Vec<Violation>, CoreError
                         "DUPLICATE_UNIQUE_ID",
                         format!(
                             "unique_id {:?} is repeated for this profile and metric",
-                            event.unique_id
+                            clip(&event.unique_id)
                         ),
                     ));
                 }
             }
         }
     }
-    Ok(out)
+    Ok(Validation {
+        violations: out,
+        fails_whole: values.cut,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tests::{deep_list, ld, nested, string_value, struct_of};
+
+    const NOW: f64 = 1_795_000_000.0;
+    const PROPERTIES: &str =
+        "/data/attributes/events-bulk-create/data/0/attributes/events/data/0/attributes/properties";
+    const PROFILE: &str = "/data/attributes/events-bulk-create/data/0/attributes/profile/data";
+
+    /// A `Struct` of `entries`.
+    fn object(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        entries.iter().flat_map(|(k, v)| struct_of(k, v)).collect()
+    }
+
+    fn event(properties: &[u8], metric: &str) -> Vec<u8> {
+        let metric = ld(
+            1,
+            &[ld(1, b"metric"), ld(2, &ld(1, metric.as_bytes()))].concat(),
+        );
+        let attributes = [ld(1, properties), ld(2, &metric)].concat();
+        [ld(1, b"event"), ld(2, &attributes)].concat()
+    }
+
+    /// A request of one item: a profile with `profile` attributes (fields
+    /// of `ProfileAttributes`, already encoded) and `id`, and its events.
+    fn request_with(id: &str, profile: &[u8], events: &[Vec<u8>]) -> Vec<u8> {
+        let resource = [ld(1, b"profile"), ld(2, id.as_bytes()), ld(3, profile)].concat();
+        let events: Vec<u8> = events.iter().flat_map(|e| ld(1, e)).collect();
+        let attributes = [ld(1, &ld(1, &resource)), ld(2, &events)].concat();
+        let item = [ld(1, b"event-bulk-create"), ld(2, &attributes)].concat();
+        let data = [
+            ld(1, b"event-bulk-create-job"),
+            ld(2, &ld(1, &ld(1, &item))),
+        ]
+        .concat();
+        ld(1, &data)
+    }
+
+    fn email(address: &str) -> Vec<u8> {
+        ld(1, address.as_bytes())
+    }
+
+    /// One valid event with `properties`, for a profile with an email.
+    fn request(properties: &[u8]) -> Vec<u8> {
+        request_with("", &email("a@example.com"), &[event(properties, "Viewed")])
+    }
+
+    fn found(bytes: &[u8]) -> Vec<(String, &'static str)> {
+        validate_bulk(bytes, NOW)
+            .unwrap()
+            .violations
+            .into_iter()
+            .map(|v| (v.pointer, v.reason))
+            .collect()
+    }
+
+    /// The pointer of the container at `level` of `{"p": {"n": {"n": ...}}}`.
+    fn nested_pointer(level: usize) -> String {
+        format!("{PROPERTIES}/p{}", "/n".repeat(level - 2))
+    }
 
     #[test]
     fn e164() {
@@ -535,13 +838,202 @@ mod tests {
 
     #[test]
     fn an_empty_request_misses_its_type_and_items() {
-        let violations = validate_bulk(&[], 1_795_000_000.0).unwrap();
-        let reasons: Vec<_> = violations.iter().map(|v| v.reason).collect();
+        let validation = validate_bulk(&[], NOW).unwrap();
+        let reasons: Vec<_> = validation.violations.iter().map(|v| v.reason).collect();
         assert_eq!(reasons, ["INVALID_TYPE", "MISSING_ITEMS"]);
+        assert!(!validation.fails_whole);
     }
 
     #[test]
     fn malformed_bytes_are_an_error() {
         assert!(validate_bulk(&[0x0a, 0x10, 0x01], 0.0).is_err());
+    }
+
+    #[test]
+    fn a_valid_request_has_no_violations() {
+        let validation =
+            validate_bulk(&request(&object(&[("a", string_value("b"))])), NOW).unwrap();
+        assert_eq!(validation, Validation::default());
+    }
+
+    #[test]
+    fn nesting_to_ten_levels_passes_and_eleven_names_the_eleventh() {
+        // {"p": <value of n levels>}: the properties object is level 1.
+        assert!(found(&request(&struct_of("p", &nested(9, false)))).is_empty());
+        assert_eq!(
+            found(&request(&struct_of("p", &nested(10, false)))),
+            [(nested_pointer(11), "NESTING_TOO_DEEP")]
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_decoder_fails_whole_with_the_same_pointer() {
+        for levels in [15, 19, 20, 50, 5_000] {
+            let validation =
+                validate_bulk(&request(&struct_of("p", &nested(levels, false))), NOW).unwrap();
+            let got: Vec<_> = validation
+                .violations
+                .iter()
+                .map(|v| (v.pointer.as_str(), v.reason))
+                .collect();
+            assert_eq!(got, [(nested_pointer(11).as_str(), "NESTING_TOO_DEEP")]);
+            // The decoder reads 20 levels: properties (1) and 19 more.
+            assert_eq!(validation.fails_whole, levels > 19, "{levels}");
+        }
+    }
+
+    #[test]
+    fn five_megabytes_of_nested_lists_are_refused_without_recursing() {
+        let properties = struct_of("p", &deep_list(5 * 1024 * 1024 - 200));
+        let bytes = request(&properties);
+        assert!(bytes.len() as u64 <= limits::BULK_EVENTS_MAX_REQUEST_BYTES);
+        let validation = validate_bulk(&bytes, NOW).unwrap();
+        assert!(validation.fails_whole);
+        assert_eq!(validation.violations.len(), 1);
+        assert_eq!(validation.violations[0].reason, "NESTING_TOO_DEEP");
+        assert_eq!(
+            validation.violations[0].pointer,
+            format!("{PROPERTIES}/p{}", "/0".repeat(9))
+        );
+    }
+
+    #[test]
+    fn deep_values_anywhere_in_a_profile_are_seen() {
+        // A profile's location latitude and patch_properties are Values too.
+        let location = ld(12, &ld(5, &nested(30, true)));
+        let bytes = request_with(
+            "",
+            &[email("a@example.com"), location].concat(),
+            &[event(&[], "m")],
+        );
+        let validation = validate_bulk(&bytes, NOW).unwrap();
+        assert!(validation.fails_whole);
+        assert_eq!(validation.violations[0].reason, "NESTING_TOO_DEEP");
+        assert!(validation.violations[0]
+            .pointer
+            .starts_with(&format!("{PROFILE}/attributes/location/latitude/0/n/0/n")));
+    }
+
+    #[test]
+    fn profile_properties_have_the_event_properties_cap() {
+        let props = |n: usize| {
+            let entries: Vec<(String, Vec<u8>)> = (0..n)
+                .map(|i| (format!("k{i}"), string_value("v")))
+                .collect();
+            let entries: Vec<(&str, Vec<u8>)> = entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            object(&entries)
+        };
+        let profile = |n| [email("a@example.com"), ld(13, &props(n))].concat();
+        let at = |n| found(&request_with("", &profile(n), &[event(&[], "m")]));
+        assert!(at(400).is_empty());
+        assert_eq!(
+            at(401),
+            [(
+                format!("{PROFILE}/attributes/properties"),
+                "TOO_MANY_PROPERTIES"
+            )]
+        );
+    }
+
+    #[test]
+    fn property_names_at_most_255_characters_and_no_nul() {
+        let name = "é".repeat(255);
+        assert!(found(&request(&struct_of(&name, &string_value("v")))).is_empty());
+        let long = "é".repeat(256);
+        let got = found(&request(&struct_of(&long, &string_value("v"))));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "PROPERTY_NAME_TOO_LONG");
+        assert_eq!(got[0].0, format!("{PROPERTIES}/{}…", "é".repeat(63)));
+        assert_eq!(
+            found(&request(&struct_of("a\0b", &string_value("v")))),
+            [(format!("{PROPERTIES}/a\0b"), "INVALID_PROPERTY_NAME")]
+        );
+    }
+
+    #[test]
+    fn identifiers_at_most_1000_characters_profile_ids_64() {
+        // An email's own syntax stops it far below 1,000: the limit shows on
+        // the others, and an email over it is refused for its length alone.
+        let external = ld(3, "x".repeat(1000).as_bytes());
+        assert!(found(&request_with("", &external, &[event(&[], "m")])).is_empty());
+        let too_long = format!("{}@example.com", "a".repeat(1000));
+        let got = found(&request_with("", &email(&too_long), &[event(&[], "m")]));
+        assert_eq!(
+            got,
+            [(format!("{PROFILE}/attributes/email"), "IDENTIFIER_TOO_LONG")]
+        );
+        let external = ld(3, "x".repeat(1001).as_bytes());
+        assert_eq!(
+            found(&request_with("", &external, &[event(&[], "m")]))[0].1,
+            "IDENTIFIER_TOO_LONG"
+        );
+        assert!(found(&request_with(&"p".repeat(64), &[], &[event(&[], "m")])).is_empty());
+        assert_eq!(
+            found(&request_with(&"p".repeat(65), &[], &[event(&[], "m")])),
+            [(format!("{PROFILE}/id"), "PROFILE_ID_TOO_LONG")]
+        );
+    }
+
+    #[test]
+    fn metric_names_under_128_characters_and_no_nul() {
+        let metric = "/data/attributes/events-bulk-create/data/0/attributes/events/data/0/attributes/metric/data/attributes/name";
+        let with = |name: &str| {
+            found(&request_with(
+                "",
+                &email("a@example.com"),
+                &[event(&[], name)],
+            ))
+        };
+        assert!(with(&"m".repeat(127)).is_empty());
+        assert_eq!(
+            with(&"m".repeat(128)),
+            [(metric.into(), "METRIC_NAME_TOO_LONG")]
+        );
+        assert_eq!(with("a\0b"), [(metric.into(), "INVALID_METRIC_NAME")]);
+    }
+
+    #[test]
+    fn pointers_and_messages_echo_at_most_256_characters_of_the_client() {
+        // A 100 KB key, ten levels of 300-character keys, then too deep.
+        let mut value = nested(2, false);
+        for _ in 0..10 {
+            value = ld(5, &struct_of(&"k".repeat(300), &value));
+        }
+        let huge = "h".repeat(100 * 1024);
+        let got = validate_bulk(&request(&struct_of(&huge, &value)), NOW)
+            .unwrap()
+            .violations;
+        let reasons: Vec<_> = got.iter().map(|v| v.reason).collect();
+        assert_eq!(reasons, ["PROPERTY_NAME_TOO_LONG", "NESTING_TOO_DEEP"]);
+        for v in &got {
+            assert!(v.pointer.starts_with(PROPERTIES), "{}", v.pointer);
+            let client = v.pointer.chars().count() - PROPERTIES.chars().count();
+            assert!(client <= MAX_ECHO_CHARS, "{client}: {}", v.pointer);
+        }
+        // The deep one keeps its last segments, where the problem is.
+        assert_eq!(
+            got[1].pointer,
+            format!("{PROPERTIES}/…/{k}/{k}", k = format!("{}…", "k".repeat(63)))
+        );
+        let bad_email = "x".repeat(5000);
+        let got = validate_bulk(
+            &request_with("", &email(&bad_email), &[event(&[], "m")]),
+            NOW,
+        )
+        .unwrap()
+        .violations;
+        assert_eq!(got[0].reason, "IDENTIFIER_TOO_LONG");
+        let bad_email = "x".repeat(999);
+        let got = validate_bulk(
+            &request_with("", &email(&bad_email), &[event(&[], "m")]),
+            NOW,
+        )
+        .unwrap()
+        .violations;
+        assert_eq!(got[0].reason, "INVALID_EMAIL");
+        assert!(got[0].message.matches('x').count() <= MAX_ECHO_CHARS);
     }
 }

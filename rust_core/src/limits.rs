@@ -23,6 +23,47 @@ pub const TRACK_MAX_REQUEST_BYTES: u64 = TRACK_MAX_COMMANDS * TRACK_MAX_COMMAND_
 /// Upstream has no fixed text for an oversized command; this one says what to do.
 pub const COMMAND_TOO_LARGE: &str = "Command size must be less than 800 KB.";
 
+/// API.md: names (property names, event types, customer id names) are at
+/// most 255 characters, as upstream's names are.
+pub const MAX_NAME_CHARS: usize = 255;
+/// API.md: customer identifier values are at most 1,000 characters.
+pub const MAX_CUSTOMER_ID_CHARS: usize = 1_000;
+/// API.md: resource ids (a profile's `id`) are at most 64 characters.
+pub const MAX_RESOURCE_ID_CHARS: usize = 64;
+/// Klaviyo: a metric name "must be less than 128 characters".
+pub const MAX_METRIC_NAME_CHARS: usize = 127;
+/// API.md: an error never echoes more than 256 characters of what the
+/// client sent.
+pub const MAX_ECHO_CHARS: usize = 256;
+
+/// Whether `text` has more than `limit` characters (bytes first: a short
+/// text is never counted).
+#[must_use]
+pub fn longer_than(text: &str, limit: usize) -> bool {
+    text.len() > limit && text.chars().nth(limit).is_some()
+}
+
+/// At most [`MAX_ECHO_CHARS`] characters of a client's `text`, for an error
+/// message: a cut text keeps 255 and ends in `…`.
+#[must_use]
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    clip_to(text, MAX_ECHO_CHARS)
+}
+
+/// At most `limit` characters of `text` (at least 1), the last one `…` when
+/// cut.
+#[must_use]
+pub fn clip_to(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if !longer_than(text, limit) {
+        return text.into();
+    }
+    let end = text
+        .char_indices()
+        .nth(limit.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}…", &text[..end]).into()
+}
+
 /// Checks a bulk-create request's serialized size and event count.
 ///
 /// # Errors
@@ -141,6 +182,20 @@ mod tests {
     fn oversized_track_request_fails_whole() {
         let err = check_track_batch(TRACK_MAX_REQUEST_BYTES + 1, &[1; 3]).unwrap_err();
         assert_eq!(err.reason(), "PAYLOAD_TOO_LARGE");
+    }
+
+    #[test]
+    fn clipping_keeps_256_characters_at_most() {
+        let exact = "é".repeat(256);
+        assert_eq!(clip(&exact), exact.as_str());
+        let long = "é".repeat(257);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), 256);
+        assert!(clipped.ends_with("é…"));
+        assert!(!longer_than(&"x".repeat(255), 255));
+        assert!(longer_than(&"x".repeat(256), 255));
+        // Bytes are not characters: 255 two-byte characters are not too long.
+        assert!(!longer_than(&"é".repeat(255), 255));
     }
 
     #[test]

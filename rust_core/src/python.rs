@@ -23,7 +23,7 @@ pyo3::import_exception!(batchgrpc.errors, TooManyItems);
 pyo3::import_exception!(batchgrpc.errors, NoCommands);
 pyo3::import_exception!(batchgrpc.errors, DataFileError);
 pyo3::import_exception!(batchgrpc.errors, InvalidJobSpec);
-pyo3::import_exception!(batchgrpc.errors, InvalidArgument);
+pyo3::import_exception!(batchgrpc.errors, MalformedRequest);
 
 impl From<CoreError> for PyErr {
     // Exhaustive on purpose: a new ErrorKind does not compile until it is mapped.
@@ -38,7 +38,7 @@ impl From<CoreError> for PyErr {
                 DataFileError::new_err((message, reason.code(), *offset))
             }
             ErrorKind::InvalidJobSpec { .. } => InvalidJobSpec::new_err((message, field)),
-            ErrorKind::MalformedRequest(_) => InvalidArgument::new_err(message),
+            ErrorKind::MalformedRequest(_) => MalformedRequest::new_err(message),
         }
     }
 }
@@ -102,40 +102,101 @@ struct TrackCommand {
     event_type: String,
 }
 
+/// A tracking request decoded and checked by the core: the fields the
+/// servicer needs and each command, so Python never decodes its Structs.
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct TrackBatch {
+    /// The request's `project_token`.
+    project_token: String,
+    /// The request's `request_id`, empty when not sent.
+    request_id: String,
+    /// The commands, checked and normalized, in order.
+    commands: Vec<Py<TrackCommand>>,
+}
+
+fn track_batch(py: Python<'_>, batch: track::Batch<track::Prepared>) -> PyResult<TrackBatch> {
+    let commands = batch
+        .commands
+        .into_iter()
+        .map(|p| {
+            Py::new(
+                py,
+                TrackCommand {
+                    name: p.name,
+                    command_id: p.command_id,
+                    errors: p.errors.into_iter().map(|e| (e.field, e.message)).collect(),
+                    customer_ids: p.customer_ids.into_iter().collect(),
+                    properties: p.properties,
+                    time: p.time,
+                    event_type: p.event_type,
+                },
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(TrackBatch {
+        project_token: batch.project_token,
+        request_id: batch.request_id,
+        commands,
+    })
+}
+
 /// Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
 /// rules and normalizes each command: ids, times in seconds, properties as
 /// JSON text. A batch that fails as a whole raises.
 #[pyfunction]
-fn prepare_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<Vec<TrackCommand>> {
+fn prepare_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<TrackBatch> {
     let prepared = py.detach(move || track::prepare_batch(&request, now))?;
-    Ok(prepared
-        .into_iter()
-        .map(|p| TrackCommand {
-            name: p.name,
-            command_id: p.command_id,
-            errors: p.errors.into_iter().map(|e| (e.field, e.message)).collect(),
-            customer_ids: p.customer_ids.into_iter().collect(),
-            properties: p.properties,
-            time: p.time,
-            event_type: p.event_type,
-        })
-        .collect())
+    track_batch(py, prepared)
+}
+
+/// Checks a serialized `UpdateCustomerPropertiesRequest` (`kind`
+/// "customers") or `AddEventRequest` ("customers/events") as the command it
+/// stands for: a batch of one.
+#[pyfunction]
+fn prepare_track_command(
+    py: Python<'_>,
+    kind: &str,
+    request: Vec<u8>,
+    now: f64,
+) -> PyResult<TrackBatch> {
+    let kind = match kind {
+        "customers" => track::Single::Customers,
+        "customers/events" => track::Single::Event,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "kind must be \"customers\" or \"customers/events\", not {other:?}"
+            )))
+        }
+    };
+    let prepared = py.detach(move || track::prepare_single(kind, &request, now))?;
+    track_batch(py, prepared)
+}
+
+/// What Klaviyo's rules found in a bulk-create request.
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct BulkValidation {
+    /// `(pointer, reason, message)` per violation; empty when valid.
+    violations: Vec<(String, &'static str, String)>,
+    /// The violations fail the request even with `partial_success`: a value
+    /// nests past what the core decodes, so the request must never reach
+    /// Python's protobuf decoder.
+    fails_whole: bool,
 }
 
 /// Validates a serialized `batchgrpc.events.v1.CreateEventBulkCreateJobRequest`
-/// with Klaviyo's rules: every violation as `(pointer, reason, message)`,
-/// empty when valid. `now` is Unix seconds, for the time window.
+/// with Klaviyo's rules: every violation as `(pointer, reason, message)`.
+/// `now` is Unix seconds, for the time window.
 #[pyfunction]
-fn validate_bulk_request(
-    py: Python<'_>,
-    request: Vec<u8>,
-    now: f64,
-) -> PyResult<Vec<(String, &'static str, String)>> {
-    let violations = py.detach(move || bulk::validate_bulk(&request, now))?;
-    Ok(violations
-        .into_iter()
-        .map(|v| (v.pointer, v.reason, v.message))
-        .collect())
+fn validate_bulk_request(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<BulkValidation> {
+    let validation = py.detach(move || bulk::validate_bulk(&request, now))?;
+    Ok(BulkValidation {
+        violations: validation
+            .violations
+            .into_iter()
+            .map(|v| (v.pointer, v.reason, v.message))
+            .collect(),
+        fails_whole: validation.fails_whole,
+    })
 }
 
 fn rule_spec(rule: &Bound<'_, PyDict>) -> PyResult<RuleSpec> {
@@ -460,10 +521,13 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_track_command, m)?)?;
     m.add_function(wrap_pyfunction!(validate_bulk_request, m)?)?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;
     m.add_class::<TrackCommand>()?;
+    m.add_class::<TrackBatch>()?;
+    m.add_class::<BulkValidation>()?;
     m.add(
         "BULK_EVENTS_MAX_REQUEST_BYTES",
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,

@@ -6,19 +6,23 @@
 //! well-known `Struct`/`Value`), so the whole batch crosses the boundary as
 //! one byte string.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::error::CoreError;
-use crate::limits::{self, TRACK_MAX_COMMAND_BYTES, TRACK_MAX_PROPERTY_VALUE_BYTES};
+use crate::limits::{
+    self, clip, longer_than, MAX_CUSTOMER_ID_CHARS, MAX_NAME_CHARS, TRACK_MAX_COMMAND_BYTES,
+    TRACK_MAX_PROPERTY_VALUE_BYTES,
+};
 use crate::rules::parse_timestamp;
-use crate::wire::{decode_struct, string, Field, Wire};
+use crate::wire::{self, string, Field, Values, Wire};
 
 /// One command of a batch, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     /// Route name.
     pub name: String,
-    /// The payload.
+    /// The payload. A `Struct` or list past the decoder's depth
+    /// ([`MAX_DEPTH`]) stands as an empty one at the next level, unread.
     pub data: Map<String, Value>,
     /// Echoed in the result.
     pub command_id: Option<String>,
@@ -26,34 +30,147 @@ pub struct Command {
     pub size: u64,
 }
 
-/// Decodes the commands of a serialized `BatchRequest`.
+/// A decoded `BatchRequest`: the fields the servicer needs, and the
+/// commands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch<C> {
+    /// The project the batch is for (the account).
+    pub project_token: String,
+    /// The client's idempotency key, empty when not sent.
+    pub request_id: String,
+    /// The commands, in order.
+    pub commands: Vec<C>,
+}
+
+/// The deepest a command's `data` may nest, counting `data` itself as level
+/// 1 (`properties` is level 2, an object in a property level 3): what the
+/// decoder reads. Upstream states no limit; a deeper command fails alone.
+pub const MAX_DEPTH: usize = wire::MAX_DEPTH;
+
+/// Decodes a serialized `BatchRequest`.
 ///
 /// # Errors
 /// Bytes that are not a `BatchRequest`.
-pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Command>, CoreError> {
-    let mut commands = Vec::new();
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch<Command>, CoreError> {
+    let mut batch = Batch {
+        project_token: String::new(),
+        request_id: String::new(),
+        commands: Vec::new(),
+    };
     let mut wire = Wire::new(bytes);
     while let Some((number, field)) = wire.field()? {
-        if let (2, Field::Bytes(command)) = (number, field) {
-            let mut decoded = Command {
-                name: String::new(),
-                data: Map::new(),
-                command_id: None,
-                size: command.len() as u64,
-            };
-            let mut fields = Wire::new(command);
-            while let Some((n, f)) = fields.field()? {
-                match (n, f) {
-                    (1, Field::Bytes(b)) => decoded.name = string(b)?,
-                    (2, Field::Bytes(b)) => decoded.data = decode_struct(b, 0)?,
-                    (3, Field::Bytes(b)) => decoded.command_id = Some(string(b)?),
-                    _ => {}
+        match (number, field) {
+            (1, Field::Bytes(b)) => batch.project_token = string(b)?,
+            (3, Field::Bytes(b)) => batch.request_id = string(b)?,
+            (2, Field::Bytes(command)) => {
+                let mut decoded = Command {
+                    name: String::new(),
+                    data: Map::new(),
+                    command_id: None,
+                    size: command.len() as u64,
+                };
+                let mut values = Values::default();
+                let mut fields = Wire::new(command);
+                while let Some((n, f)) = fields.field()? {
+                    match (n, f) {
+                        (1, Field::Bytes(b)) => decoded.name = string(b)?,
+                        (2, Field::Bytes(b)) => values.merge_struct(b, 1, &mut decoded.data)?,
+                        (3, Field::Bytes(b)) => decoded.command_id = Some(string(b)?),
+                        _ => {}
+                    }
                 }
+                batch.commands.push(decoded);
             }
-            commands.push(decoded);
+            _ => {}
         }
     }
-    Ok(commands)
+    Ok(batch)
+}
+
+/// The single-command RPCs, each a command of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Single {
+    /// `UpdateCustomerProperties`: a `customers` command.
+    Customers,
+    /// `AddEvent`: a `customers/events` command.
+    Event,
+}
+
+impl Single {
+    /// The command's route name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Customers => "customers",
+            Self::Event => "customers/events",
+        }
+    }
+}
+
+/// Decodes a serialized `UpdateCustomerPropertiesRequest` or
+/// `AddEventRequest` as the command it stands for, with its project token:
+/// its fields become the command's `data`, as the batch would carry them.
+///
+/// # Errors
+/// Bytes that are not the request.
+pub fn decode_single(kind: Single, bytes: &[u8]) -> Result<(String, Command), CoreError> {
+    let mut project_token = String::new();
+    let mut ids = Map::new();
+    let mut data = Map::new();
+    let mut properties: Option<Map<String, Value>> = None;
+    let mut values = Values::default();
+    let (properties_field, time_field) = match kind {
+        Single::Customers => (3, 4),
+        Single::Event => (5, 4),
+    };
+    if kind == Single::Event {
+        data.insert("event_type".into(), Value::String(String::new()));
+    }
+    let mut wire = Wire::new(bytes);
+    while let Some((number, field)) = wire.field()? {
+        match (number, field) {
+            (1, Field::Bytes(b)) => project_token = string(b)?,
+            (2, Field::Bytes(entry)) => {
+                let (mut key, mut value) = (String::new(), String::new());
+                let mut entry = Wire::new(entry);
+                while let Some((n, f)) = entry.field()? {
+                    match (n, f) {
+                        (1, Field::Bytes(b)) => key = string(b)?,
+                        (2, Field::Bytes(b)) => value = string(b)?,
+                        _ => {}
+                    }
+                }
+                ids.insert(key, Value::String(value));
+            }
+            (3, Field::Bytes(b)) if kind == Single::Event => {
+                data.insert("event_type".into(), Value::String(string(b)?));
+            }
+            (n, Field::Bytes(b)) if n == properties_field => {
+                // `properties` sits at level 2 of the command's data.
+                values.merge_struct(b, 2, properties.get_or_insert_with(Map::new))?;
+            }
+            (n, Field::Fixed64(bits)) if n == time_field && kind == Single::Customers => {
+                let seconds =
+                    Number::from_f64(f64::from_bits(bits)).map_or(Value::Null, Value::Number);
+                data.insert("update_timestamp".into(), seconds);
+            }
+            (n, Field::Bytes(b)) if n == time_field && kind == Single::Event => {
+                data.insert("timestamp".into(), values.decode_value(b, 2)?);
+            }
+            _ => {}
+        }
+    }
+    data.insert("customer_ids".into(), Value::Object(ids));
+    if let Some(properties) = properties {
+        data.insert("properties".into(), Value::Object(properties));
+    }
+    let command = Command {
+        name: kind.name().into(),
+        data,
+        command_id: None,
+        size: bytes.len() as u64,
+    };
+    Ok((project_token, command))
 }
 
 /// Upstream's text when no id is given.
@@ -107,10 +224,50 @@ fn id_text(value: &Value) -> Option<String> {
     }
 }
 
-/// The usable ids of a command, in the order sent; an error when none is.
+/// A client's name for an error text: at most 256 characters, a NUL shown
+/// as `\0`.
+fn shown(name: &str) -> String {
+    clip(name).replace('\0', "\\0")
+}
+
+/// The usable ids of a command, in the order sent; an error when none is,
+/// or when a name or value is over its limit.
 fn customer_ids(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(String, String)> {
     match data.get("customer_ids") {
         Some(Value::Object(ids)) if !ids.is_empty() => {
+            let before = errors.len();
+            for (name, value) in ids {
+                let field = format!("customer_ids.{}", shown(name));
+                if longer_than(name, MAX_NAME_CHARS) {
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Customer id name '{}' must be at most {MAX_NAME_CHARS} characters.",
+                            shown(name)
+                        ),
+                    ));
+                } else if name.contains('\0') {
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Customer id name '{}' must not contain NUL characters.",
+                            shown(name)
+                        ),
+                    ));
+                } else if matches!(value, Value::String(s) if longer_than(s, MAX_CUSTOMER_ID_CHARS))
+                {
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Customer id '{}' must be at most {MAX_CUSTOMER_ID_CHARS} characters.",
+                            shown(name)
+                        ),
+                    ));
+                }
+            }
+            if errors.len() > before {
+                return Vec::new();
+            }
             let usable: Vec<(String, String)> = ids
                 .iter()
                 .filter(|(_, value)| is_valid_id(value))
@@ -162,14 +319,38 @@ fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
         None | Some(Value::Null) => "{}".to_owned(),
         Some(object @ Value::Object(properties)) => {
             for (name, value) in properties {
+                let field = format!("properties.{}", shown(name));
+                if longer_than(name, MAX_NAME_CHARS) {
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Property name '{}' must be at most {MAX_NAME_CHARS} characters.",
+                            shown(name)
+                        ),
+                    ));
+                    continue;
+                }
+                if name.contains('\0') {
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Property name '{}' must not contain NUL characters.",
+                            shown(name)
+                        ),
+                    ));
+                    continue;
+                }
                 let size = match value {
                     Value::String(s) => s.len(),
                     other => other.to_string().len(),
                 };
                 if size as u64 >= TRACK_MAX_PROPERTY_VALUE_BYTES {
                     errors.push(problem(
-                        format!("properties.{name}"),
-                        format!("Value of property '{name}' must be less than 16 KB."),
+                        field,
+                        format!(
+                            "Value of property '{}' must be less than 16 KB.",
+                            shown(name)
+                        ),
                     ));
                 }
             }
@@ -181,6 +362,39 @@ fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
                 "Field 'properties' must be an object.",
             ));
             "{}".to_owned()
+        }
+    }
+}
+
+/// The fields of `data` that nest past [`MAX_DEPTH`] (where the decoder
+/// stopped reading), each named: a property by its name, another field by
+/// its own.
+fn nesting(data: &Map<String, Value>, errors: &mut Vec<Problem>) {
+    // `data` is level 1, so a field's own container is level 2.
+    let too_deep = |value: &Value, level: usize| level - 1 + wire::depth(value) > MAX_DEPTH;
+    for (field, value) in data {
+        match value {
+            Value::Object(properties) if field == "properties" => {
+                for (name, value) in properties {
+                    if too_deep(value, 3) {
+                        errors.push(problem(
+                            format!("properties.{}", shown(name)),
+                            format!(
+                                "Value of property '{}' nests too deep: a command may nest at most {MAX_DEPTH} levels.",
+                                shown(name)
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ if too_deep(value, 2) => errors.push(problem(
+                shown(field),
+                format!(
+                    "Field '{}' nests too deep: a command may nest at most {MAX_DEPTH} levels.",
+                    shown(field)
+                ),
+            )),
+            _ => {}
         }
     }
 }
@@ -235,14 +449,26 @@ pub fn prepare(command: &Command, now: f64) -> Prepared {
         other => {
             errors.push(problem(
                 "name",
-                format!("Unknown command name '{other}': use customers, customers/events or system/time."),
+                format!(
+                    "Unknown command name '{}': use customers, customers/events or system/time.",
+                    shown(other)
+                ),
             ));
             return prepared;
         }
     };
+    nesting(data, errors);
     prepared.customer_ids = customer_ids(data, errors);
     if time_field == "timestamp" {
         match data.get("event_type") {
+            Some(Value::String(s)) if longer_than(s, MAX_NAME_CHARS) => errors.push(problem(
+                "event_type",
+                format!("Field 'event_type' must be at most {MAX_NAME_CHARS} characters."),
+            )),
+            Some(Value::String(s)) if s.contains('\0') => errors.push(problem(
+                "event_type",
+                "Field 'event_type' must not contain NUL characters.",
+            )),
             Some(Value::String(s)) if !s.is_empty() => prepared.event_type.clone_from(s),
             _ => errors.push(problem("event_type", NO_EVENT_TYPE)),
         }
@@ -259,11 +485,33 @@ pub fn prepare(command: &Command, now: f64) -> Prepared {
 ///
 /// # Errors
 /// Bytes that are not a `BatchRequest`, or a batch that fails as a whole.
-pub fn prepare_batch(bytes: &[u8], now: f64) -> Result<Vec<Prepared>, CoreError> {
-    let commands = decode_batch(bytes)?;
-    let sizes: Vec<u64> = commands.iter().map(|c| c.size).collect();
+pub fn prepare_batch(bytes: &[u8], now: f64) -> Result<Batch<Prepared>, CoreError> {
+    let batch = decode_batch(bytes)?;
+    let sizes: Vec<u64> = batch.commands.iter().map(|c| c.size).collect();
     limits::check_track_batch(bytes.len() as u64, &sizes)?;
-    Ok(commands.iter().map(|c| prepare(c, now)).collect())
+    Ok(Batch {
+        commands: batch.commands.iter().map(|c| prepare(c, now)).collect(),
+        project_token: batch.project_token,
+        request_id: batch.request_id,
+    })
+}
+
+/// Checks and normalizes a serialized `UpdateCustomerPropertiesRequest` or
+/// `AddEventRequest` as the command it stands for: a batch of one, with the
+/// request's project token.
+///
+/// # Errors
+/// Bytes that are not the request, or a request too large to be a batch
+/// (the command itself over 800 KB fails as a command).
+pub fn prepare_single(kind: Single, bytes: &[u8], now: f64) -> Result<Batch<Prepared>, CoreError> {
+    // The size is the request's own: known before decoding anything.
+    limits::check_track_batch(bytes.len() as u64, &[bytes.len() as u64])?;
+    let (project_token, command) = decode_single(kind, bytes)?;
+    Ok(Batch {
+        project_token,
+        request_id: String::new(),
+        commands: vec![prepare(&command, now)],
+    })
 }
 
 #[cfg(test)]
@@ -381,7 +629,7 @@ mod tests {
     fn malformed_bytes_are_an_error_not_a_panic() {
         assert!(decode_batch(&[0x12, 0xff]).is_err());
         assert!(decode_batch(&[0x12, 0x05, 0x0a]).is_err());
-        assert_eq!(decode_batch(&[]).unwrap(), vec![]);
+        assert_eq!(decode_batch(&[]).unwrap().commands, vec![]);
     }
 
     #[test]
@@ -428,5 +676,260 @@ mod tests {
             fields,
             ["customer_ids", "event_type", "timestamp", "properties.note"]
         );
+    }
+
+    mod wire_level {
+        use super::super::*;
+        use crate::wire::tests::{deep_list, ld, nested, string_value, struct_of};
+
+        const NOW: f64 = 1_795_000_000.0;
+
+        fn command(name: &str, data: &[u8]) -> Vec<u8> {
+            ld(2, &[ld(1, name.as_bytes()), ld(2, data)].concat())
+        }
+
+        fn customer(properties: &[u8]) -> Vec<u8> {
+            let ids = struct_of("registered", &string_value("a@b.c"));
+            [
+                struct_of("customer_ids", &ld(5, &ids)),
+                struct_of("properties", &ld(5, properties)),
+            ]
+            .concat()
+        }
+
+        fn errors(batch: &Batch<Prepared>) -> Vec<Vec<(String, String)>> {
+            batch
+                .commands
+                .iter()
+                .map(|c| {
+                    c.errors
+                        .iter()
+                        .map(|p| (p.field.clone(), p.message.clone()))
+                        .collect()
+                })
+                .collect()
+        }
+
+        #[test]
+        fn the_batch_keeps_its_project_token_and_request_id() {
+            let bytes = [
+                ld(1, b"default"),
+                command("system/time", &[]),
+                ld(3, b"r-1"),
+            ]
+            .concat();
+            let batch = prepare_batch(&bytes, NOW).unwrap();
+            assert_eq!(
+                (batch.project_token.as_str(), batch.request_id.as_str()),
+                ("default", "r-1")
+            );
+            assert_eq!(batch.commands.len(), 1);
+        }
+
+        #[test]
+        fn a_command_nested_too_deep_fails_alone_however_deep() {
+            // data (1) > properties (2) > "p" (3): a value of 18 levels fits.
+            let fits = customer(&struct_of("p", &nested(18, true)));
+            for levels in [19, 50, 5_000] {
+                let deep = customer(&struct_of("p", &nested(levels, true)));
+                let bytes = [command("customers", &fits), command("customers", &deep)].concat();
+                let batch = prepare_batch(&bytes, NOW).unwrap();
+                assert_eq!(
+                    errors(&batch),
+                    [
+                        vec![],
+                        vec![(
+                            "properties.p".to_owned(),
+                            "Value of property 'p' nests too deep: a command may nest at most 20 levels."
+                                .to_owned()
+                        )]
+                    ],
+                    "{levels}"
+                );
+            }
+            // Another field of data is named as itself.
+            let deep = [customer(&[]), struct_of("extra", &nested(30, false))].concat();
+            let batch = prepare_batch(&command("customers", &deep), NOW).unwrap();
+            assert_eq!(errors(&batch)[0][0].0, "extra");
+        }
+
+        #[test]
+        fn a_command_of_nested_lists_to_800_kb_fails_alone() {
+            let deep = customer(&struct_of("p", &deep_list(700 * 1024)));
+            let bytes = [command("customers", &deep), command("system/time", &[])].concat();
+            let batch = prepare_batch(&bytes, NOW).unwrap();
+            let errors = errors(&batch);
+            assert_eq!(errors[0].len(), 1);
+            assert!(errors[0][0].1.contains("nests too deep"), "{errors:?}");
+            assert!(errors[1].is_empty());
+        }
+
+        fn event_command(event_type: &str, ids: &[u8], properties: &[u8]) -> Vec<u8> {
+            let data = [
+                struct_of("customer_ids", &ld(5, ids)),
+                struct_of("event_type", &string_value(event_type)),
+                struct_of("properties", &ld(5, properties)),
+            ]
+            .concat();
+            command("customers/events", &data)
+        }
+
+        fn only_errors(bytes: &[u8]) -> Vec<(String, String)> {
+            errors(&prepare_batch(bytes, NOW).unwrap()).remove(0)
+        }
+
+        #[test]
+        fn names_at_most_255_characters_without_nul() {
+            let ids = struct_of("registered", &string_value("a"));
+            let ok = "é".repeat(255);
+            assert!(only_errors(&event_command(
+                &ok,
+                &ids,
+                &struct_of(&ok, &string_value("v"))
+            ))
+            .is_empty());
+            let long = "é".repeat(256);
+            assert_eq!(
+                only_errors(&event_command(&long, &ids, &[])),
+                [(
+                    "event_type".to_owned(),
+                    "Field 'event_type' must be at most 255 characters.".to_owned()
+                )]
+            );
+            assert_eq!(
+                only_errors(&event_command("a\0b", &ids, &[])),
+                [(
+                    "event_type".to_owned(),
+                    "Field 'event_type' must not contain NUL characters.".to_owned()
+                )]
+            );
+            let got = only_errors(&event_command(
+                "e",
+                &ids,
+                &struct_of(&long, &string_value("v")),
+            ));
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].0, format!("properties.{long}"));
+            assert_eq!(
+                got[0].1,
+                format!("Property name '{long}' must be at most 255 characters.")
+            );
+            let got = only_errors(&event_command(
+                "e",
+                &ids,
+                &struct_of("a\0b", &string_value("v")),
+            ));
+            assert_eq!(
+                got,
+                [(
+                    "properties.a\\0b".to_owned(),
+                    "Property name 'a\\0b' must not contain NUL characters.".to_owned()
+                )]
+            );
+            let got = only_errors(&event_command(
+                "e",
+                &struct_of(&long, &string_value("a")),
+                &[],
+            ));
+            assert_eq!(
+                got[0].1,
+                format!("Customer id name '{long}' must be at most 255 characters.")
+            );
+            let got = only_errors(&event_command(
+                "e",
+                &struct_of("a\0", &string_value("a")),
+                &[],
+            ));
+            assert_eq!(
+                got[0].1,
+                "Customer id name 'a\\0' must not contain NUL characters."
+            );
+        }
+
+        #[test]
+        fn customer_ids_at_most_1000_characters() {
+            let id = |n: usize| struct_of("registered", &string_value(&"i".repeat(n)));
+            assert!(only_errors(&event_command("e", &id(1000), &[])).is_empty());
+            assert_eq!(
+                only_errors(&event_command("e", &id(1001), &[])),
+                [(
+                    "customer_ids.registered".to_owned(),
+                    "Customer id 'registered' must be at most 1000 characters.".to_owned()
+                )]
+            );
+        }
+
+        #[test]
+        fn errors_echo_at_most_256_characters_of_the_client() {
+            let huge = "h".repeat(100 * 1024);
+            let ids = struct_of(&huge, &string_value("a"));
+            let bytes = [
+                event_command(&huge, &ids, &struct_of(&huge, &string_value("v"))),
+                command(&huge, &[]),
+            ]
+            .concat();
+            for command in errors(&prepare_batch(&bytes, NOW).unwrap()) {
+                assert!(!command.is_empty());
+                for (field, message) in command {
+                    assert!(field.matches('h').count() <= 256, "{}", field.len());
+                    assert!(message.matches('h').count() <= 256, "{}", message.len());
+                }
+            }
+        }
+
+        fn map_entry(key: &str, value: &str) -> Vec<u8> {
+            ld(
+                2,
+                &[ld(1, key.as_bytes()), ld(2, value.as_bytes())].concat(),
+            )
+        }
+
+        #[test]
+        fn single_commands_decode_from_their_own_requests() {
+            let update = [
+                ld(1, b"default"),
+                map_entry("registered", "a@b.c"),
+                ld(3, &struct_of("plan", &string_value("gold"))),
+                vec![0x21],
+                10.5f64.to_le_bytes().to_vec(),
+            ]
+            .concat();
+            let batch = prepare_single(Single::Customers, &update, NOW).unwrap();
+            assert_eq!(batch.project_token, "default");
+            let c = &batch.commands[0];
+            assert!(c.errors.is_empty(), "{:?}", c.errors);
+            assert_eq!(c.name, "customers");
+            assert_eq!(c.customer_ids, [("registered".into(), "a@b.c".into())]);
+            assert_eq!(
+                (c.properties.as_str(), c.time),
+                (r#"{"plan":"gold"}"#, Some(10.5))
+            );
+
+            let event = [
+                ld(1, b"default"),
+                map_entry("registered", "a@b.c"),
+                ld(3, b"purchase"),
+                ld(4, &string_value("1970-01-02T00:00:00Z")),
+                ld(5, &struct_of("price", &string_value("1"))),
+            ]
+            .concat();
+            let c = &prepare_single(Single::Event, &event, NOW).unwrap().commands[0];
+            assert!(c.errors.is_empty(), "{:?}", c.errors);
+            assert_eq!(
+                (c.event_type.as_str(), c.time),
+                ("purchase", Some(86_400.0))
+            );
+
+            // No event type, and properties nested past the limit.
+            let event = [
+                map_entry("registered", "a"),
+                ld(5, &struct_of("p", &nested(5_000, false))),
+            ]
+            .concat();
+            let c = &prepare_single(Single::Event, &event, NOW).unwrap().commands[0];
+            let fields: Vec<_> = c.errors.iter().map(|p| p.field.as_str()).collect();
+            assert_eq!(fields, ["properties.p", "event_type"]);
+            assert!(prepare_single(Single::Customers, &[0x0a, 0x05], NOW).is_err());
+        }
     }
 }

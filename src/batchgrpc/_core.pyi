@@ -12,8 +12,10 @@ __all__ = [
     "TRACK_MAX_COMMAND_BYTES",
     "TRACK_MAX_PROPERTY_VALUE_BYTES",
     "TRACK_MAX_REQUEST_BYTES",
+    "BulkValidation",
     "RowChunk",
     "RowReader",
+    "TrackBatch",
     "TrackCommand",
     "__version__",
     "check_bulk_request",
@@ -21,6 +23,7 @@ __all__ = [
     "check_track_batch",
     "open_rows",
     "prepare_track_batch",
+    "prepare_track_command",
     "validate_bulk_request",
 ]
 
@@ -152,14 +155,49 @@ class TrackCommand:
     @property
     def event_type(self) -> str: ...
 
-def prepare_track_batch(request: bytes, now: float) -> list[TrackCommand]:
+@final
+class TrackBatch:
+    """A tracking request decoded and checked by the core, Structs and all:
+    Python never decodes it."""
+
+    @property
+    def project_token(self) -> str: ...
+    @property
+    def request_id(self) -> str:
+        """Empty when not sent (always, for a single-command request)."""
+    @property
+    def commands(self) -> list[TrackCommand]:
+        """Checked and normalized, in order. A command whose data nests past
+        20 levels (its data is level 1) fails alone with its own error."""
+
+def prepare_track_batch(request: bytes, now: float) -> TrackBatch:
     """Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's
     rules and normalizes each command. Raises `NoCommands`, `TooManyItems` or
-    `PayloadTooLarge` for a batch that fails whole, `InvalidArgument` for bytes
-    that are not a BatchRequest."""
+    `PayloadTooLarge` for a batch that fails whole, `MalformedRequest` for
+    bytes that are not a BatchRequest."""
 
-def validate_bulk_request(request: bytes, now: float) -> list[tuple[str, str, str]]:
+def prepare_track_command(kind: str, request: bytes, now: float) -> TrackBatch:
+    """Checks a serialized `UpdateCustomerPropertiesRequest` (`kind`
+    "customers") or `AddEventRequest` ("customers/events") as the command it
+    stands for: a batch of one command. Raises `MalformedRequest` for bytes
+    that are not the request, `PayloadTooLarge` past the batch limit,
+    `ValueError` for another `kind`."""
+
+@final
+class BulkValidation:
+    """What Klaviyo's rules found in a bulk-create request."""
+
+    @property
+    def violations(self) -> list[tuple[str, str, str]]:
+        """(JSON:API pointer, reason, message) per violation; empty when valid."""
+    @property
+    def fails_whole(self) -> bool:
+        """The violations fail the request even with `partial_success`: a
+        value nests past the 20 levels the core decodes. Only when this is
+        false may the bytes go to Python's protobuf decoder."""
+
+def validate_bulk_request(request: bytes, now: float) -> BulkValidation:
     """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's
-    rules: every violation as (JSON:API pointer, reason, message), empty when
-    valid. Raises `PayloadTooLarge` over 5 MiB, `TooManyItems` over 1,000
-    events, `InvalidArgument` for bytes that are not the request."""
+    rules, every violation at once. Raises `PayloadTooLarge` over 5 MiB,
+    `TooManyItems` over 1,000 events, `MalformedRequest` for bytes that are
+    not the request."""

@@ -40,7 +40,9 @@ def document(*items: dict[str, Any]) -> dict[str, Any]:
 def validate(body: dict[str, Any]) -> list[tuple[str, str, str]]:
     request = bulk.CreateEventBulkCreateJobRequest()
     json_format.ParseDict(body, request)
-    return _core.validate_bulk_request(request.SerializeToString(), NOW)
+    validation = _core.validate_bulk_request(request.SerializeToString(), NOW)
+    assert not validation.fails_whole
+    return validation.violations
 
 
 VALID = document(

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 
 from batchgrpc import _core
-from batchgrpc.errors import InvalidArgument, NoCommands, TooManyItems
+from batchgrpc.errors import MalformedRequest, NoCommands, PayloadTooLarge, TooManyItems
 from batchgrpc.track.v2 import tracking_pb2
 
 from ..seeds import TRACK_SEED_COMMANDS
@@ -25,7 +25,7 @@ def batch(*commands: dict[str, Any]) -> bytes:
 
 def errors_of(request: bytes, now: float) -> list[list[str]]:
     """Per command, its error texts, as the core reports them."""
-    return [[message for _, message in command.errors] for command in _core.prepare_track_batch(request, now)]
+    return [[message for _, message in command.errors] for command in _core.prepare_track_batch(request, now).commands]
 
 
 def test_the_seed_body_is_valid_as_written() -> None:
@@ -87,5 +87,41 @@ def test_whole_batch_errors() -> None:
         errors_of(batch(), NOW)
     with pytest.raises(TooManyItems):
         errors_of(batch(*[{"name": "system/time"}] * 51), NOW)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(MalformedRequest):
         errors_of(b"\x12\xff", NOW)
+
+
+def test_the_batch_brings_its_project_token_and_request_id() -> None:
+    request = tracking_pb2.BatchRequest(project_token="default", request_id="r-1")
+    json_format.ParseDict({"commands": [{"name": "system/time"}]}, request)
+    batch = _core.prepare_track_batch(request.SerializeToString(), NOW)
+    assert (batch.project_token, batch.request_id, len(batch.commands)) == ("default", "r-1", 1)
+
+
+def test_single_command_requests_decode_in_the_core() -> None:
+    update = tracking_pb2.UpdateCustomerPropertiesRequest(
+        project_token="default", customer_ids={"registered": "a@b.c"}, update_timestamp=10.5
+    )
+    update.properties.update({"plan": "gold"})
+    (command,) = _core.prepare_track_command("customers", update.SerializeToString(), NOW).commands
+    assert (command.name, command.errors, command.customer_ids) == ("customers", [], {"registered": "a@b.c"})
+    assert (command.properties, command.time) == ('{"plan":"gold"}', 10.5)
+
+    event = tracking_pb2.AddEventRequest(project_token="default", customer_ids={"registered": "a"}, event_type="buy")
+    event.timestamp.string_value = "1970-01-02T00:00:00Z"
+    batch = _core.prepare_track_command("customers/events", event.SerializeToString(), NOW)
+    (command,) = batch.commands
+    assert (batch.project_token, command.event_type, command.time, command.errors) == ("default", "buy", 86400.0, [])
+
+    (command,) = _core.prepare_track_command("customers/events", b"", NOW).commands
+    assert [message for _, message in command.errors] == [
+        "At least one id should be specified.",
+        "Field 'event_type' is required.",
+    ]
+    with pytest.raises(MalformedRequest):
+        _core.prepare_track_command("customers", b"\x12\xff", NOW)
+    with pytest.raises(ValueError, match="kind"):
+        _core.prepare_track_command("system/time", b"", NOW)
+    huge = tracking_pb2.UpdateCustomerPropertiesRequest(project_token="x" * (41 * 1024 * 1024)).SerializeToString()
+    with pytest.raises(PayloadTooLarge):
+        _core.prepare_track_command("customers", huge, NOW)

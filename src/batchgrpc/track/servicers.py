@@ -1,24 +1,51 @@
-"""gRPC servicers of `batchgrpc.track.v2` (the Bloomreach mirror)."""
+"""gRPC servicers of `batchgrpc.track.v2` (the Bloomreach mirror).
+
+`Batch`, `UpdateCustomerProperties` and `AddEvent` take their requests as
+bytes (`@raw_request`): the Rust core decodes them, `Struct`s included, so a
+command nested past Python's protobuf recursion limit fails alone with its
+own error instead of failing the request in Python's decoder.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
-from google.protobuf import struct_pb2
 from grpc import aio
 
 from batchgrpc import _core
 from batchgrpc.errors import FieldViolation, InvalidArgument, ProjectTokenMismatch
 from batchgrpc.idempotency import Idempotency
-from batchgrpc.interceptor import Context, current_principal
+from batchgrpc.interceptor import Context, current_principal, raw_request
+from batchgrpc.requests import MAX_ID
 from batchgrpc.store import Store
 from batchgrpc.track.commands import CUSTOMERS, EVENTS, Outcome, field_violations, plan
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
+#: Requests up to this size are checked on the event loop: the core takes
+#: microseconds on them, less than a hop to a thread. Larger ones (a batch
+#: may be 40 MB) are checked on a thread, so the loop keeps serving.
+INLINE_BYTES = 64 * 1024
+
+T = TypeVar("T")
+
+
+async def off_loop(request: bytes, check: Callable[[bytes], T]) -> T:
+    """`check(request)`, on a thread when the request is large."""
+    if len(request) <= INLINE_BYTES:
+        return check(request)
+    return await asyncio.to_thread(check, request)
+
 
 def check_project_token(project_token: str) -> None:
     """The project token names the account and must be the key's own."""
+    if len(project_token) > MAX_ID:
+        raise InvalidArgument(
+            f"project_token is longer than {MAX_ID} characters.",
+            violations=[FieldViolation("project_token", f"at most {MAX_ID} characters, got {len(project_token)}")],
+        )
     principal = current_principal()
     if project_token != principal.account:
         raise ProjectTokenMismatch(
@@ -36,12 +63,6 @@ def result_message(command: _core.TrackCommand, outcome: Outcome) -> tracking_pb
     return result
 
 
-def single_command(name: str, data: struct_pb2.Struct) -> bytes:
-    """A single-command RPC as the batch of one it behaves like."""
-    request = tracking_pb2.BatchRequest(commands=[tracking_pb2.Command(name=name, data=data)])
-    return request.SerializeToString()
-
-
 class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(self, store: Store, idempotency: Idempotency, clock: Callable[[], float]) -> None:
         self._store = store
@@ -57,11 +78,14 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             await self._store.profiles.ingest(principal.account, items, now)
         return outcomes
 
-    async def Batch(self, request: tracking_pb2.BatchRequest, context: Context) -> tracking_pb2.BatchResponse:
-        check_project_token(request.project_token)
+    @raw_request
+    async def Batch(self, request: bytes, context: Context) -> tracking_pb2.BatchResponse:  # type: ignore[override]
         start = self._clock()
-        # Raises for a batch that fails whole: no commands, more than 50, too big.
-        commands = _core.prepare_track_batch(request.SerializeToString(), start)
+        # Raises for bytes that are not a BatchRequest and for a batch that
+        # fails whole: no commands, more than 50, too big.
+        batch = await off_loop(request, lambda data: _core.prepare_track_batch(data, start))
+        check_project_token(batch.project_token)
+        commands = batch.commands
 
         async def run() -> tracking_pb2.BatchResponse:
             outcomes = await self._apply(commands, start)
@@ -75,16 +99,19 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         return await self._idempotency.once(
             account=current_principal().account,
             method="Batch",
-            request_id=request.request_id,
+            request_id=batch.request_id,
             request=request,
             response_type=tracking_pb2.BatchResponse,
             create=run,
         )
 
-    async def _single(self, name: str, data: struct_pb2.Struct) -> None:
-        """Runs one command; its errors are the RPC's INVALID_ARGUMENT."""
+    async def _single(self, kind: str, request: bytes) -> None:
+        """Runs the one command a single-command request stands for; its
+        errors are the RPC's INVALID_ARGUMENT."""
         now = self._clock()
-        (command,) = _core.prepare_track_batch(single_command(name, data), now)
+        batch = await off_loop(request, lambda data: _core.prepare_track_command(kind, data, now))
+        check_project_token(batch.project_token)
+        (command,) = batch.commands
         if command.errors:
             raise InvalidArgument(
                 " ".join(message for _, message in command.errors),
@@ -92,29 +119,16 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             )
         await self._apply([command], now)
 
-    async def UpdateCustomerProperties(
-        self, request: tracking_pb2.UpdateCustomerPropertiesRequest, context: Context
+    @raw_request
+    async def UpdateCustomerProperties(  # type: ignore[override]
+        self, request: bytes, context: Context
     ) -> tracking_pb2.UpdateCustomerPropertiesResponse:
-        check_project_token(request.project_token)
-        data = struct_pb2.Struct()
-        data.get_or_create_struct("customer_ids").update(dict(request.customer_ids))
-        if request.HasField("properties"):
-            data.get_or_create_struct("properties").CopyFrom(request.properties)
-        if request.HasField("update_timestamp"):
-            data["update_timestamp"] = request.update_timestamp
-        await self._single(CUSTOMERS, data)
+        await self._single(CUSTOMERS, request)
         return tracking_pb2.UpdateCustomerPropertiesResponse(success=True)
 
-    async def AddEvent(self, request: tracking_pb2.AddEventRequest, context: Context) -> tracking_pb2.AddEventResponse:
-        check_project_token(request.project_token)
-        data = struct_pb2.Struct()
-        data.get_or_create_struct("customer_ids").update(dict(request.customer_ids))
-        data["event_type"] = request.event_type
-        if request.HasField("timestamp"):
-            data.fields["timestamp"].CopyFrom(request.timestamp)
-        if request.HasField("properties"):
-            data.get_or_create_struct("properties").CopyFrom(request.properties)
-        await self._single(EVENTS, data)
+    @raw_request
+    async def AddEvent(self, request: bytes, context: Context) -> tracking_pb2.AddEventResponse:  # type: ignore[override]
+        await self._single(EVENTS, request)
         return tracking_pb2.AddEventResponse(success=True)
 
     async def GetSystemTime(
