@@ -10,8 +10,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::CoreError;
 use crate::limits::{
-    self, clip, longer_than, MAX_CUSTOMER_ID_CHARS, MAX_NAME_CHARS, TRACK_MAX_COMMAND_BYTES,
-    TRACK_MAX_PROPERTY_VALUE_BYTES,
+    self, clip, clip_to, longer_than, MAX_CUSTOMER_ID_CHARS, MAX_NAME_CHARS,
+    TRACK_MAX_COMMAND_BYTES, TRACK_MAX_PROPERTY_VALUE_BYTES,
 };
 use crate::rules::parse_timestamp;
 use crate::wire::{self, string, Field, Values, Wire};
@@ -230,6 +230,12 @@ fn shown(name: &str) -> String {
     clip(name).replace('\0', "\\0")
 }
 
+/// A client's name inside a field path (`properties.<name>`): at most 64
+/// characters, as a key in a bulk pointer, so the path stays short.
+fn in_field(name: &str) -> String {
+    clip_to(name, 64).replace('\0', "\\0")
+}
+
 /// The usable ids of a command, in the order sent; an error when none is,
 /// or when a name or value is over its limit.
 fn customer_ids(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(String, String)> {
@@ -237,7 +243,7 @@ fn customer_ids(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(St
         Some(Value::Object(ids)) if !ids.is_empty() => {
             let before = errors.len();
             for (name, value) in ids {
-                let field = format!("customer_ids.{}", shown(name));
+                let field = format!("customer_ids.{}", in_field(name));
                 if longer_than(name, MAX_NAME_CHARS) {
                     errors.push(problem(
                         field,
@@ -319,7 +325,7 @@ fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
         None | Some(Value::Null) => "{}".to_owned(),
         Some(object @ Value::Object(properties)) => {
             for (name, value) in properties {
-                let field = format!("properties.{}", shown(name));
+                let field = format!("properties.{}", in_field(name));
                 if longer_than(name, MAX_NAME_CHARS) {
                     errors.push(problem(
                         field,
@@ -378,7 +384,7 @@ fn nesting(data: &Map<String, Value>, errors: &mut Vec<Problem>) {
                 for (name, value) in properties {
                     if too_deep(value, 3) {
                         errors.push(problem(
-                            format!("properties.{}", shown(name)),
+                            format!("properties.{}", in_field(name)),
                             format!(
                                 "Value of property '{}' nests too deep: a command may nest at most {MAX_DEPTH} levels.",
                                 shown(name)
@@ -388,7 +394,7 @@ fn nesting(data: &Map<String, Value>, errors: &mut Vec<Problem>) {
                 }
             }
             _ if too_deep(value, 2) => errors.push(problem(
-                shown(field),
+                in_field(field),
                 format!(
                     "Field '{}' nests too deep: a command may nest at most {MAX_DEPTH} levels.",
                     shown(field)
@@ -809,7 +815,8 @@ mod tests {
                 &struct_of(&long, &string_value("v")),
             ));
             assert_eq!(got.len(), 1);
-            assert_eq!(got[0].0, format!("properties.{long}"));
+            // In the field path, a name keeps 64 characters (the last `…`).
+            assert_eq!(got[0].0, format!("properties.{}…", "é".repeat(63)));
             assert_eq!(
                 got[0].1,
                 format!("Property name '{long}' must be at most 255 characters.")
