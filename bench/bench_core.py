@@ -65,11 +65,18 @@ def run_core(path: str) -> int:
         path,
         "CSV",
         job_id="bench",
-        default_event_name="visit",
-        columns=[
-            {"type": "FULL_NAME_MATCH", "name": "email", "validation_policy": "REQUIRED_VALUE", "value_type": "EMAIL"},
-            {"type": "FULL_NAME_MATCH", "name": "amount", "value_type": "NUMBER"},
-        ],
+        spec=_core.JobSpec(
+            default_event_name="visit",
+            columns=[
+                {
+                    "type": "FULL_NAME_MATCH",
+                    "name": "email",
+                    "validation_policy": "REQUIRED_VALUE",
+                    "value_type": "EMAIL",
+                },
+                {"type": "FULL_NAME_MATCH", "name": "amount", "value_type": "NUMBER"},
+            ],
+        ),
     )
     good = 0
     for chunk in reader:

@@ -130,8 +130,8 @@ async def run_job(path: Path, rows: int) -> dict[str, float]:
 def raw_insert(path: Path) -> dict[str, float]:
     """The same events through a plain executemany: the store's own limit."""
     batches = []
-    for chunk in _core.open_rows(path, "CSV", job_id="bench", default_event_name="visit", columns=RULES,
-                                 chunk_rows=CHUNK_ROWS):  # fmt: skip
+    spec = _core.JobSpec(default_event_name="visit", columns=RULES)
+    for chunk in _core.open_rows(path, "CSV", job_id="bench", spec=spec, chunk_rows=CHUNK_ROWS):
         now = time.time()
         batches.append(
             [

@@ -11,6 +11,7 @@ pub fn read_all(format: Format, data: &[u8]) {
     let limits = ReadLimits {
         max_field_bytes: 64,
         max_row_bytes: 256,
+        max_fields: 8,
         max_depth: 4,
     };
     let Ok(source) = open(

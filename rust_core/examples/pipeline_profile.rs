@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use batchgrpc_core::events::{JobSpec, Pipeline};
 use batchgrpc_core::formats::{open, Format, ReadLimits, Resume};
-use batchgrpc_core::rules::{ColumnRule, RuleSpec};
+use batchgrpc_core::rules::{ColumnRule, PatternBudget, RuleSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 value_type: value_type.into(),
                 ..RuleSpec::default()
             },
+            &mut PatternBudget::default(),
         )
     };
     let spec = JobSpec {

@@ -7,7 +7,7 @@ use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
 
 use crate::error::{CoreError, FileReason};
 use crate::formats::{file_error, Cell, Row, RowSource};
-use crate::rules::{ColumnRule, Policy};
+use crate::rules::{compile_rules, ColumnRule, Policy, RuleSpec};
 
 /// How a batch job turns rows into events.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,45 @@ pub struct JobSpec {
     pub event_data: Vec<(String, String)>,
     /// Column rules.
     pub columns: Vec<ColumnRule>,
+}
+
+impl JobSpec {
+    /// Compiles a job's rules and checks its event settings, for the job
+    /// `job_id` (empty when the id is not known yet: set it before reading).
+    /// The one place a job's patterns are compiled.
+    ///
+    /// # Errors
+    /// The first rule or setting that is invalid, naming its field.
+    pub fn build(
+        job_id: String,
+        event_name: String,
+        default_event_name: String,
+        event_columns: Vec<String>,
+        mut event_data: Vec<(String, String)>,
+        rules: &[RuleSpec],
+    ) -> Result<Self, CoreError> {
+        // Sorted, so every job with the same data encodes it the same way.
+        event_data.sort();
+        let spec = Self {
+            job_id,
+            event_name,
+            default_event_name,
+            event_columns,
+            event_data,
+            columns: Vec::new(),
+        };
+        check_spec(&spec)?;
+        Ok(Self {
+            columns: compile_rules(rules)?,
+            ..spec
+        })
+    }
+
+    /// Heap bytes of the job's compiled patterns.
+    #[must_use]
+    pub fn pattern_bytes(&self) -> usize {
+        self.columns.iter().map(ColumnRule::pattern_bytes).sum()
+    }
 }
 
 /// The column holding a row's own event name.
@@ -747,7 +786,7 @@ mod tests {
         } else {
             spec.name_pattern = name.into();
         }
-        ColumnRule::compile(0, &spec).unwrap()
+        ColumnRule::compile(0, &spec, &mut crate::rules::PatternBudget::default()).unwrap()
     }
 
     fn data(event: &Event) -> String {

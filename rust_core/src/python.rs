@@ -10,10 +10,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::bulk;
 use crate::error::{CoreError, ErrorKind};
-use crate::events::{check_spec, hex_id, Chunk, EventName, JobSpec, Pipeline};
+use crate::events::{hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::limits;
-use crate::rules::{ColumnRule, RuleSpec};
+use crate::rules::RuleSpec;
 use crate::track;
 
 // The exception classes live in Python, next to the rest of the hierarchy,
@@ -384,68 +384,65 @@ impl RowReader {
     }
 }
 
-/// Compiles and checks a job's rules and event settings.
-fn job_spec(
-    job_id: String,
-    event_name: String,
-    default_event_name: String,
-    event_columns: Vec<String>,
-    event_data: HashMap<String, String>,
-    columns: &[Bound<'_, PyDict>],
-) -> PyResult<JobSpec> {
-    let rules = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Ok(ColumnRule::compile(i, &rule_spec(c)?)?))
-        .collect::<PyResult<Vec<_>>>()?;
-    let mut event_data: Vec<(String, String)> = event_data.into_iter().collect();
-    event_data.sort();
-    let spec = JobSpec {
-        job_id,
-        event_name,
-        default_event_name,
-        event_columns,
-        event_data,
-        columns: rules,
-    };
-    check_spec(&spec)?;
-    Ok(spec)
+/// A batch job's rules and event settings, compiled once: a job keeps it
+/// from its creation until it has read its file, and `open_rows` takes it
+/// without compiling anything again.
+#[pyclass(module = "batchgrpc._core", name = "JobSpec", frozen)]
+struct CompiledSpec {
+    spec: Arc<JobSpec>,
 }
 
-/// Checks a batch job's options as `open_rows` would, without a file: a
-/// job is refused at creation rather than failed later for a bad rule.
-#[pyfunction]
-#[pyo3(signature = (
-    *, event_name = String::new(), default_event_name = String::new(),
-    event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
-))]
-#[allow(clippy::needless_pass_by_value)] // owned as pyo3 extracts them
-fn check_job_spec(
-    event_name: String,
-    default_event_name: String,
-    event_columns: Vec<String>,
-    event_data: HashMap<String, String>,
-    columns: Vec<Bound<'_, PyDict>>,
-) -> PyResult<()> {
-    job_spec(
-        String::new(),
-        event_name,
-        default_event_name,
-        event_columns,
-        event_data,
-        &columns,
-    )
-    .map(drop)
+#[pymethods]
+impl CompiledSpec {
+    /// Compiles and checks the rules and settings with the interpreter
+    /// released (a job's patterns take up to tens of milliseconds).
+    #[new]
+    #[pyo3(signature = (
+        *, event_name = String::new(), default_event_name = String::new(),
+        event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
+    ))]
+    #[allow(clippy::needless_pass_by_value)] // owned as pyo3 extracts them
+    fn new(
+        py: Python<'_>,
+        event_name: String,
+        default_event_name: String,
+        event_columns: Vec<String>,
+        event_data: HashMap<String, String>,
+        columns: Vec<Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let rules = columns
+            .iter()
+            .map(rule_spec)
+            .collect::<PyResult<Vec<_>>>()?;
+        let spec = py.detach(move || {
+            JobSpec::build(
+                String::new(),
+                event_name,
+                default_event_name,
+                event_columns,
+                event_data.into_iter().collect(),
+                &rules,
+            )
+        })?;
+        Ok(Self {
+            spec: Arc::new(spec),
+        })
+    }
+
+    /// Heap bytes of the compiled patterns.
+    #[getter]
+    fn pattern_bytes(&self) -> usize {
+        self.spec.pattern_bytes()
+    }
 }
 
 /// Opens a data file for a batch job: reads the header, checks it against the
 /// rules, and returns an iterator of chunks.
 #[pyfunction]
 #[pyo3(signature = (
-    path, format, *, job_id, event_name = String::new(), default_event_name = String::new(),
-    event_columns = Vec::new(), event_data = HashMap::new(), columns = Vec::new(),
+    path, format, *, job_id, spec = None,
     chunk_rows = 10_000, resume_offset = 0, resume_row = 0,
-    max_field_bytes = 1_048_576, max_row_bytes = 1_048_576, max_depth = 10,
+    max_field_bytes = 1_048_576, max_row_bytes = 1_048_576, max_fields = 10_000, max_depth = 10,
 ))]
 #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)] // keyword-only arguments of one Python call, owned as pyo3 extracts them
 fn open_rows(
@@ -453,16 +450,13 @@ fn open_rows(
     path: PathBuf,
     format: &str,
     job_id: Bound<'_, PyString>,
-    event_name: String,
-    default_event_name: String,
-    event_columns: Vec<String>,
-    event_data: HashMap<String, String>,
-    columns: Vec<Bound<'_, PyDict>>,
+    spec: Option<PyRef<'_, CompiledSpec>>,
     chunk_rows: usize,
     resume_offset: u64,
     resume_row: u64,
     max_field_bytes: usize,
     max_row_bytes: usize,
+    max_fields: usize,
     max_depth: usize,
 ) -> PyResult<RowReader> {
     let Some(format) = Format::from_name(format) else {
@@ -472,17 +466,16 @@ fn open_rows(
         })
         .into());
     };
-    let spec = job_spec(
-        job_id.to_str()?.to_owned(),
-        event_name,
-        default_event_name,
-        event_columns,
-        event_data,
-        &columns,
-    )?;
+    // A copy that shares the compiled patterns (each gets its own search
+    // caches), with the job's id.
+    let spec = JobSpec {
+        job_id: job_id.to_str()?.to_owned(),
+        ..spec.map(|s| JobSpec::clone(&s.spec)).unwrap_or_default()
+    };
     let limits = ReadLimits {
         max_field_bytes,
         max_row_bytes,
+        max_fields,
         max_depth,
     };
     let resume = Resume {
@@ -517,12 +510,12 @@ fn open_rows(
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
-    m.add_function(wrap_pyfunction!(check_job_spec, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_command, m)?)?;
     m.add_function(wrap_pyfunction!(validate_bulk_request, m)?)?;
+    m.add_class::<CompiledSpec>()?;
     m.add_class::<RowReader>()?;
     m.add_class::<RowChunk>()?;
     m.add_class::<TrackCommand>()?;
@@ -533,6 +526,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,
     )?;
     m.add("BULK_EVENTS_MAX_EVENTS", limits::BULK_EVENTS_MAX_EVENTS)?;
+    m.add("PATTERN_SIZE_LIMIT", crate::rules::PATTERN_SIZE_LIMIT)?;
+    m.add("JOB_PATTERN_BUDGET", crate::rules::JOB_PATTERN_BUDGET)?;
     m.add("TRACK_MAX_COMMANDS", limits::TRACK_MAX_COMMANDS)?;
     m.add("TRACK_MAX_COMMAND_BYTES", limits::TRACK_MAX_COMMAND_BYTES)?;
     m.add(

@@ -1,9 +1,187 @@
 //! Column rules: which columns a rule picks, what it requires of them, and
 //! the typed checks on their values.
+//!
+//! Patterns are client text compiled into automata, so each is held to a
+//! compiled size and a job's patterns together to a budget: a request of a
+//! few kilobytes (bounded repetitions of a Unicode class, say) must not
+//! compile for seconds or into gigabytes.
 
-use regex::Regex;
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
 
 use crate::error::{CoreError, ErrorKind};
+
+/// Most characters a `name_pattern` or value `pattern` may have (API.md).
+pub const MAX_PATTERN_CHARS: usize = 1_000;
+/// Most column rules a job may have (API.md; the server checks it first).
+pub const MAX_RULES: usize = 100;
+/// Most bytes one pattern's compiled automata may take (its forward and
+/// reverse NFAs and whatever else the regex engine builds from them; the
+/// regex crate's `size_limit` bounds each NFA as it is built, so a pattern
+/// far over the cap stops compiling early). Measured: `^[A-Z]{2}\d{6}$`
+/// takes 32 KB, `\d{4}-\d{2}-\d{2}` 59 KB (Unicode `\d` is large),
+/// `[a-z0-9._%+-]+@[a-z0-9.-]+` 2 KB, `(?i)utm_.*` 6 KB, `^.{1,255}$`
+/// 270 KB, `\w{1,10}` 562 KB; `\w{1,20}` (1.1 MB) is over, and
+/// `\w{1,200}\w{1,200}` would be 22 MB. Compiling runs at about 7 ms per
+/// MB.
+pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
+/// Most bytes each lazy DFA of a pattern may cache (there are two per
+/// search thread, forward and reverse): the regex crate's `dfa_size_limit`.
+/// Enough for the lazy DFA of an NFA of about 1,800 states; a larger
+/// pattern searches with the engine's other matchers, slower but in the
+/// same memory.
+pub const PATTERN_DFA_SIZE_LIMIT: usize = 64 * 1024;
+/// Most bytes a job's patterns may take together, as compiled. A queued job
+/// keeps them until it runs; a hundred rules of two ordinary patterns each
+/// stay well under it (200 date patterns of Unicode digits: 12 MB).
+pub const JOB_PATTERN_BUDGET: usize = 16 * 1024 * 1024;
+
+/// A compiled pattern and the text it was compiled from.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    regex: Regex,
+    source: String,
+}
+
+impl Pattern {
+    /// Whether the pattern matches somewhere in `text` (value patterns are
+    /// compiled anchored at both ends).
+    #[must_use]
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+
+    /// The pattern as the request gave it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Heap bytes of the compiled automata; caches not included.
+    #[must_use]
+    pub fn memory_usage(&self) -> usize {
+        self.regex.memory_usage()
+    }
+}
+
+/// What a job's patterns may still take, in bytes of compiled automata.
+#[derive(Debug, Clone, Copy)]
+pub struct PatternBudget {
+    remaining: usize,
+}
+
+impl Default for PatternBudget {
+    fn default() -> Self {
+        Self::new(JOB_PATTERN_BUDGET)
+    }
+}
+
+impl PatternBudget {
+    /// A budget of `bytes`.
+    #[must_use]
+    pub fn new(bytes: usize) -> Self {
+        Self { remaining: bytes }
+    }
+
+    /// Bytes left.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Compiles `source` for `columns[index].field`, whole-value anchored
+    /// when `anchored`, and charges it to the budget.
+    ///
+    /// # Errors
+    /// A pattern over `MAX_PATTERN_CHARS`, with bad syntax, compiling to more
+    /// than `PATTERN_SIZE_LIMIT`, or past what the job has left.
+    pub fn compile(
+        &mut self,
+        index: usize,
+        field: &str,
+        source: &str,
+        anchored: bool,
+    ) -> Result<Pattern, CoreError> {
+        let chars = source.chars().count();
+        if chars > MAX_PATTERN_CHARS {
+            return Err(invalid(
+                index,
+                field,
+                format!(
+                    "the pattern has {chars} characters, at most {MAX_PATTERN_CHARS} are allowed"
+                ),
+            ));
+        }
+        // No NFA may grow past what is left: a pattern over the job's budget
+        // stops compiling as early as one over its own cap.
+        let limit = PATTERN_SIZE_LIMIT.min(self.remaining);
+        let config = meta::Config::new()
+            // As the regex crate's `Regex` builds its meta regex.
+            .match_kind(regex_automata::MatchKind::LeftmostFirst)
+            .utf8_empty(true)
+            .nfa_size_limit(Some(limit))
+            .onepass_size_limit(Some(limit))
+            .hybrid_cache_capacity(PATTERN_DFA_SIZE_LIMIT)
+            // Rules only ask whether a text matches: no capture groups.
+            .which_captures(regex_automata::nfa::thompson::WhichCaptures::None);
+        let syntax = syntax::Config::new().utf8(true);
+        let text = if anchored {
+            // Parsed alone first, so that text such as `a)|(b` cannot close
+            // the group and leave the anchors out.
+            syntax::parse_with(source, &syntax)
+                .map_err(|e| invalid(index, field, format!("invalid regular expression: {e}")))?;
+            format!("^(?:{source})$")
+        } else {
+            source.to_owned()
+        };
+        let regex = meta::Builder::new()
+            .configure(config)
+            .syntax(syntax)
+            .build(&text)
+            .map_err(|e| {
+                if e.size_limit().is_none() {
+                    invalid(index, field, format!("invalid regular expression: {e}"))
+                } else if limit < PATTERN_SIZE_LIMIT {
+                    over_budget(index, field)
+                } else {
+                    over_cap(index, field)
+                }
+            })?;
+        let cost = regex.memory_usage();
+        if cost > PATTERN_SIZE_LIMIT {
+            return Err(over_cap(index, field));
+        }
+        if cost > self.remaining {
+            return Err(over_budget(index, field));
+        }
+        self.remaining -= cost;
+        Ok(Pattern {
+            regex,
+            source: source.to_owned(),
+        })
+    }
+}
+
+#[cold]
+fn over_cap(index: usize, field: &str) -> CoreError {
+    invalid(
+        index,
+        field,
+        format!("the pattern compiles to more than {PATTERN_SIZE_LIMIT} bytes; simplify it"),
+    )
+}
+
+#[cold]
+fn over_budget(index: usize, field: &str) -> CoreError {
+    invalid(
+        index,
+        field,
+        format!(
+            "the job's patterns together compile to more than {JOB_PATTERN_BUDGET} bytes; \
+             simplify them or use fewer"
+        ),
+    )
+}
 
 /// How a rule picks its columns.
 #[derive(Debug, Clone)]
@@ -11,7 +189,7 @@ pub enum Matcher {
     /// The column whose name equals this.
     Full(String),
     /// Every column whose name matches this regular expression.
-    Pattern(Regex),
+    Pattern(Pattern),
 }
 
 impl Matcher {
@@ -29,7 +207,7 @@ impl Matcher {
     pub fn describe(&self) -> String {
         match self {
             Self::Full(name) => format!("column {name:?}"),
-            Self::Pattern(re) => format!("a column matching {:?}", re.as_str()),
+            Self::Pattern(re) => format!("a column matching {:?}", clip(re.as_str())),
         }
     }
 }
@@ -74,7 +252,7 @@ pub struct ColumnRule {
     /// The type of non-empty values.
     pub value_type: ValueType,
     /// A regular expression non-empty values must match in full.
-    pub pattern: Option<Regex>,
+    pub pattern: Option<Pattern>,
     /// Most characters a value may have; 0 for no limit.
     pub max_length: usize,
     /// The only values allowed; empty for any.
@@ -113,11 +291,17 @@ fn invalid(index: usize, field: &str, message: String) -> CoreError {
 }
 
 impl ColumnRule {
-    /// Compiles the `index`-th rule of a request.
+    /// Compiles the `index`-th rule of a request, its patterns charged to
+    /// the job's `budget`.
     ///
     /// # Errors
-    /// An unknown type or policy, a missing name, a bad regular expression.
-    pub fn compile(index: usize, spec: &RuleSpec) -> Result<Self, CoreError> {
+    /// An unknown type or policy, a missing name, a bad or oversized
+    /// regular expression.
+    pub fn compile(
+        index: usize,
+        spec: &RuleSpec,
+        budget: &mut PatternBudget,
+    ) -> Result<Self, CoreError> {
         let matcher = match spec.kind.as_str() {
             "FULL_NAME_MATCH" => {
                 if spec.name.is_empty() || spec.name.len() > 255 {
@@ -137,13 +321,12 @@ impl ColumnRule {
                         "PATTERN_NAME_MATCH needs a name_pattern".into(),
                     ));
                 }
-                Matcher::Pattern(Regex::new(&spec.name_pattern).map_err(|e| {
-                    invalid(
-                        index,
-                        "name_pattern",
-                        format!("invalid regular expression: {e}"),
-                    )
-                })?)
+                Matcher::Pattern(budget.compile(
+                    index,
+                    "name_pattern",
+                    &spec.name_pattern,
+                    false,
+                )?)
             }
             other => {
                 return Err(invalid(
@@ -184,9 +367,7 @@ impl ColumnRule {
             None
         } else {
             // Anchored: the whole value must match, not a part of it.
-            Some(Regex::new(&format!("^(?:{})$", spec.pattern)).map_err(|e| {
-                invalid(index, "pattern", format!("invalid regular expression: {e}"))
-            })?)
+            Some(budget.compile(index, "pattern", &spec.pattern, true)?)
         };
         Ok(Self {
             matcher,
@@ -197,6 +378,16 @@ impl ColumnRule {
             max_length: spec.max_length,
             allowed_values: spec.allowed_values.clone(),
         })
+    }
+
+    /// Heap bytes of the rule's compiled patterns.
+    #[must_use]
+    pub fn pattern_bytes(&self) -> usize {
+        let name = match &self.matcher {
+            Matcher::Pattern(p) => p.memory_usage(),
+            Matcher::Full(_) => 0,
+        };
+        name + self.pattern.as_ref().map_or(0, Pattern::memory_usage)
     }
 
     /// Checks a non-empty value; returns the reason and message when it fails.
@@ -236,7 +427,7 @@ impl ColumnRule {
             if !pattern.is_match(value) {
                 return Some((
                     "PATTERN_MISMATCH",
-                    format!("{column:?} does not match {:?}", pattern.as_str()),
+                    format!("{column:?} does not match {:?}", clip(pattern.as_str())),
                 ));
             }
         }
@@ -248,6 +439,28 @@ impl ColumnRule {
         }
         None
     }
+}
+
+/// Compiles a job's rules, their patterns within one [`PatternBudget`].
+///
+/// # Errors
+/// More than `MAX_RULES` rules, or the first rule that does not compile.
+pub fn compile_rules(specs: &[RuleSpec]) -> Result<Vec<ColumnRule>, CoreError> {
+    if specs.len() > MAX_RULES {
+        return Err(CoreError::new(ErrorKind::InvalidJobSpec {
+            field: "columns".into(),
+            message: format!(
+                "a job has at most {MAX_RULES} column rules, not {}",
+                specs.len()
+            ),
+        }));
+    }
+    let mut budget = PatternBudget::default();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| ColumnRule::compile(i, spec, &mut budget))
+        .collect()
 }
 
 /// The first characters of a value, for messages.
@@ -437,6 +650,7 @@ mod tests {
                 allowed_values: allowed.iter().map(ToString::to_string).collect(),
                 ..RuleSpec::default()
             },
+            &mut PatternBudget::default(),
         )
         .unwrap()
     }
@@ -506,6 +720,7 @@ mod tests {
                 name_pattern: "(".into(),
                 ..RuleSpec::default()
             },
+            &mut PatternBudget::default(),
         )
         .unwrap_err();
         assert_eq!(err.field(), "columns[3].name_pattern");
@@ -515,6 +730,7 @@ mod tests {
                 kind: "FUZZY".into(),
                 ..RuleSpec::default()
             },
+            &mut PatternBudget::default(),
         )
         .unwrap_err();
         assert_eq!(err.field(), "columns[0].type");
@@ -524,6 +740,7 @@ mod tests {
                 kind: "FULL_NAME_MATCH".into(),
                 ..RuleSpec::default()
             },
+            &mut PatternBudget::default(),
         )
         .unwrap_err();
         assert_eq!(err.field(), "columns[0].name");
@@ -541,5 +758,126 @@ mod tests {
             parse_timestamp("2024-02-29T12:00:00"),
             Some(1_709_208_000.0)
         );
+    }
+
+    fn pattern_rule(name_pattern: &str, pattern: &str) -> RuleSpec {
+        RuleSpec {
+            kind: "PATTERN_NAME_MATCH".into(),
+            name_pattern: name_pattern.into(),
+            pattern: pattern.into(),
+            ..RuleSpec::default()
+        }
+    }
+
+    #[test]
+    fn ordinary_patterns_compile_well_under_the_caps() {
+        let patterns = [
+            r"^[A-Z]{2}\d{6}$",
+            r"[a-z0-9._%+-]+@[a-z0-9.-]+",
+            r"\d{4}-\d{2}-\d{2}",
+            r"(?i)utm_.*",
+            r"^.{1,255}$",
+            r"\w{1,10}",
+        ];
+        for p in patterns {
+            for spec in [pattern_rule(p, ""), pattern_rule("x", p)] {
+                let rule = ColumnRule::compile(0, &spec, &mut PatternBudget::default())
+                    .unwrap_or_else(|e| panic!("{p}: {e}"));
+                assert!(rule.pattern_bytes() < PATTERN_SIZE_LIMIT, "{p}");
+            }
+        }
+        // A hundred rules of the ordinary ones fit one job.
+        let rules: Vec<RuleSpec> = (0..MAX_RULES)
+            .map(|i| pattern_rule(patterns[i % 4], patterns[(i + 1) % 4]))
+            .collect();
+        assert_eq!(compile_rules(&rules).unwrap().len(), MAX_RULES);
+    }
+
+    #[test]
+    fn a_pattern_over_its_cap_names_its_field() {
+        for (rule, field) in [
+            (
+                pattern_rule(r"\w{1,200}\w{1,200}", ""),
+                "columns[0].name_pattern",
+            ),
+            (
+                pattern_rule("a", r"\w{1,200}\w{1,200}"),
+                "columns[0].pattern",
+            ),
+            (pattern_rule(r"\w{1,20}", ""), "columns[0].name_pattern"),
+        ] {
+            let started = std::time::Instant::now();
+            let err = compile_rules(&[rule]).unwrap_err();
+            assert_eq!(err.field(), field);
+            assert_eq!(
+                err.to_string(),
+                "the pattern compiles to more than 1048576 bytes; simplify it"
+            );
+            // Compiling stops at the cap, whatever the pattern would take.
+            assert!(started.elapsed().as_secs_f64() < 2.0);
+        }
+    }
+
+    #[test]
+    fn a_pattern_over_1000_characters_is_refused() {
+        let at_cap = "a".repeat(MAX_PATTERN_CHARS);
+        assert!(compile_rules(&[pattern_rule(&at_cap, &at_cap)]).is_ok());
+        let over = "é".repeat(MAX_PATTERN_CHARS + 1);
+        let err = compile_rules(&[pattern_rule("a", &over)]).unwrap_err();
+        assert_eq!(err.field(), "columns[0].pattern");
+        assert!(err.to_string().contains("at most 1000"), "{err}");
+    }
+
+    #[test]
+    fn the_job_budget_stops_many_heavy_patterns() {
+        // Each just under its own cap: a job holds about sixteen of them.
+        let heavy = r"\w{1,18}";
+        let one = compile_rules(&[pattern_rule(heavy, "")]).unwrap()[0].pattern_bytes();
+        assert!(
+            one < PATTERN_SIZE_LIMIT && one > PATTERN_SIZE_LIMIT * 9 / 10,
+            "{one}"
+        );
+        let rules: Vec<RuleSpec> = (0..MAX_RULES).map(|_| pattern_rule(heavy, heavy)).collect();
+        let err = compile_rules(&rules).unwrap_err();
+        let fits = JOB_PATTERN_BUDGET / one;
+        assert_eq!(
+            err.field(),
+            format!(
+                "columns[{}].{}",
+                fits / 2,
+                if fits % 2 == 0 {
+                    "name_pattern"
+                } else {
+                    "pattern"
+                }
+            )
+        );
+        assert!(
+            err.to_string()
+                .contains("together compile to more than 16777216 bytes"),
+            "{err}"
+        );
+        let fitted: usize = compile_rules(&rules[..fits / 2])
+            .unwrap()
+            .iter()
+            .map(ColumnRule::pattern_bytes)
+            .sum();
+        assert!(fitted <= JOB_PATTERN_BUDGET && fitted + 2 * one > JOB_PATTERN_BUDGET);
+    }
+
+    #[test]
+    fn more_than_100_rules_are_refused() {
+        let rules = vec![pattern_rule("a", ""); MAX_RULES + 1];
+        assert_eq!(compile_rules(&rules).unwrap_err().field(), "columns");
+    }
+
+    #[test]
+    fn a_value_pattern_cannot_escape_its_anchors() {
+        let err = compile_rules(&[pattern_rule("a", "x)|(y")]).unwrap_err();
+        assert_eq!(err.field(), "columns[0].pattern");
+        let rule = &compile_rules(&[pattern_rule("a", "x|y")]).unwrap()[0];
+        assert_eq!(rule.check("a", "x"), None);
+        assert_eq!(rule.check("a", "xy").unwrap().0, "PATTERN_MISMATCH");
+        assert!(rule.matcher.matches("ab"));
     }
 }

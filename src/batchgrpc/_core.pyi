@@ -8,18 +8,20 @@ from typing import Any, final
 __all__ = [
     "BULK_EVENTS_MAX_EVENTS",
     "BULK_EVENTS_MAX_REQUEST_BYTES",
+    "JOB_PATTERN_BUDGET",
+    "PATTERN_SIZE_LIMIT",
     "TRACK_MAX_COMMANDS",
     "TRACK_MAX_COMMAND_BYTES",
     "TRACK_MAX_PROPERTY_VALUE_BYTES",
     "TRACK_MAX_REQUEST_BYTES",
     "BulkValidation",
+    "JobSpec",
     "RowChunk",
     "RowReader",
     "TrackBatch",
     "TrackCommand",
     "__version__",
     "check_bulk_request",
-    "check_job_spec",
     "check_track_batch",
     "open_rows",
     "prepare_track_batch",
@@ -33,6 +35,10 @@ __version__: str
 BULK_EVENTS_MAX_REQUEST_BYTES: int
 #: Klaviyo's 1,000 events per request.
 BULK_EVENTS_MAX_EVENTS: int
+#: Most bytes one compiled column-rule pattern may take.
+PATTERN_SIZE_LIMIT: int
+#: Most bytes a batch job's compiled patterns may take together.
+JOB_PATTERN_BUDGET: int
 #: Bloomreach's 50 commands per batch.
 TRACK_MAX_COMMANDS: int
 #: Bloomreach: each command under 800 KB.
@@ -95,41 +101,54 @@ class RowReader:
     def __iter__(self) -> Iterator[RowChunk]: ...
     def __next__(self) -> RowChunk: ...
 
-def check_job_spec(
-    *,
-    event_name: str = ...,
-    default_event_name: str = ...,
-    event_columns: Sequence[str] = ...,
-    event_data: Mapping[str, str] = ...,
-    columns: Sequence[Mapping[str, Any]] = ...,
-) -> None:
-    """Checks a batch job's rules and event settings as `open_rows` does,
-    without a file. Raises `batchgrpc.errors.InvalidJobSpec` naming the field."""
+@final
+class JobSpec:
+    """A batch job's rules and event settings, compiled once (the GIL is
+    released while the patterns compile). Raises
+    `batchgrpc.errors.InvalidJobSpec` naming the field: a bad rule, a
+    pattern over 1,000 characters or compiling to more than
+    `PATTERN_SIZE_LIMIT` bytes, a job's patterns together over
+    `JOB_PATTERN_BUDGET`, more than 100 rules, a bad event setting.
+
+    `columns` are rule dicts with the proto's field names (`type`, `name`,
+    `name_pattern`, `validation_policy`, `prefix`, `value_type`, `pattern`,
+    `max_length`, `allowed_values`).
+    """
+
+    def __new__(
+        cls,
+        *,
+        event_name: str = ...,
+        default_event_name: str = ...,
+        event_columns: Sequence[str] = ...,
+        event_data: Mapping[str, str] = ...,
+        columns: Sequence[Mapping[str, Any]] = ...,
+    ) -> JobSpec: ...
+    @property
+    def pattern_bytes(self) -> int:
+        """Heap bytes of the compiled patterns."""
 
 def open_rows(
     path: str | PathLike[str],
     format: str,
     *,
     job_id: str,
-    event_name: str = ...,
-    default_event_name: str = ...,
-    event_columns: Sequence[str] = ...,
-    event_data: Mapping[str, str] = ...,
-    columns: Sequence[Mapping[str, Any]] = ...,
+    spec: JobSpec | None = None,
     chunk_rows: int = 10000,
     resume_offset: int = 0,
     resume_row: int = 0,
     max_field_bytes: int = 1048576,
     max_row_bytes: int = 1048576,
+    max_fields: int = 10000,
     max_depth: int = 10,
 ) -> RowReader:
-    """Opens a CSV, PSV, JSON or JSONL file for a batch job.
-
-    `columns` are rule dicts with the proto's field names (`type`, `name`,
-    `name_pattern`, `validation_policy`, `prefix`, `value_type`, `pattern`,
-    `max_length`, `allowed_values`). Raises `batchgrpc.errors.InvalidJobSpec`
-    for bad options, `batchgrpc.errors.DataFileError` for a file that cannot
-    be read (also from iteration), `OSError` when the file cannot be opened.
+    """Opens a CSV, PSV, JSON or JSONL file for the job `job_id`, with its
+    compiled `spec` (None: no rules, default settings); nothing is compiled
+    here. A row (a header too) holds at most `max_fields` fields and
+    `max_row_bytes` bytes, every byte counted. Raises
+    `batchgrpc.errors.InvalidJobSpec` for an unknown format,
+    `batchgrpc.errors.DataFileError` for a file that cannot be read (also
+    from iteration), `OSError` when the file cannot be opened.
     """
 
 @final

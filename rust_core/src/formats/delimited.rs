@@ -137,6 +137,12 @@ impl<R: Read + Seek + Send> Delimited<R> {
     }
 
     /// Reads the next record; false at end of file.
+    ///
+    /// Every byte of the record counts against the row cap (delimiters,
+    /// quotes and doubled quotes too, not the line break that ends it) and
+    /// every field against the field cap. Past a cap nothing more is kept:
+    /// the parser goes on to the end of the record in constant memory,
+    /// following quotes so the next record starts where it really does.
     #[allow(clippy::too_many_lines)] // one state machine reads best in one place
     pub(crate) fn read_record(&mut self, rec: &mut Record) -> Result<bool, CoreError> {
         rec.data.clear();
@@ -148,13 +154,15 @@ impl<R: Read + Seek + Send> Delimited<R> {
         let mut state = State::FieldStart;
         let mut field_start = 0usize;
         let mut quote_offset = 0u64;
+        // Fields seen, kept or not: 0 until the record starts.
+        let mut fields = 0usize;
         // Once a cap is passed, bytes are no longer kept; parsing goes on.
         let mut overflow = false;
         rec.offset = input.offset();
 
         // The fast path: a whole line in the buffer with no quote and no CR
         // but a final one is a record of plain fields. Copy it in one go.
-        while let Some(nl) = memchr(b'\n', input.available()) {
+        'fast: while let Some(nl) = memchr(b'\n', input.available()) {
             let mut line = &input.available()[..nl];
             match memchr2(b'"', b'\r', line) {
                 None => {}
@@ -169,13 +177,18 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 rec.offset = input.offset();
                 continue;
             }
-            rec.data.extend_from_slice(line);
             let mut start = 0;
             for i in memchr_iter(delimiter, line) {
+                if rec.fields.len() + 2 > limits.max_fields {
+                    // One field too many: the slow path says so.
+                    rec.fields.clear();
+                    break 'fast;
+                }
                 rec.fields.push((start, i));
                 start = i + 1;
             }
             rec.fields.push((start, line.len()));
+            rec.data.extend_from_slice(line);
             input.pos += nl + 1;
             rec.end = input.offset();
             return Ok(true);
@@ -188,10 +201,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
             }
             if rec.data.len() + bytes.len() > limits.max_row_bytes {
                 *overflow = true;
-                rec.problem = Some(RowProblem {
-                    reason: "ROW_TOO_LARGE",
-                    message: format!("the row is over {} bytes", limits.max_row_bytes),
-                });
+                rec.problem = Some(row_too_large(&limits));
             } else if rec.data.len() + bytes.len() - field_start > limits.max_field_bytes {
                 *overflow = true;
                 rec.problem = Some(RowProblem {
@@ -206,25 +216,50 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 rec.data.extend_from_slice(bytes);
             }
         };
+        // Counts the record's bytes up to file offset `end`.
+        let count = |rec: &mut Record, end: u64, overflow: &mut bool| {
+            if !*overflow && end - rec.offset > limits.max_row_bytes as u64 {
+                *overflow = true;
+                rec.problem = Some(row_too_large(&limits));
+            }
+        };
+        // Ends the current field: kept while under the caps.
+        let end_field =
+            |rec: &mut Record, field_start: usize, fields: &mut usize, overflow: &mut bool| {
+                *fields += 1;
+                if *overflow {
+                    return;
+                }
+                if *fields > limits.max_fields {
+                    *overflow = true;
+                    rec.problem = Some(RowProblem {
+                        reason: "TOO_MANY_FIELDS",
+                        message: format!("the row has more than {} fields", limits.max_fields),
+                    });
+                } else {
+                    rec.fields.push((field_start, rec.data.len()));
+                }
+            };
 
         loop {
             match state {
                 State::FieldStart => {
                     let Some(b) = input.peek()? else {
-                        if rec.fields.is_empty() {
+                        if fields == 0 {
                             return Ok(false);
                         }
-                        rec.fields.push((field_start, rec.data.len()));
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         rec.end = input.offset();
                         return Ok(true);
                     };
-                    if rec.fields.is_empty() && (b == b'\n' || b == b'\r') {
+                    if fields == 0 && (b == b'\n' || b == b'\r') {
                         // A blank line: skip it, the record starts later.
                         input.pos += 1;
                         rec.offset = input.offset();
                     } else if b == b'"' {
                         quote_offset = input.offset();
                         input.pos += 1;
+                        count(rec, input.offset(), &mut overflow);
                         state = State::Quoted;
                     } else {
                         state = State::Unquoted;
@@ -232,7 +267,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 }
                 State::Unquoted => {
                     if !input.fill()? {
-                        rec.fields.push((field_start, rec.data.len()));
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         rec.end = input.offset();
                         return Ok(true);
                     }
@@ -242,20 +277,29 @@ impl<R: Read + Seek + Send> Delimited<R> {
                             let n = avail.len();
                             push(rec, avail, field_start, &mut overflow);
                             input.pos += n;
+                            count(rec, input.offset(), &mut overflow);
                         }
                         Some(i) => {
                             let b = avail[i];
                             push(rec, &avail[..i], field_start, &mut overflow);
-                            input.pos += i + 1;
-                            rec.fields.push((field_start, rec.data.len()));
-                            field_start = rec.data.len();
+                            input.pos += i;
                             if b == delimiter {
+                                // The delimiter is the record's too.
+                                input.pos += 1;
+                                count(rec, input.offset(), &mut overflow);
+                                end_field(rec, field_start, &mut fields, &mut overflow);
+                                field_start = rec.data.len();
                                 state = State::FieldStart;
-                            } else if b == b'\r' {
-                                state = State::SkipLf;
                             } else {
-                                rec.end = input.offset();
-                                return Ok(true);
+                                count(rec, input.offset(), &mut overflow);
+                                end_field(rec, field_start, &mut fields, &mut overflow);
+                                input.pos += 1;
+                                if b == b'\r' {
+                                    state = State::SkipLf;
+                                } else {
+                                    rec.end = input.offset();
+                                    return Ok(true);
+                                }
                             }
                         }
                     }
@@ -282,33 +326,36 @@ impl<R: Read + Seek + Send> Delimited<R> {
                         push(rec, avail, field_start, &mut overflow);
                         input.pos += n;
                     }
+                    count(rec, input.offset(), &mut overflow);
                 }
                 State::QuoteSeen => match input.peek()? {
                     None => {
-                        rec.fields.push((field_start, rec.data.len()));
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         rec.end = input.offset();
                         return Ok(true);
                     }
                     Some(b'"') => {
                         push(rec, b"\"", field_start, &mut overflow);
                         input.pos += 1;
+                        count(rec, input.offset(), &mut overflow);
                         state = State::Quoted;
                     }
                     Some(b) if b == delimiter => {
                         input.pos += 1;
-                        rec.fields.push((field_start, rec.data.len()));
+                        count(rec, input.offset(), &mut overflow);
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         field_start = rec.data.len();
                         state = State::FieldStart;
                     }
                     Some(b'\n') => {
                         input.pos += 1;
-                        rec.fields.push((field_start, rec.data.len()));
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         rec.end = input.offset();
                         return Ok(true);
                     }
                     Some(b'\r') => {
                         input.pos += 1;
-                        rec.fields.push((field_start, rec.data.len()));
+                        end_field(rec, field_start, &mut fields, &mut overflow);
                         state = State::SkipLf;
                     }
                     Some(_) => {
@@ -319,7 +366,7 @@ impl<R: Read + Seek + Send> Delimited<R> {
                                 reason: "BAD_QUOTING",
                                 message: format!(
                                     "field {} has text after its closing quote",
-                                    rec.fields.len() + 1
+                                    fields + 1
                                 ),
                             });
                         }
@@ -335,6 +382,14 @@ impl<R: Read + Seek + Send> Delimited<R> {
                 }
             }
         }
+    }
+}
+
+#[cold]
+fn row_too_large(limits: &ReadLimits) -> RowProblem {
+    RowProblem {
+        reason: "ROW_TOO_LARGE",
+        message: format!("the row is over {} bytes", limits.max_row_bytes),
     }
 }
 
@@ -585,6 +640,7 @@ mod tests {
         let limits = ReadLimits {
             max_field_bytes: 100,
             max_row_bytes: 1000,
+            max_fields: 10_000,
             max_depth: 10,
         };
         let mut reader = Delimited::open(
@@ -665,5 +721,286 @@ mod tests {
             );
         }
         assert_eq!(rows, [vec!["x,\"y\"\r\n", "2"], vec!["3", "4"]]);
+    }
+
+    /// Reads `input` with the default caps: the header's names, and per row
+    /// its field count or the reason it failed.
+    #[allow(clippy::type_complexity)] // a test's table of rows
+    fn shapes(input: &[u8]) -> Result<(usize, Vec<Result<usize, &'static str>>), CoreError> {
+        let mut reader = Delimited::open(
+            Cursor::new(input.to_vec()),
+            b',',
+            ReadLimits::default(),
+            Resume::default(),
+        )?;
+        let mut rows = Vec::new();
+        let mut row = Row::default();
+        while reader.next_row(&mut row)? {
+            rows.push(match &row.problem {
+                Some(p) => Err(p.reason),
+                None => Ok(row.cells.len()),
+            });
+        }
+        Ok((reader.names.len(), rows))
+    }
+
+    /// `n` fields of one shape, joined by commas, ended by `end`.
+    fn record(n: usize, field: &str, end: &str) -> Vec<u8> {
+        let mut out = vec![field; n].join(",").into_bytes();
+        out.extend_from_slice(end.as_bytes());
+        out
+    }
+
+    fn header(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    const MAX_FIELDS: usize = 10_000;
+    const MAX_BYTES: usize = 1 << 20;
+
+    #[test]
+    fn rows_of_any_shape_stop_at_the_field_cap() {
+        let head = header(MAX_FIELDS);
+        // Empty fields, quoted empties, doubled quotes, CRLF, a lone CR.
+        for (field, end) in [
+            ("", "\n"),
+            ("\"\"", "\n"),
+            ("\"\"\"\"", "\r\n"),
+            ("x", "\r"),
+            ("\"a,b\"", "\n"),
+        ] {
+            for (n, expected) in [
+                (MAX_FIELDS, Ok(MAX_FIELDS)),
+                (MAX_FIELDS + 1, Err("TOO_MANY_FIELDS")),
+            ] {
+                let mut input = format!("\u{feff}{head}\n").into_bytes();
+                input.extend(record(n, field, end));
+                input.extend_from_slice(b"after\n");
+                let (_, rows) = shapes(&input).unwrap();
+                assert_eq!(
+                    rows,
+                    [expected, Err("RAGGED_ROW")],
+                    "{n} fields of {field:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_over_the_field_cap_is_a_bad_header() {
+        let (names, rows) = shapes(format!("{}\n", header(MAX_FIELDS)).as_bytes()).unwrap();
+        assert_eq!((names, rows), (MAX_FIELDS, vec![]));
+        let err = shapes(format!("{}\n1\n", header(MAX_FIELDS + 1)).as_bytes()).unwrap_err();
+        assert_eq!(file_reason(&err), FileReason::BadHeader);
+        assert!(err.to_string().contains("more than 10000 fields"), "{err}");
+        for shape in [",", "\"\","] {
+            let err = shapes(shape.repeat(MAX_FIELDS + 1).as_bytes()).unwrap_err();
+            assert_eq!(file_reason(&err), FileReason::BadHeader, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn every_byte_of_a_row_counts_against_the_byte_cap() {
+        // Each shape as a function of the row's length in bytes (without
+        // its line break), with the header it needs.
+        type Shape = (&'static str, fn(usize) -> String);
+        let shapes_of: [Shape; 4] = [
+            ("a", |n| "x".repeat(n)),
+            ("a", |n| format!("\"{}\"", "x".repeat(n - 2))),
+            ("a", |n| {
+                format!(
+                    "\"{}{}\"",
+                    "\"\"".repeat((n - 2) / 2),
+                    "x".repeat((n - 2) % 2)
+                )
+            }),
+            ("a,b", |n| {
+                let inner = n - n / 2 - 3;
+                let quoted = "\"\"".repeat(inner / 2) + &"y".repeat(inner % 2);
+                format!("{},\"{quoted}\"", "x".repeat(n / 2))
+            }),
+        ];
+        for (head, make) in shapes_of {
+            for (n, expected) in [
+                (MAX_BYTES, Ok(head.split(',').count())),
+                (MAX_BYTES + 1, Err("ROW_TOO_LARGE")),
+            ] {
+                let row = make(n);
+                assert_eq!(row.len(), n);
+                for end in ["\n", "\r\n", ""] {
+                    let input = format!("{head}\n{row}{end}");
+                    let (_, rows) = shapes(input.as_bytes()).unwrap();
+                    assert_eq!(
+                        rows,
+                        [expected],
+                        "{n} bytes, {}..., ended by {end:?}",
+                        &row[..8]
+                    );
+                }
+            }
+        }
+        // The header too.
+        let err = shapes(format!("{}\n", "h".repeat(MAX_BYTES + 1)).as_bytes()).unwrap_err();
+        assert_eq!(file_reason(&err), FileReason::BadHeader);
+        assert_eq!(
+            shapes(format!("{}\n", "h".repeat(MAX_BYTES)).as_bytes())
+                .unwrap()
+                .0,
+            1
+        );
+    }
+
+    /// A long line of one pattern, made as it is read.
+    struct Repeat {
+        unit: &'static [u8],
+        left: usize,
+        at: usize,
+    }
+
+    impl Read for Repeat {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let mut n = 0;
+            while n < buf.len() && self.left > 0 {
+                buf[n] = self.unit[self.at];
+                self.at = (self.at + 1) % self.unit.len();
+                self.left -= 1;
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Seek for Repeat {
+        fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+            unreachable!("never resumed")
+        }
+    }
+
+    #[test]
+    fn a_huge_row_of_delimiters_is_read_in_flat_memory() {
+        for unit in [&b","[..], b"\"\",", b"\"\"\"\",", b"\"\r\n\","] {
+            // A header of one name, then 4 MB of the pattern on one row.
+            let left = (4 << 20) / unit.len() * unit.len();
+            let src = Read::chain(Cursor::new(b"a\n".to_vec()), Repeat { unit, left, at: 0 });
+            let mut reader = Delimited::open(
+                ReadSeek(src),
+                b',',
+                ReadLimits::default(),
+                Resume::default(),
+            )
+            .unwrap();
+            let mut row = Row::default();
+            let mut rows = 0;
+            while reader.next_row(&mut row).unwrap() {
+                rows += 1;
+                assert!(
+                    reader.record.fields.capacity() <= 2 * MAX_FIELDS,
+                    "{unit:?}"
+                );
+                assert!(reader.record.data.capacity() <= 2 * MAX_BYTES, "{unit:?}");
+            }
+            assert!(rows > 0, "{unit:?}");
+        }
+    }
+
+    /// A reader that is never asked to seek.
+    struct ReadSeek<R>(R);
+
+    impl<R: Read> Read for ReadSeek<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl<R> Seek for ReadSeek<R> {
+        fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+            unreachable!("never resumed")
+        }
+    }
+
+    /// Every row of `input` under `limits`: its position, its cells or its
+    /// reason, and the most fields and bytes its record held.
+    #[allow(clippy::type_complexity)] // a test's table of rows
+    fn positions(
+        input: &[u8],
+        limits: ReadLimits,
+    ) -> Result<
+        Vec<(
+            u64,
+            u64,
+            u64,
+            Result<Vec<String>, &'static str>,
+            usize,
+            usize,
+        )>,
+        FileReason,
+    > {
+        let mut reader =
+            Delimited::open(Cursor::new(input.to_vec()), b',', limits, Resume::default())
+                .map_err(|e| file_reason(&e))?;
+        let mut rows = Vec::new();
+        let mut row = Row::default();
+        while reader.next_row(&mut row).map_err(|e| file_reason(&e))? {
+            let (fields, bytes) = (
+                reader.record.fields.len(),
+                reader.record.data.len().max(row.text.len()),
+            );
+            rows.push((
+                row.number,
+                row.offset,
+                row.end,
+                match &row.problem {
+                    Some(p) => Err(p.reason),
+                    None => Ok(row
+                        .cells
+                        .iter()
+                        .map(|(_, c)| row.cell_text(c).into_owned())
+                        .collect()),
+                },
+                fields,
+                bytes,
+            ));
+        }
+        Ok(rows)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// The caps fail rows and bound what a record holds, but never move
+        /// where a record ends, however its bytes are made.
+        #[test]
+        fn caps_never_move_record_boundaries(
+            tokens in proptest::collection::vec(
+                proptest::sample::select(vec![",", "\"\"", "\"", "x", "yy", "\r", "\n", "\r\n", "\"a,\nb\"", "\u{feff}"]),
+                0..60,
+            )
+        ) {
+            let input = format!("h1,h2\n{}", tokens.concat());
+            let caps = ReadLimits { max_field_bytes: 6, max_row_bytes: 12, max_fields: 3, max_depth: 10 };
+            let free = ReadLimits { max_field_bytes: 1 << 20, max_row_bytes: 1 << 20, max_fields: 1 << 20, max_depth: 10 };
+            let capped = positions(input.as_bytes(), caps);
+            let uncapped = positions(input.as_bytes(), free);
+            match (capped, uncapped) {
+                (Ok(capped), Ok(uncapped)) => {
+                    proptest::prop_assert_eq!(capped.len(), uncapped.len());
+                    for (c, u) in capped.iter().zip(&uncapped) {
+                        proptest::prop_assert_eq!((c.0, c.1, c.2), (u.0, u.1, u.2));
+                        proptest::prop_assert!(c.4 <= 3 && c.5 <= 12, "{c:?}");
+                        let row_bytes = usize::try_from(u.2 - u.1).unwrap();
+                        if c.3.is_ok() || u.3.is_err() && !matches!(c.3, Err("ROW_TOO_LARGE" | "FIELD_TOO_LARGE" | "TOO_MANY_FIELDS")) {
+                            proptest::prop_assert_eq!(&c.3, &u.3);
+                        } else {
+                            // Failed by a cap: the row was over one.
+                            proptest::prop_assert!(u.4 > 3 || row_bytes > 12 || u.5 > 6, "{c:?} {u:?}");
+                        }
+                    }
+                }
+                (capped, uncapped) => proptest::prop_assert_eq!(capped.map(|_| ()), uncapped.map(|_| ())),
+            }
+        }
     }
 }

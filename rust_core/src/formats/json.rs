@@ -38,6 +38,11 @@ impl Names {
 fn item_to_row(bytes: &[u8], limits: &ReadLimits, names: &mut Names, row: &mut Row) {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
+        // serde_json stops at 128 levels, before the depth check could.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            row.problem = Some(too_deep(limits));
+            return;
+        }
         Err(e) => {
             row.problem = Some(RowProblem {
                 reason: "INVALID_JSON",
@@ -53,8 +58,35 @@ fn item_to_row(bytes: &[u8], limits: &ReadLimits, names: &mut Names, row: &mut R
         });
         return;
     };
+    if object.len() > limits.max_fields {
+        row.problem = Some(RowProblem {
+            reason: "TOO_MANY_FIELDS",
+            message: format!("the object has more than {} keys", limits.max_fields),
+        });
+        return;
+    }
     if let Some(problem) = check_values(&object, limits) {
         row.problem = Some(problem);
+        return;
+    }
+    // The file's column names are its keys so far: held to the same cap as
+    // a header, or rows of ever new keys would grow them without end.
+    // (Only counted when it could matter: most files have a few columns.)
+    if names.names.len() + object.len() > limits.max_fields
+        && names.names.len()
+            + object
+                .keys()
+                .filter(|k| !names.ids.contains_key(*k))
+                .count()
+            > limits.max_fields
+    {
+        row.problem = Some(RowProblem {
+            reason: "TOO_MANY_COLUMNS",
+            message: format!(
+                "the row brings the file's column names to more than {}",
+                limits.max_fields
+            ),
+        });
         return;
     }
     for (key, value) in object {
@@ -616,5 +648,63 @@ mod tests {
             numbers.push((row.number, row.cell_text(&row.cells[0].1).into_owned()));
         }
         assert_eq!(numbers, [(2, "2".to_owned()), (3, "3".to_owned())]);
+    }
+
+    fn object(keys: std::ops::Range<usize>) -> String {
+        let members: Vec<String> = keys.map(|i| format!("\"k{i}\":{i}")).collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    #[test]
+    fn an_object_over_the_field_cap_fails_its_row() {
+        let ok = object(0..10_000);
+        let over = object(0..10_001);
+        for format in [Format::Json, Format::Jsonl] {
+            let input = match format {
+                Format::Json => format!("[{ok},{over},{{\"k1\":1}}]"),
+                _ => format!("{ok}\n{over}\n{{\"k1\":1}}\n"),
+            };
+            let rows = read(format, &input).unwrap();
+            assert_eq!(rows[0].as_ref().map(Vec::len), Ok(10_000));
+            assert_eq!(rows[1], Err("TOO_MANY_FIELDS".into()));
+            assert_eq!(rows[2], pairs(&[("k1", "1")]));
+        }
+    }
+
+    #[test]
+    fn the_files_column_names_are_held_to_the_field_cap() {
+        // Each row under the cap, but every row brings new keys.
+        let input = format!(
+            "{}\n{}\n{}\n",
+            object(0..6_000),
+            object(6_000..12_000),
+            object(0..10)
+        );
+        let rows = read(Format::Jsonl, &input).unwrap();
+        assert_eq!(rows[0].as_ref().map(Vec::len), Ok(6_000));
+        assert_eq!(rows[1], Err("TOO_MANY_COLUMNS".into()));
+        assert_eq!(rows[2].as_ref().map(Vec::len), Ok(10));
+    }
+
+    #[test]
+    fn a_huge_line_is_too_large_and_nesting_is_capped() {
+        let huge = format!("{}\n{{\"a\":1}}\n", object(0..200_000));
+        assert!(huge.len() > 1 << 20);
+        assert_eq!(
+            read(Format::Jsonl, &huge).unwrap(),
+            vec![Err("ROW_TOO_LARGE".into()), pairs(&[("a", "1")])]
+        );
+        // Deep nesting of objects under the byte cap: the depth cap speaks.
+        let deep = format!("{}1{}\n", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert!(deep.len() < 1 << 20);
+        assert_eq!(
+            read(Format::Jsonl, &deep).unwrap(),
+            vec![Err("NESTING_TOO_DEEP".into())]
+        );
+        let deep = format!("[{}1{}]", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert_eq!(
+            read(Format::Json, &deep).unwrap(),
+            vec![Err("NESTING_TOO_DEEP".into())]
+        );
     }
 }

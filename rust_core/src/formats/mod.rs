@@ -45,8 +45,12 @@ impl Format {
 pub struct ReadLimits {
     /// Largest field (a CSV cell) in bytes.
     pub max_field_bytes: usize,
-    /// Largest row (a CSV record or a JSON item) in bytes.
+    /// Largest row (a CSV record or a JSON item) in bytes, every byte
+    /// counted: delimiters, quotes and escapes too.
     pub max_row_bytes: usize,
+    /// Most fields of a row (a CSV record, the header too, or the keys of a
+    /// JSON object), and most distinct column names of a JSON file.
+    pub max_fields: usize,
     /// Deepest JSON nesting within a row; the row object itself is depth 1.
     pub max_depth: usize,
 }
@@ -56,6 +60,7 @@ impl Default for ReadLimits {
         Self {
             max_field_bytes: 1 << 20,
             max_row_bytes: 1 << 20,
+            max_fields: 10_000,
             max_depth: 10,
         }
     }

@@ -7,6 +7,7 @@ them gets NOT_FOUND, as for another account's job.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from batchgrpc.batches.runner import (
     TERMINAL,
     Changes,
     JobRunner,
+    give_back_memory,
     notification,
 )
 from batchgrpc.batches.sources import MAX_LABEL, check_labels, new_id
@@ -32,6 +34,7 @@ from batchgrpc.errors import (
     DeleteNotAllowed,
     FieldViolation,
     InvalidArgument,
+    InvalidJobSpec,
     InvalidStateTransition,
     UnauthorizedScopes,
 )
@@ -152,13 +155,21 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
         # An audience list's event settings are the defaults of jobs on it.
         event_columns = list(request.event_columns) or list(source.event_columns)
         event_data = {**source.event_data, **request.event_data}
-        _core.check_job_spec(
-            event_name=request.event_name,
-            default_event_name=request.default_event_name,
-            event_columns=event_columns,
-            event_data=event_data,
-            columns=columns,
-        )
+        # Compiled once, off the event loop (a job's patterns take up to tens
+        # of milliseconds); the runner reads the file with this very spec.
+        try:
+            spec = await asyncio.to_thread(
+                _core.JobSpec,
+                event_name=request.event_name,
+                default_event_name=request.default_event_name,
+                event_columns=event_columns,
+                event_data=event_data,
+                columns=columns,
+            )
+        except InvalidJobSpec:
+            # What the refused patterns took, back to the system.
+            await give_back_memory()
+            raise
 
         async def create() -> pb.CreateBatchJobResponse:
             now = self._clock()
@@ -182,7 +193,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
                 updated_time=now,
             )
             await self._store.jobs.create(job, notification(job, "batch_job_created", now))
-            self._runner.submit(job.id)
+            self._runner.submit(job.id, spec)
             return pb.CreateBatchJobResponse(batch_job=convert.batch_job(job))
 
         return await self._idempotency.once(
