@@ -5,8 +5,10 @@ package rest
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	// The error details the server sends (ErrorInfo, BadRequest, RetryInfo),
@@ -21,8 +23,18 @@ import (
 	trackv2 "batchgrpc.invalid/gateway/gen/batchgrpc/track/v2"
 )
 
+// Options bound what a client may send.
+type Options struct {
+	// A request body (an upload or JSON) that sends no byte for this long
+	// is abandoned: 408, nothing stored. 0: no limit.
+	BodyIdleTimeout time.Duration
+	// The largest JSON request body; uploads are streamed and not limited
+	// here (the server caps the file).
+	MaxBodyBytes int64
+}
+
 // Handler serves every REST route of API.md, calling the server on conn.
-func Handler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+func Handler(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler, error) {
 	marshal := protojson.MarshalOptions{
 		// Upstream spells fields in snake_case; json_name carries the
 		// exceptions (events-bulk-create, _kx), renamed on the way out.
@@ -31,11 +43,11 @@ func Handler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 		EmitUnpopulated: true,
 	}
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonBody{&runtime.JSONPb{
 			MarshalOptions: marshal,
 			// A misspelled field is a 400 that names it, never dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithForwardResponseRewriter(upstreamNames(marshal)),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
@@ -63,7 +75,10 @@ func Handler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	if err := mux.HandlePath(http.MethodPost, "/v6/files", uploadHandler(mux, files)); err != nil {
 		return nil, err
 	}
-	return mux, nil
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return guardBodies(mux, opts.BodyIdleTimeout, opts.MaxBodyBytes), nil
 }
 
 // incomingHeader passes the headers the server reads as gRPC metadata under
@@ -125,10 +140,26 @@ func forwardResponse(ctx context.Context, w http.ResponseWriter, resp proto.Mess
 	return nil
 }
 
+// DefaultMaxBodyBytes is the server's largest message (a tracking batch of
+// 50 commands of 800 KB fits).
+const DefaultMaxBodyBytes = 64 << 20
+
 // errorResponse is grpc-gateway's: the usual HTTP code for the gRPC code and
 // the google.rpc.Status with its details as the body, plus the rate-limit
-// headers (a 429 says when to come back).
+// headers (a 429 says when to come back). An error of the sidecar's own
+// gets the server's details (enrich); one that the body explains (it
+// stalled, is too large, does not decode) says so.
 func errorResponse(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	rateLimitHeaders(ctx, w)
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+	var own *clientError
+	if state := stateOf(r); state != nil && !errors.As(err, &own) {
+		if failure := state.failure(); failure != nil {
+			err = failure
+		}
+	}
+	if errors.As(err, &own) && own.httpStatus == http.StatusRequestTimeout {
+		// The rest of a stalled body will not come: the connection closes.
+		w.Header().Set("Connection", "close")
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, enrich(r, err))
 }
