@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	batchesv6 "batchgrpc.invalid/gateway/gen/batchgrpc/batches/v6"
+	trackv2 "batchgrpc.invalid/gateway/gen/batchgrpc/track/v2"
 )
 
 // The sidecar's upload route in front of an in-process FileAssetService that
@@ -38,6 +39,23 @@ type seenUpload struct {
 type recordingFiles struct {
 	batchesv6.UnimplementedFileAssetServiceServer
 	seen chan seenUpload
+	// How long the server takes to answer a complete upload.
+	delay time.Duration
+}
+
+// slowTracking answers Batch after its delay.
+type slowTracking struct {
+	trackv2.UnimplementedTrackingServiceServer
+	delay time.Duration
+}
+
+func (s *slowTracking) Batch(ctx context.Context, _ *trackv2.BatchRequest) (*trackv2.BatchResponse, error) {
+	select {
+	case <-time.After(s.delay):
+		return &trackv2.BatchResponse{Success: true}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *recordingFiles) UploadFileAsset(
@@ -49,6 +67,7 @@ func (s *recordingFiles) UploadFileAsset(
 		if err == io.EOF {
 			got.completed = true
 			s.seen <- got
+			time.Sleep(s.delay)
 			return stream.SendAndClose(&batchesv6.UploadFileAssetResponse{
 				FileAsset: &batchesv6.FileAsset{Id: "file_1", Name: got.meta.GetName(), Size: int64(got.size)},
 			})
@@ -92,12 +111,19 @@ type testGateway struct {
 	files *recordingFiles
 }
 
-func newTestGateway(t *testing.T, opts Options) *testGateway {
+// backendDelay: how long the server takes to answer a complete upload or
+// a tracking batch.
+func newTestGateway(t *testing.T, opts Options, backendDelay ...time.Duration) *testGateway {
 	t.Helper()
 	listener := bufconn.Listen(1 << 20)
 	server := grpc.NewServer()
 	files := &recordingFiles{seen: make(chan seenUpload, 16)}
+	tracking := &slowTracking{}
+	if len(backendDelay) > 0 {
+		files.delay, tracking.delay = backendDelay[0], backendDelay[0]
+	}
 	batchesv6.RegisterFileAssetServiceServer(server, files)
+	trackv2.RegisterTrackingServiceServer(server, tracking)
 	go func() { _ = server.Serve(listener) }()
 	t.Cleanup(server.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
@@ -321,6 +347,19 @@ func TestAnIdleUploadIsAbandonedWith408(t *testing.T) {
 	}
 	if seen := g.files.await(t); seen.completed {
 		t.Fatalf("the stream was half-closed: %+v", seen)
+	}
+}
+
+func TestTheIdleTimeoutCountsTheClientNotTheServer(t *testing.T) {
+	// The whole body is in; the server takes longer than the idle timeout
+	// to answer, and the call goes on.
+	g := newTestGateway(t, Options{BodyIdleTimeout: 200 * time.Millisecond}, 700*time.Millisecond)
+	if got := g.upload(t, filePart(bigFile)+closing); got.status != http.StatusOK {
+		t.Fatalf("upload: %d %v", got.status, got.body)
+	}
+	got := g.post(t, "/track/v2/projects/default/batch", "application/json", `{"commands": []}`, -1)
+	if got.status != http.StatusOK || got.body["success"] != true {
+		t.Fatalf("batch: %d %v", got.status, got.body)
 	}
 }
 
