@@ -19,7 +19,8 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
-        test-rust test-go test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build grpcurl gateway serve-rest clean
+        test-rust test-go test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build fuzz-ci fuzz-cmin \
+        fuzz-tools grpcurl gateway serve-rest clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -31,7 +32,8 @@ help:
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
 	@echo "make bench-jobs       a batch job end to end through a real server (prints figures)"
 	@echo "make bench-ingest     bulk create events and tracking batches under load (prints figures)"
-	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60; needs nightly)"
+	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60), growing fuzz/corpus"
+	@echo "make fuzz-ci          run each fuzz target 30 s from a copy of the committed corpus (in make test)"
 	@echo "make clean            remove build output and the virtualenv"
 
 # --- set-up -------------------------------------------------------------------
@@ -145,21 +147,39 @@ test-go:
 test-python: setup $(GRPCURL) $(GATEWAY)
 	python -m pytest $(PYTEST_ARGS)
 
-# The fuzz targets must build on every change; running them is `make fuzz`.
+# The fuzz targets must build on every change (stable, no sanitizer).
 fuzz-build:
 	cd fuzz && cargo build --locked
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := delimited json rules track bulk
+FUZZ_TARGETS := delimited json rules track track_single bulk
+CARGO_FUZZ_VERSION := 0.13.1
 
-# cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly).
-fuzz:
-	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# cargo-fuzz (pinned) and the nightly toolchain it needs, when missing.
+fuzz-tools:
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || \
+	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+# CI: every target for 30 s from a temporary copy of the committed corpus
+# (fuzz/corpus/<target>/), so new units never dirty the checkout; prints
+# executions, coverage and crashes per target and fails on any crash.
+fuzz-ci: fuzz-tools
+	FUZZ_SECONDS=30 fuzz/ci.sh $(FUZZ_TARGETS)
+
+# A longer local run, whose new units land in fuzz/corpus/<target>/
+# (ignored by git, so they are kept only when added on purpose: run
+# `make fuzz-cmin`, then `git add -f fuzz/corpus`).
+fuzz: fuzz-tools
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
-test: check-generated lint test-rust test-go fuzz-build test-python
+# Keeps of each target's corpus only the inputs that add coverage.
+fuzz-cmin: fuzz-tools
+	cd fuzz && for target in $(FUZZ_TARGETS); do cargo +nightly fuzz cmin $$target || exit 1; done
+
+test: check-generated lint test-rust test-go fuzz-build fuzz-ci test-python
 
 # --- benchmarks (programs that print figures; never part of make test) ---------
 

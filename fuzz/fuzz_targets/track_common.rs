@@ -8,7 +8,11 @@ pub fn check(commands: &[Prepared]) {
     for command in commands {
         for problem in &command.errors {
             assert!(problem.field.chars().count() <= 300, "{}", problem.field);
-            assert!(problem.message.chars().count() <= 700, "{}", problem.message);
+            assert!(
+                problem.message.chars().count() <= 700,
+                "{}",
+                problem.message
+            );
         }
         if command.errors.is_empty() {
             assert!(is_object_text(&command.properties));
