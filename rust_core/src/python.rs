@@ -144,8 +144,10 @@ fn track_batch(py: Python<'_>, batch: track::Batch<track::Prepared>) -> PyResult
 /// rules and normalizes each command: ids, times in seconds, properties as
 /// JSON text. A batch that fails as a whole raises.
 #[pyfunction]
-fn prepare_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<TrackBatch> {
-    let prepared = py.detach(move || track::prepare_batch(&request, now))?;
+fn prepare_track_batch(py: Python<'_>, request: &[u8], now: f64) -> PyResult<TrackBatch> {
+    // `bytes` are immutable and held by the caller: read in place, without
+    // the interpreter and without a copy of a request of up to 40 MB.
+    let prepared = py.detach(move || track::prepare_batch(request, now))?;
     track_batch(py, prepared)
 }
 
@@ -156,7 +158,7 @@ fn prepare_track_batch(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<T
 fn prepare_track_command(
     py: Python<'_>,
     kind: &str,
-    request: Vec<u8>,
+    request: &[u8],
     now: f64,
 ) -> PyResult<TrackBatch> {
     let kind = match kind {
@@ -168,7 +170,7 @@ fn prepare_track_command(
             )))
         }
     };
-    let prepared = py.detach(move || track::prepare_single(kind, &request, now))?;
+    let prepared = py.detach(move || track::prepare_single(kind, request, now))?;
     track_batch(py, prepared)
 }
 
@@ -187,8 +189,8 @@ struct BulkValidation {
 /// with Klaviyo's rules: every violation as `(pointer, reason, message)`.
 /// `now` is Unix seconds, for the time window.
 #[pyfunction]
-fn validate_bulk_request(py: Python<'_>, request: Vec<u8>, now: f64) -> PyResult<BulkValidation> {
-    let validation = py.detach(move || bulk::validate_bulk(&request, now))?;
+fn validate_bulk_request(py: Python<'_>, request: &[u8], now: f64) -> PyResult<BulkValidation> {
+    let validation = py.detach(move || bulk::validate_bulk(request, now))?;
     Ok(BulkValidation {
         violations: validation
             .violations
