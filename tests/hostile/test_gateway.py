@@ -490,3 +490,54 @@ async def test_a_json_body_over_the_cap_is_400_with_flat_sidecar_memory(server: 
         answer = await exchange(small, body())
         assert_refused(answer, 400, "PAYLOAD_TOO_LARGE", "body", "bad_request")
         assert small.peak_rss() - before < 8 * 1024 * 1024
+
+
+# Class 3 through the sidecar: properties nested past the protobuf runtime's
+# recursion limit answered HTTP 500; now the API's own nesting rule speaks.
+
+
+def _with_nest(body: Any, depth: int) -> bytes:
+    """`body` as JSON, its "NEST" string replaced by objects `depth` deep
+    (written as text: Python's json module cannot nest that deep)."""
+    return json.dumps(body).replace('"NEST"', '{"p": ' * depth + '"leaf"' + "}" * depth).encode()
+
+
+@pytest.mark.parametrize("depth", [50, 5_000])
+async def test_properties_nested_deep_are_the_apis_own_error_through_the_sidecar(
+    server: Served, gw: Gateway, depth: int
+) -> None:
+    stored = server.stored()
+    bulk = {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": [{
+        "type": "event-bulk-create",
+        "attributes": {
+            "profile": {"data": {"type": "profile", "attributes": {"email": "deep@example.com"}}},
+            "events": {"data": [{"type": "event", "attributes": {
+                "properties": "NEST",
+                "metric": {"data": {"type": "metric", "attributes": {"name": "Viewed"}}},
+            }}]},
+        },
+    }]}}}}  # fmt: skip
+    reply = await gw.rest.call("POST", BULK, _with_nest(bulk, depth), **{"revision": "2026-07-15"})
+    assert reply.status == 400, reply.body
+    info, bad = details(reply.body)
+    assert info["reason"] == "INVALID_ARGUMENT"
+    assert bad is not None
+    (violation,) = bad["field_violations"]
+    assert violation["reason"] == "NESTING_TOO_DEEP"
+    assert violation["field"].startswith("/data/attributes/events-bulk-create/data/0/attributes/events/data/0/")
+
+    track = {"commands": [
+        {"name": "customers/events", "data": {"customer_ids": {"registered": "deep"}, "event_type": "view",
+                                              "properties": "NEST"}},
+        {"name": "customers/events", "data": {"customer_ids": {"registered": "ok"}, "event_type": "view"}},
+    ]}  # fmt: skip
+    reply = await gw.rest.call("POST", TRACK, _with_nest(track, depth))
+    assert reply.status == 200, reply.body
+    deep, fine = reply.body["results"]
+    assert deep["success"] is False
+    assert "nests too deep" in " ".join(deep["errors"])
+    assert fine["success"] is True
+    after = server.stored()
+    # The one good command is tracked; nothing of the deep ones.
+    assert after["events"] == stored["events"] + 1
+    assert after["bulk_jobs"] == stored["bulk_jobs"]
