@@ -11,7 +11,7 @@ import json
 import random
 import string
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,14 @@ import grpc
 import pytest
 from grpc import aio
 
-from batchgrpc.batches.v6 import batch_job_pb2, report_pb2
+from batchgrpc import requests
+from batchgrpc.batches.v6 import batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.events.v1 import event_pb2
 
 from ..conftest import rich_error
 from ..wire.batches_client import Client
 from .served import Served, responsive, served
+from .test_requests import _echoes, _texts
 
 Attack = Callable[[], Awaitable[object]]
 
@@ -39,7 +41,21 @@ class Case:
 
 async def _malformed(s: Served, client: Client) -> Attack:
     create = s.channel.unary_unary("/batchgrpc.batches.v6.BatchJobService/CreateBatchJob")
-    junk = b"\x0a\xff\xff\xff\x0f" + random.randbytes(8 << 20)
+    junk = b"\x0a\xff\xff\xff\x0f" + random.randbytes(256 << 10)
+    return lambda: create(junk, metadata=s.metadata)
+
+
+async def _many_tiny_fields(s: Served, client: Client) -> Attack:
+    # 512 KiB of empty column rules: the most fields a request the server
+    # decodes may have.
+    create = s.channel.unary_unary("/batchgrpc.batches.v6.BatchJobService/CreateBatchJob")
+    junk = b"\x3a\x00" * (requests.MAX_DECODED_BYTES // 2)
+    return lambda: create(junk, metadata=s.metadata)
+
+
+async def _oversized(s: Served, client: Client) -> Attack:
+    create = s.channel.unary_unary("/batchgrpc.batches.v6.BatchJobService/CreateBatchJob")
+    junk = b"\x3a\x00" * (4 << 20)
     return lambda: create(junk, metadata=s.metadata)
 
 
@@ -52,11 +68,14 @@ async def _undefined_enum(s: Served, client: Client) -> Attack:
     return lambda: client.jobs.CreateBatchJob(request, metadata=client.metadata)
 
 
+#: Random, so that any run of it found in an answer is an echo.
+LONG = "".join(random.choices(string.ascii_letters, k=80_000))
+
+
 async def _long_values(s: Served, client: Client) -> Attack:
-    value = "".join(random.choices(string.ascii_letters, k=700_000))
-    request = batch_job_pb2.CreateBatchJobRequest(
-        name=value, tags=[value[:1_000_000]] * 3, event_columns=[value], request_id=value
-    )
+    # Under the byte cap, so each field's own limit answers.
+    value = LONG
+    request = batch_job_pb2.CreateBatchJobRequest(name=value, tags=[value] * 3, event_columns=[value], request_id=value)
     return lambda: client.jobs.CreateBatchJob(request, metadata=client.metadata)
 
 
@@ -75,19 +94,28 @@ async def _two_credentials(s: Served, client: Client) -> Attack:
 
 
 async def _too_many_tags(s: Served, client: Client) -> Attack:
-    async def upload() -> object:
-        return await client.upload(b"id\n1\n", tags=[f"t{i}" for i in range(100_000)])
+    first = file_asset_pb2.UploadFileAssetRequest(
+        metadata=file_asset_pb2.FileAssetMetadata(name="a.csv", tags=[f"t{i}" for i in range(100_000)])
+    )
 
-    return upload
+    async def only_metadata() -> AsyncIterator[file_asset_pb2.UploadFileAssetRequest]:
+        # The metadata alone: a client still writing chunks when the server
+        # has answered may see the transport's INTERNAL instead of the answer.
+        yield first
+
+    return lambda: client.files.UploadFileAsset(only_metadata(), metadata=client.metadata)
 
 
 CASES = {
     "3-malformed-protobuf": Case(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", _malformed),
+    "3-many-tiny-fields": Case(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", _many_tiny_fields),
+    "3-8-mb-of-tiny-fields": Case(grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE", _oversized),
     "4-undefined-enum": Case(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", _undefined_enum),
     "6-long-values": Case(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", _long_values),
     "8-request-id-reused": Case(grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED", _reused_request_id),
     "9-two-credentials": Case(grpc.StatusCode.UNAUTHENTICATED, "AMBIGUOUS_CREDENTIALS", _two_credentials),
-    "11-100000-tags": Case(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", _too_many_tags),
+    # Past the decoder's byte cap before the tag count is even seen.
+    "11-100000-tags": Case(grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE", _too_many_tags),
 }
 
 
@@ -111,7 +139,7 @@ async def test_each_class_is_refused_without_stalling_growing_or_storing(tmp_pat
         for error in errors:
             rich = rich_error(error)
             assert (rich.code, rich.info.reason) == (case.code, case.reason), rich
-            assert len(rich.message) <= 1024
+            assert _echoes(_texts(error), LONG) <= 256
         assert slowest < 0.1, f"a ping took {slowest * 1000:.0f} ms"
         assert s.rss() - rss < 64 << 20, f"RSS grew by {(s.rss() - rss) >> 20} MiB"
         assert s.stored() == stored

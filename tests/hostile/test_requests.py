@@ -155,6 +155,32 @@ async def test_each_limit_passes_at_the_limit_and_fails_one_over(
     assert rich_error(over).info.reason == "INVALID_ARGUMENT"
 
 
+async def test_the_decoder_takes_at_most_its_byte_cap_but_any_upload_chunk(open_harness: Harness) -> None:
+    files = file_asset_pb2_grpc.FileAssetServiceStub(open_harness.channel)
+    jobs = batch_job_pb2_grpc.BatchJobServiceStub(open_harness.channel)
+    metadata = bearer(open_harness.admin)
+    over = batch_job_pb2.CreateBatchJobRequest(name="x" * (requests.MAX_DECODED_BYTES + 1))
+    error = rich_error(await failure(jobs.CreateBatchJob(over, metadata=metadata)))
+    assert (error.code, error.info.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE")
+
+    # A chunk is one copy to decode, however big: 8 MiB in one message.
+    async def big_chunk() -> AsyncIterator[file_asset_pb2.UploadFileAssetRequest]:
+        yield file_asset_pb2.UploadFileAssetRequest(metadata=file_asset_pb2.FileAssetMetadata(name="big.csv"))
+        yield file_asset_pb2.UploadFileAssetRequest(chunk=b"id\n" + b"1\n" * (4 << 20))
+
+    asset = (await files.UploadFileAsset(big_chunk(), metadata=metadata)).file_asset
+    assert asset.size == 3 + (8 << 20)
+
+    # But a stream message that is not a lone chunk is held to the cap.
+    async def big_metadata() -> AsyncIterator[file_asset_pb2.UploadFileAssetRequest]:
+        yield file_asset_pb2.UploadFileAssetRequest(
+            metadata=file_asset_pb2.FileAssetMetadata(name="m.csv", tags=["t"] * requests.MAX_DECODED_BYTES)
+        )
+
+    error = rich_error(await failure(files.UploadFileAsset(big_metadata(), metadata=metadata)))
+    assert (error.code, error.info.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE")
+
+
 async def test_nul_in_a_name_is_refused(open_harness: Harness) -> None:
     stub = batch_job_pb2_grpc.BatchJobServiceStub(open_harness.channel)
     request = batch_job_pb2.CreateBatchJobRequest(name="bad\0name", tags=["ok", "t\0"])
@@ -240,7 +266,7 @@ async def test_malformed_protobuf_is_invalid_argument_after_authentication(tmp_p
 async def test_a_flood_of_malformed_requests_keeps_the_server_responsive_and_small(tmp_path: Path) -> None:
     async with served(tmp_path) as s:
         stub = s.channel.unary_unary("/batchgrpc.batches.v6.BatchJobService/CreateBatchJob")
-        junk = b"\x0a\xff\xff\xff\x0f" + random.randbytes(4 << 20)
+        junk = b"\x0a\xff\xff\xff\x0f" + random.randbytes(requests.MAX_DECODED_BYTES - 5)
         before = s.rss()
 
         async def flood() -> None:
@@ -251,7 +277,7 @@ async def test_a_flood_of_malformed_requests_keeps_the_server_responsive_and_sma
 
         _, slowest = await responsive(s, flood())
         assert slowest < 0.1
-        # 50 requests of 4 MiB went through; they are not kept.
+        # 50 requests of 512 KiB went through; they are not kept.
         assert s.rss() - before < 64 << 20
         assert len(s.log_lines()) < 200
 
@@ -355,9 +381,10 @@ async def test_a_thousand_violations_fit_the_trailers_and_say_how_many(open_harn
     assert len(details) <= 4096
 
 
-async def test_the_largest_job_request_the_limits_allow_does_not_stall_the_server(tmp_path: Path) -> None:
-    """Every list and string of a CreateBatchJob at its limit (7.6 MB): it is
-    decoded, checked and created while other calls are answered at once."""
+async def test_a_job_request_at_every_limit_does_not_stall_the_server(tmp_path: Path) -> None:
+    """Every list of a CreateBatchJob at its item limit, the strings long, the
+    whole just under the decoder's byte cap: it is decoded, checked, compiled
+    and created while other calls are answered at once."""
     async with served(tmp_path) as s:
         client = Client(s.channel, s.token)
         asset = await client.upload(b"id,email\n1,a@example.com\n")
@@ -367,16 +394,17 @@ async def test_the_largest_job_request_the_limits_allow_does_not_stall_the_serve
             tags=[f"{i:0255d}" for i in range(requests.MAX_TAGS)],
             default_event_name="e" * requests.MAX_NAME,
             event_columns=[f"{i:0255d}" for i in range(requests.MAX_EVENT_COLUMNS)],
-            event_data={f"{i:0255d}": "v" * requests.MAX_VALUE for i in range(requests.MAX_EVENT_COLUMNS)},
+            event_data={f"{i:0255d}": "v" for i in range(requests.MAX_EVENT_COLUMNS)},
         )
         for i in range(requests.MAX_RULES):
             request.columns.add(
                 type="PATTERN_NAME_MATCH",
                 name_pattern="x" * requests.MAX_PATTERN,
-                pattern="y" * requests.MAX_PATTERN,
+                pattern="y" * (requests.MAX_PATTERN // 4),
                 prefix="p" * requests.MAX_NAME,
-                allowed_values=[f"{i}-{j:0250d}" for j in range(requests.MAX_ALLOWED_VALUES)],
+                allowed_values=[f"{i}-{j}" for j in range(requests.MAX_ALLOWED_VALUES)],
             )
+        assert 0.9 < request.ByteSize() / requests.MAX_DECODED_BYTES < 1
         before = s.rss()
         response, slowest = await responsive(s, client.jobs.CreateBatchJob(request, metadata=s.metadata))
         assert slowest < 0.1
