@@ -43,6 +43,10 @@ pub const MAX_PROPERTIES: usize = 400;
 pub const MAX_STRING_BYTES: usize = 100 * 1024;
 /// Deepest nesting of properties, counting the properties object as level 1.
 pub const MAX_DEPTH: usize = 10;
+/// An event's `unique_id`: the client's own deduplication key, which
+/// upstream does not bound; integrators send message ids (a UUID is 36
+/// characters), so a name's 255 leaves room.
+pub const MAX_UNIQUE_ID_CHARS: usize = MAX_NAME_CHARS;
 /// Most characters of one client key inside a pointer.
 const MAX_KEY_IN_POINTER: usize = 64;
 /// 2000-01-01T00:00:00Z: the earliest event time upstream takes.
@@ -95,6 +99,7 @@ struct Event {
     properties: Option<Map<String, Value>>,
     metric_kind: String,
     metric_name: Option<String>,
+    metric_service: String,
     time: String,
     value: Option<Value>,
     value_currency: String,
@@ -113,6 +118,47 @@ const PROFILE_FIELDS: [&str; 11] = [
     "locale",
     "title",
     "image",
+];
+
+/// The string fields of `Location` by field number (5 and 6, the
+/// coordinates, are `Value`s), named by their path below the attributes.
+const LOCATION_FIELDS: [&str; 10] = [
+    "location/address1",
+    "location/address2",
+    "location/city",
+    "location/country",
+    "",
+    "",
+    "location/region",
+    "location/zip",
+    "location/timezone",
+    "location/ip",
+];
+
+/// Klaviyo's profile `image` is a URL: at most 2,048 characters, the
+/// longest URL the web reliably carries (the sitemaps protocol's limit,
+/// which browsers and CDNs meet). 1,000 would refuse ordinary signed CDN
+/// URLs, whose query strings alone often pass 500.
+pub const MAX_URL_CHARS: usize = 2_048;
+
+/// The profile's free-text attributes and location fields, and their
+/// limits: upstream states none, and API.md gives every string one (a
+/// name-like text, 255 characters).
+const TEXT_FIELDS: [(&str, usize); 14] = [
+    ("first_name", MAX_NAME_CHARS),
+    ("last_name", MAX_NAME_CHARS),
+    ("organization", MAX_NAME_CHARS),
+    ("locale", MAX_NAME_CHARS),
+    ("title", MAX_NAME_CHARS),
+    ("image", MAX_URL_CHARS),
+    ("location/address1", MAX_NAME_CHARS),
+    ("location/address2", MAX_NAME_CHARS),
+    ("location/city", MAX_NAME_CHARS),
+    ("location/country", MAX_NAME_CHARS),
+    ("location/region", MAX_NAME_CHARS),
+    ("location/zip", MAX_NAME_CHARS),
+    ("location/timezone", MAX_NAME_CHARS),
+    ("location/ip", MAX_NAME_CHARS),
 ];
 
 /// The profile identifiers: customer identifier values, at most 1,000
@@ -145,6 +191,10 @@ fn decode_profile(bytes: &[u8], values: &mut Values) -> Result<Profile, CoreErro
                         let at = match n {
                             5 => "attributes/location/latitude",
                             6 => "attributes/location/longitude",
+                            1..=4 | 7..=10 => {
+                                profile.set(LOCATION_FIELDS[(n - 1) as usize], string(b)?);
+                                return Ok(());
+                            }
                             _ => return Ok(()),
                         };
                         profile.values.push((at, values.decode_value(b, 1)?));
@@ -226,8 +276,10 @@ fn decode_metric(bytes: &[u8], event: &mut Event) -> Result<(), CoreError> {
                 2 => {
                     event.metric_name.get_or_insert_with(String::new);
                     each_message(b, |n, b| {
-                        if n == 1 {
-                            event.metric_name = Some(string(b)?);
+                        match n {
+                            1 => event.metric_name = Some(string(b)?),
+                            2 => event.metric_service = string(b)?,
+                            _ => {}
                         }
                         Ok(())
                     })?;
@@ -397,6 +449,23 @@ fn walk<'a>(
         Value::Object(map) => {
             for (k, v) in map {
                 path.push(Seg::Key(k));
+                // A key at any level is a property name too.
+                if longer_than(k, MAX_NAME_CHARS) {
+                    out.push(violation(
+                        &pointer(base, path),
+                        "PROPERTY_NAME_TOO_LONG",
+                        format!(
+                            "a key in {what} may be at most {MAX_NAME_CHARS} characters; this one has {}",
+                            k.chars().count()
+                        ),
+                    ));
+                } else if k.contains('\0') {
+                    out.push(violation(
+                        &pointer(base, path),
+                        "INVALID_PROPERTY_NAME",
+                        format!("a key in {what} must not contain NUL characters"),
+                    ));
+                }
                 walk(v, level + 1, what, base, path, out);
                 path.pop();
             }
@@ -454,12 +523,56 @@ fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// A string field over its limit (`field` is how its pointer ends).
+#[cold]
+fn too_long(pointer: &str, field: &str, limit: usize, value: &str) -> Violation {
+    let name = field.rsplit('/').next().unwrap_or(field);
+    violation(
+        pointer,
+        "STRING_TOO_LONG",
+        format!(
+            "{name} may be at most {limit} characters; this one has {}",
+            value.chars().count()
+        ),
+    )
+}
+
 #[cold]
 fn violation(pointer: &str, reason: &'static str, message: String) -> Violation {
     Violation {
         pointer: pointer.to_owned(),
         reason,
         message,
+    }
+}
+
+/// A profile's identifiers and text attributes, each within its limit.
+fn check_lengths(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>) {
+    for name in IDENTIFIERS {
+        if let Some(value) = profile.attribute(name) {
+            if longer_than(value, MAX_CUSTOMER_ID_CHARS) {
+                out.push(violation(
+                    &format!("{profile_base}/attributes/{name}"),
+                    "IDENTIFIER_TOO_LONG",
+                    format!(
+                        "{name} may be at most {MAX_CUSTOMER_ID_CHARS} characters; this one has {}",
+                        value.chars().count()
+                    ),
+                ));
+            }
+        }
+    }
+    for (name, limit) in TEXT_FIELDS {
+        if let Some(value) = profile.attribute(name) {
+            if longer_than(value, limit) {
+                out.push(too_long(
+                    &format!("{profile_base}/attributes/{name}"),
+                    name,
+                    limit,
+                    value,
+                ));
+            }
+        }
     }
 }
 
@@ -484,20 +597,7 @@ fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
             ),
         ));
     }
-    for name in IDENTIFIERS {
-        if let Some(value) = profile.attribute(name) {
-            if longer_than(value, MAX_CUSTOMER_ID_CHARS) {
-                out.push(violation(
-                    &format!("{profile_base}/attributes/{name}"),
-                    "IDENTIFIER_TOO_LONG",
-                    format!(
-                        "{name} may be at most {MAX_CUSTOMER_ID_CHARS} characters; this one has {}",
-                        value.chars().count()
-                    ),
-                ));
-            }
-        }
-    }
+    check_lengths(profile, profile_base, out);
     let mut profile_key = String::new();
     if let Some((name, value)) = std::iter::once(("id", profile.id.as_str()))
         .chain(
@@ -678,6 +778,14 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
                     "the metric name must not contain NUL characters".into(),
                 ));
             }
+            if longer_than(&event.metric_service, MAX_NAME_CHARS) {
+                out.push(too_long(
+                    &format!("{metric}/attributes/service"),
+                    "service",
+                    MAX_NAME_CHARS,
+                    &event.metric_service,
+                ));
+            }
             if !event.time.is_empty() {
                 match parse_timestamp(&event.time) {
                     None => out.push(violation(
@@ -722,6 +830,14 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
                         "{:?} is not an ISO 4217 currency code",
                         clip(&event.value_currency)
                     ),
+                ));
+            }
+            if longer_than(&event.unique_id, MAX_UNIQUE_ID_CHARS) {
+                out.push(too_long(
+                    &format!("{e}/attributes/unique_id"),
+                    "unique_id",
+                    MAX_UNIQUE_ID_CHARS,
+                    &event.unique_id,
                 ));
             }
             // Repeats: upstream fails the request for a unique_id repeated for
@@ -996,11 +1112,138 @@ mod tests {
     }
 
     #[test]
+    fn every_profile_string_has_a_limit() {
+        let id = email("a@example.com");
+        let check = |attributes: &[u8]| {
+            found(&request_with(
+                "",
+                &[id.clone(), attributes.to_vec()].concat(),
+                &[event(&[], "m")],
+            ))
+        };
+        // ProfileAttributes fields 6 to 11.
+        for (number, name, limit) in [
+            (6, "first_name", 255),
+            (7, "last_name", 255),
+            (8, "organization", 255),
+            (9, "locale", 255),
+            (10, "title", 255),
+            (11, "image", MAX_URL_CHARS),
+        ] {
+            assert!(check(&ld(number, "é".repeat(limit).as_bytes())).is_empty());
+            assert_eq!(
+                check(&ld(number, "é".repeat(limit + 1).as_bytes())),
+                [(format!("{PROFILE}/attributes/{name}"), "STRING_TOO_LONG")],
+                "{name}"
+            );
+        }
+        // Location (ProfileAttributes field 12): its strings.
+        for (number, name) in [
+            (1, "address1"),
+            (2, "address2"),
+            (3, "city"),
+            (4, "country"),
+            (7, "region"),
+            (8, "zip"),
+            (9, "timezone"),
+            (10, "ip"),
+        ] {
+            let location = |n: usize| ld(12, &ld(number, "é".repeat(n).as_bytes()));
+            assert!(check(&location(255)).is_empty());
+            assert_eq!(
+                check(&location(256)),
+                [(
+                    format!("{PROFILE}/attributes/location/{name}"),
+                    "STRING_TOO_LONG"
+                )],
+                "{name}"
+            );
+        }
+        let got = validate_bulk(
+            &request_with(
+                "",
+                &[id.clone(), ld(6, "x".repeat(100_000).as_bytes())].concat(),
+                &[event(&[], "m")],
+            ),
+            NOW,
+        )
+        .unwrap()
+        .violations;
+        assert_eq!(
+            got[0].message,
+            "first_name may be at most 255 characters; this one has 100000"
+        );
+    }
+
+    #[test]
+    fn an_events_service_and_unique_id_have_limits() {
+        let with = |service: &str, unique_id: &str| {
+            let metric = ld(
+                1,
+                &[
+                    ld(1, b"metric"),
+                    ld(2, &[ld(1, b"m"), ld(2, service.as_bytes())].concat()),
+                ]
+                .concat(),
+            );
+            let attributes = [ld(1, &[]), ld(2, &metric), ld(6, unique_id.as_bytes())].concat();
+            let event = [ld(1, b"event"), ld(2, &attributes)].concat();
+            found(&request_with("", &email("a@example.com"), &[event]))
+        };
+        let e = "/data/attributes/events-bulk-create/data/0/attributes/events/data/0/attributes";
+        assert!(with(&"é".repeat(255), &"é".repeat(255)).is_empty());
+        assert_eq!(
+            with(&"é".repeat(256), "u"),
+            [(
+                format!("{e}/metric/data/attributes/service"),
+                "STRING_TOO_LONG"
+            )]
+        );
+        assert_eq!(
+            with("api", &"é".repeat(256)),
+            [(format!("{e}/unique_id"), "STRING_TOO_LONG")]
+        );
+    }
+
+    #[test]
+    fn keys_at_every_level_are_property_names() {
+        let key = |k: &str| {
+            // {"p": [{"q": {<k>: "v"}}]}
+            let inner = ld(5, &struct_of(k, &string_value("v")));
+            let list = ld(6, &ld(1, &ld(5, &struct_of("q", &inner))));
+            found(&request(&struct_of("p", &list)))
+        };
+        assert!(key(&"é".repeat(255)).is_empty());
+        let long = "é".repeat(256);
+        assert_eq!(
+            key(&long),
+            [(
+                format!("{PROPERTIES}/p/0/q/{}…", "é".repeat(63)),
+                "PROPERTY_NAME_TOO_LONG"
+            )]
+        );
+        assert_eq!(
+            key("a\0"),
+            [(format!("{PROPERTIES}/p/0/q/a\0"), "INVALID_PROPERTY_NAME")]
+        );
+        // In a profile's properties too.
+        let nested = struct_of("p", &ld(5, &struct_of(&long, &string_value("v"))));
+        let profile = [email("a@example.com"), ld(13, &nested)].concat();
+        let got = found(&request_with("", &profile, &[event(&[], "m")]));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "PROPERTY_NAME_TOO_LONG");
+        assert!(got[0]
+            .0
+            .starts_with(&format!("{PROFILE}/attributes/properties/p/")));
+    }
+
+    #[test]
     fn pointers_and_messages_echo_at_most_256_characters_of_the_client() {
-        // A 100 KB key, ten levels of 300-character keys, then too deep.
+        // A 100 KB key, ten levels of 250-character keys (within the limit,
+        // clipped in a pointer), then too deep.
         let mut value = nested(2, false);
         for _ in 0..10 {
-            value = ld(5, &struct_of(&"k".repeat(300), &value));
+            value = ld(5, &struct_of(&"k".repeat(250), &value));
         }
         let huge = "h".repeat(100 * 1024);
         let got = validate_bulk(&request(&struct_of(&huge, &value)), NOW)

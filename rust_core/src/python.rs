@@ -112,6 +112,10 @@ struct TrackBatch {
     request_id: String,
     /// The commands, checked and normalized, in order.
     commands: Vec<Py<TrackCommand>>,
+    /// What makes two requests the same request, for `request_id`: a hash
+    /// of what the core decoded, every object's keys sorted, so the same
+    /// request in another wire order (a `Struct` is a map) is the same.
+    fingerprint: Py<PyBytes>,
 }
 
 fn track_batch(py: Python<'_>, batch: track::Batch<track::Prepared>) -> PyResult<TrackBatch> {
@@ -137,6 +141,7 @@ fn track_batch(py: Python<'_>, batch: track::Batch<track::Prepared>) -> PyResult
         project_token: batch.project_token,
         request_id: batch.request_id,
         commands,
+        fingerprint: PyBytes::new(py, &batch.fingerprint).unbind(),
     })
 }
 

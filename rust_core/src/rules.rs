@@ -10,6 +10,7 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 
 use crate::error::{CoreError, ErrorKind};
+use crate::limits::{clip_to, longer_than, MAX_ECHO_CHARS, MAX_NAME_CHARS};
 
 /// Most characters a `name_pattern` or value `pattern` may have (API.md).
 pub const MAX_PATTERN_CHARS: usize = 1_000;
@@ -35,6 +36,9 @@ pub const PATTERN_DFA_SIZE_LIMIT: usize = 64 * 1024;
 /// keeps them until it runs; a hundred rules of two ordinary patterns each
 /// stay well under it (200 date patterns of Unicode digits: 12 MB).
 pub const JOB_PATTERN_BUDGET: usize = 16 * 1024 * 1024;
+/// Most characters of a value or pattern a row's message shows: there is one
+/// message per bad value, so less than an error's own echo.
+const ROW_ECHO_CHARS: usize = 64;
 
 /// A compiled pattern and the text it was compiled from.
 #[derive(Debug, Clone)]
@@ -129,7 +133,7 @@ impl PatternBudget {
             // Parsed alone first, so that text such as `a)|(b` cannot close
             // the group and leave the anchors out.
             syntax::parse_with(source, &syntax)
-                .map_err(|e| invalid(index, field, format!("invalid regular expression: {e}")))?;
+                .map_err(|e| invalid(index, field, syntax_message(&e, source)))?;
             format!("^(?:{source})$")
         } else {
             source.to_owned()
@@ -139,8 +143,10 @@ impl PatternBudget {
             .syntax(syntax)
             .build(&text)
             .map_err(|e| {
-                if e.size_limit().is_none() {
-                    invalid(index, field, format!("invalid regular expression: {e}"))
+                if let Some(e) = e.syntax_error() {
+                    invalid(index, field, syntax_message(e, source))
+                } else if e.size_limit().is_none() {
+                    invalid(index, field, "invalid regular expression".into())
                 } else if limit < PATTERN_SIZE_LIMIT {
                     over_budget(index, field)
                 } else {
@@ -160,6 +166,36 @@ impl PatternBudget {
             source: source.to_owned(),
         })
     }
+}
+
+/// A pattern's syntax error as its kind and where it is: the character
+/// offset in `source` and at most [`MAX_ECHO_CHARS`] characters of the
+/// pattern, not the parser's own text (the whole pattern, with carets under
+/// it).
+#[cold]
+fn syntax_message(error: &regex_syntax::Error, source: &str) -> String {
+    let (kind, pattern, offset) = match error {
+        regex_syntax::Error::Parse(e) => (e.kind().to_string(), e.pattern(), e.span().start.offset),
+        regex_syntax::Error::Translate(e) => {
+            (e.kind().to_string(), e.pattern(), e.span().start.offset)
+        }
+        _ => {
+            return format!(
+                "invalid regular expression '{}'",
+                clip_to(source, MAX_ECHO_CHARS)
+            )
+        }
+    };
+    // The parser may have seen `source` inside anchors: its offsets count
+    // what it saw.
+    let before = pattern.find(source).unwrap_or(0);
+    let at = pattern
+        .get(before..offset.max(before))
+        .map_or(0, |text| text.chars().count());
+    format!(
+        "invalid regular expression: {kind} at character {at} of '{}'",
+        clip_to(source, MAX_ECHO_CHARS)
+    )
 }
 
 #[cold]
@@ -207,7 +243,10 @@ impl Matcher {
     pub fn describe(&self) -> String {
         match self {
             Self::Full(name) => format!("column {name:?}"),
-            Self::Pattern(re) => format!("a column matching {:?}", clip(re.as_str())),
+            Self::Pattern(re) => format!(
+                "a column matching {:?}",
+                clip_to(re.as_str(), ROW_ECHO_CHARS)
+            ),
         }
     }
 }
@@ -304,11 +343,11 @@ impl ColumnRule {
     ) -> Result<Self, CoreError> {
         let matcher = match spec.kind.as_str() {
             "FULL_NAME_MATCH" => {
-                if spec.name.is_empty() || spec.name.len() > 255 {
+                if spec.name.is_empty() || longer_than(&spec.name, MAX_NAME_CHARS) {
                     return Err(invalid(
                         index,
                         "name",
-                        "FULL_NAME_MATCH needs a name of 1 to 255 characters".into(),
+                        format!("FULL_NAME_MATCH needs a name of 1 to {MAX_NAME_CHARS} characters"),
                     ));
                 }
                 Matcher::Full(spec.name.clone())
@@ -396,7 +435,11 @@ impl ColumnRule {
         if self.max_length > 0 && value.chars().count() > self.max_length {
             return Some((
                 "VALUE_TOO_LONG",
-                format!("{column:?} is longer than {} characters", self.max_length),
+                format!(
+                    "{:?} is longer than {} characters",
+                    clip_to(column, MAX_ECHO_CHARS),
+                    self.max_length
+                ),
             ));
         }
         let ok = match self.value_type {
@@ -420,21 +463,32 @@ impl ColumnRule {
             };
             return Some((
                 reason,
-                format!("{column:?} must be {what}, got {:?}", clip(value)),
+                format!(
+                    "{:?} must be {what}, got {:?}",
+                    clip_to(column, MAX_ECHO_CHARS),
+                    clip_to(value, ROW_ECHO_CHARS)
+                ),
             ));
         }
         if let Some(pattern) = &self.pattern {
             if !pattern.is_match(value) {
                 return Some((
                     "PATTERN_MISMATCH",
-                    format!("{column:?} does not match {:?}", clip(pattern.as_str())),
+                    format!(
+                        "{:?} does not match {:?}",
+                        clip_to(column, MAX_ECHO_CHARS),
+                        clip_to(pattern.as_str(), ROW_ECHO_CHARS)
+                    ),
                 ));
             }
         }
         if !self.allowed_values.is_empty() && !self.allowed_values.iter().any(|a| a == value) {
             return Some((
                 "VALUE_NOT_ALLOWED",
-                format!("{column:?} is not one of the allowed values"),
+                format!(
+                    "{:?} is not one of the allowed values",
+                    clip_to(column, MAX_ECHO_CHARS)
+                ),
             ));
         }
         None
@@ -461,14 +515,6 @@ pub fn compile_rules(specs: &[RuleSpec]) -> Result<Vec<ColumnRule>, CoreError> {
         .enumerate()
         .map(|(i, spec)| ColumnRule::compile(i, spec, &mut budget))
         .collect()
-}
-
-/// The first characters of a value, for messages.
-fn clip(value: &str) -> &str {
-    match value.char_indices().nth(64) {
-        Some((i, _)) => &value[..i],
-        None => value,
-    }
 }
 
 fn is_integer(value: &str) -> bool {
@@ -744,6 +790,65 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field(), "columns[0].name");
+    }
+
+    #[test]
+    fn a_bad_pattern_names_its_error_and_offset_and_echoes_256_characters() {
+        // 999 characters, bad at the end: the parser's own text is the whole
+        // pattern with carets under it (1,678 characters).
+        let long = format!("{}(", "a".repeat(998));
+        for (spec, field) in [
+            (pattern_rule(&long, ""), "columns[0].name_pattern"),
+            (pattern_rule("a", &long), "columns[0].pattern"),
+        ] {
+            let err = compile_rules(&[spec]).unwrap_err();
+            assert_eq!(err.field(), field);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid regular expression: unclosed group at character 998 of '{}…'",
+                    "a".repeat(255)
+                )
+            );
+        }
+        // Offsets count characters, in the pattern as sent (not the
+        // anchored one), for parse and translation errors alike.
+        for (pattern, message) in [
+            (
+                "éé)",
+                "invalid regular expression: unopened group at character 2 of 'éé)'",
+            ),
+            (
+                r"é\p{Nope}",
+                r"invalid regular expression: Unicode property not found at character 1 of 'é\p{Nope}'",
+            ),
+        ] {
+            for spec in [pattern_rule(pattern, ""), pattern_rule("a", pattern)] {
+                assert_eq!(compile_rules(&[spec]).unwrap_err().to_string(), message);
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_name_counts_characters_not_bytes() {
+        let full = |name: &str| RuleSpec {
+            kind: "FULL_NAME_MATCH".into(),
+            name: name.into(),
+            ..RuleSpec::default()
+        };
+        assert!(compile_rules(&[full(&"é".repeat(255))]).is_ok());
+        let err = compile_rules(&[full(&"é".repeat(256))]).unwrap_err();
+        assert_eq!(err.field(), "columns[0].name");
+    }
+
+    #[test]
+    fn row_messages_clip_the_column_and_value() {
+        let rule = rule("INTEGER", "", 0, &[]);
+        let (_, message) = rule
+            .check(&"c".repeat(10_000), &"v".repeat(10_000))
+            .unwrap();
+        assert_eq!(message.matches('c').count(), 255);
+        assert_eq!(message.matches('v').count(), 63);
     }
 
     #[test]

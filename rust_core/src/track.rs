@@ -7,6 +7,7 @@
 //! one byte string.
 
 use serde_json::{Map, Number, Value};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::CoreError;
 use crate::limits::{
@@ -40,6 +41,9 @@ pub struct Batch<C> {
     pub request_id: String,
     /// The commands, in order.
     pub commands: Vec<C>,
+    /// What makes two requests the same request, for `request_id`: see
+    /// [`fingerprint`].
+    pub fingerprint: [u8; 16],
 }
 
 /// The deepest a command's `data` may nest, counting `data` itself as level
@@ -56,6 +60,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch<Command>, CoreError> {
         project_token: String::new(),
         request_id: String::new(),
         commands: Vec::new(),
+        fingerprint: [0; 16],
     };
     let mut wire = Wire::new(bytes);
     while let Some((number, field)) = wire.field()? {
@@ -84,7 +89,84 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch<Command>, CoreError> {
             _ => {}
         }
     }
+    batch.fingerprint = fingerprint(&batch.project_token, &batch.commands);
     Ok(batch)
+}
+
+/// A 128-bit hash of what a request says: its project token and, per
+/// command in order, its name, `command_id` and data, every object's keys
+/// in sorted order. Not of its bytes: a `Struct` is a map, which has no
+/// fixed order on the wire (Go's `proto.Marshal`, in the REST sidecar,
+/// writes maps in random order), so a genuine retry of one JSON body may
+/// arrive as other bytes. (`serde_json` keeps insertion order here, its
+/// `preserve_order` feature being on, so the keys are sorted explicitly.)
+///
+/// The encoding is tagged and length-prefixed, so two different requests
+/// never encode alike; a value the decoder cut ([`MAX_DEPTH`]) stands as
+/// what was read, and such a command fails the same way however it went on.
+#[must_use]
+pub fn fingerprint(project_token: &str, commands: &[Command]) -> [u8; 16] {
+    let mut hasher = Xxh3::new();
+    text(&mut hasher, project_token);
+    length(&mut hasher, commands.len());
+    for command in commands {
+        text(&mut hasher, &command.name);
+        match &command.command_id {
+            None => hasher.update(b"-"),
+            Some(id) => {
+                hasher.update(b"+");
+                text(&mut hasher, id);
+            }
+        }
+        object(&mut hasher, &command.data);
+    }
+    hasher.digest128().to_le_bytes()
+}
+
+fn length(hasher: &mut Xxh3, n: usize) {
+    hasher.update(&(n as u64).to_le_bytes());
+}
+
+fn text(hasher: &mut Xxh3, text: &str) {
+    length(hasher, text.len());
+    hasher.update(text.as_bytes());
+}
+
+fn object(hasher: &mut Xxh3, map: &Map<String, Value>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    hasher.update(b"{");
+    length(hasher, entries.len());
+    for (key, value) in entries {
+        text(hasher, key);
+        canonical(hasher, value);
+    }
+}
+
+/// Recursion is bounded by the decoder, which builds at most
+/// [`MAX_DEPTH`] + 1 levels.
+fn canonical(hasher: &mut Xxh3, value: &Value) {
+    match value {
+        Value::Null => hasher.update(b"n"),
+        Value::Bool(false) => hasher.update(b"f"),
+        Value::Bool(true) => hasher.update(b"t"),
+        Value::Number(n) => {
+            hasher.update(b"#");
+            text(hasher, &n.to_string());
+        }
+        Value::String(s) => {
+            hasher.update(b"s");
+            text(hasher, s);
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            length(hasher, items.len());
+            for item in items {
+                canonical(hasher, item);
+            }
+        }
+        Value::Object(map) => object(hasher, map),
+    }
 }
 
 /// The single-command RPCs, each a command of its own.
@@ -346,6 +428,13 @@ fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
                     ));
                     continue;
                 }
+                if let Some(what) = bad_key(value) {
+                    errors.push(problem(
+                        field,
+                        format!("Value of property '{}' has a key {what}.", shown(name)),
+                    ));
+                    continue;
+                }
                 let size = match value {
                     Value::String(s) => s.len(),
                     other => other.to_string().len(),
@@ -369,6 +458,25 @@ fn properties(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> String {
             ));
             "{}".to_owned()
         }
+    }
+}
+
+/// What is wrong with the first key, at any level inside a property's
+/// value, that is over [`MAX_NAME_CHARS`] or has a NUL (a key there is a
+/// property name too). Recursion is bounded by the decoder's depth.
+fn bad_key(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(key, value)| {
+            if longer_than(key, MAX_NAME_CHARS) {
+                Some(format!("of more than {MAX_NAME_CHARS} characters"))
+            } else if key.contains('\0') {
+                Some("with a NUL character".to_owned())
+            } else {
+                bad_key(value)
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(bad_key),
+        _ => None,
     }
 }
 
@@ -443,6 +551,23 @@ pub fn prepare(command: &Command, now: f64) -> Prepared {
         errors.push(problem("", limits::COMMAND_TOO_LARGE));
         return prepared;
     }
+    if let Some(id) = &command.command_id {
+        let message = if longer_than(id, MAX_NAME_CHARS) {
+            format!("Field 'command_id' must be at most {MAX_NAME_CHARS} characters.")
+        } else if id.contains('\0') {
+            "Field 'command_id' must not contain NUL characters.".to_owned()
+        } else {
+            String::new()
+        };
+        if !message.is_empty() {
+            // The command fails alone, and its result does not carry the id
+            // back: an id of up to 800 KB per command would make the
+            // response itself too large for a client.
+            errors.push(problem("command_id", message));
+            prepared.command_id = None;
+            return prepared;
+        }
+    }
     let data = &command.data;
     let time_field = match command.name.as_str() {
         "customers" => "update_timestamp",
@@ -499,6 +624,7 @@ pub fn prepare_batch(bytes: &[u8], now: f64) -> Result<Batch<Prepared>, CoreErro
         commands: batch.commands.iter().map(|c| prepare(c, now)).collect(),
         project_token: batch.project_token,
         request_id: batch.request_id,
+        fingerprint: batch.fingerprint,
     })
 }
 
@@ -513,10 +639,12 @@ pub fn prepare_single(kind: Single, bytes: &[u8], now: f64) -> Result<Batch<Prep
     // The size is the request's own: known before decoding anything.
     limits::check_track_batch(bytes.len() as u64, &[bytes.len() as u64])?;
     let (project_token, command) = decode_single(kind, bytes)?;
+    let fingerprint = fingerprint(&project_token, std::slice::from_ref(&command));
     Ok(Batch {
         project_token,
         request_id: String::new(),
         commands: vec![prepare(&command, now)],
+        fingerprint,
     })
 }
 
@@ -882,6 +1010,173 @@ mod tests {
                     assert!(message.matches('h').count() <= 256, "{}", message.len());
                 }
             }
+        }
+
+        fn with_id(name: &str, data: &[u8], command_id: &str) -> Vec<u8> {
+            ld(
+                2,
+                &[
+                    ld(1, name.as_bytes()),
+                    ld(2, data),
+                    ld(3, command_id.as_bytes()),
+                ]
+                .concat(),
+            )
+        }
+
+        fn fingerprint_of(bytes: &[u8]) -> [u8; 16] {
+            prepare_batch(bytes, NOW).unwrap().fingerprint
+        }
+
+        #[test]
+        fn the_fingerprint_is_of_what_the_batch_says_not_its_byte_order() {
+            let ids = struct_of("registered", &string_value("a@b.c"));
+            let inner = |first: bool| {
+                let (a, b) = (
+                    struct_of("a", &string_value("1")),
+                    struct_of("b", &ld(6, &ld(1, &string_value("2")))),
+                );
+                ld(5, &if first { [a, b] } else { [b, a] }.concat())
+            };
+            let data = |first: bool, plan: &str| {
+                let entries = [
+                    struct_of("customer_ids", &ld(5, &ids)),
+                    struct_of(
+                        "properties",
+                        &ld(
+                            5,
+                            &[
+                                struct_of("plan", &string_value(plan)),
+                                struct_of("nested", &inner(first)),
+                            ]
+                            .concat(),
+                        ),
+                    ),
+                ];
+                if first {
+                    entries.concat()
+                } else {
+                    [entries[1].clone(), entries[0].clone()].concat()
+                }
+            };
+            let batch = |first: bool, plan: &str, id: &str| {
+                [
+                    ld(1, b"default"),
+                    with_id("customers", &data(first, plan), id),
+                    ld(3, b"r-1"),
+                ]
+                .concat()
+            };
+            let one = batch(true, "gold", "c1");
+            let other_order = batch(false, "gold", "c1");
+            assert_ne!(one, other_order);
+            assert_eq!(fingerprint_of(&one), fingerprint_of(&other_order));
+            // The request id is the claim's key, not part of the request.
+            let same = [
+                ld(1, b"default"),
+                with_id("customers", &data(true, "gold"), "c1"),
+                ld(3, b"r-2"),
+            ]
+            .concat();
+            assert_eq!(fingerprint_of(&same), fingerprint_of(&one));
+            // One value, the command id, the token, the order of commands,
+            // a string for a list: each is another request.
+            let two = |a: &[u8], b: &[u8]| [ld(1, b"default"), a.to_vec(), b.to_vec()].concat();
+            let (x, y) = (
+                with_id("customers", &data(true, "gold"), "c1"),
+                with_id("system/time", &[], ""),
+            );
+            for other in [
+                batch(true, "silver", "c1"),
+                batch(true, "gold", "c2"),
+                [ld(1, b"other"), x.clone()].concat(),
+                two(&y, &x),
+            ] {
+                assert_ne!(fingerprint_of(&other), fingerprint_of(&one));
+            }
+            assert_ne!(fingerprint_of(&two(&x, &y)), fingerprint_of(&two(&y, &x)));
+            let list_or_string = |v: &[u8]| {
+                let data = [
+                    struct_of("customer_ids", &ld(5, &ids)),
+                    struct_of("properties", &ld(5, &struct_of("p", v))),
+                ]
+                .concat();
+                fingerprint_of(&[ld(1, b"t"), command_of(&data)].concat())
+            };
+            assert_ne!(
+                list_or_string(&ld(6, &ld(1, &string_value("2")))),
+                list_or_string(&string_value("2"))
+            );
+        }
+
+        fn command_of(data: &[u8]) -> Vec<u8> {
+            command("customers", data)
+        }
+
+        #[test]
+        fn a_command_id_is_at_most_255_characters_without_nul() {
+            let data = customer(&[]);
+            let at = with_id("customers", &data, &"é".repeat(255));
+            let batch = prepare_batch(&at, NOW).unwrap();
+            assert!(batch.commands[0].errors.is_empty());
+            assert_eq!(batch.commands[0].command_id, Some("é".repeat(255)));
+            for (id, message) in [
+                (
+                    "é".repeat(256),
+                    "Field 'command_id' must be at most 255 characters.",
+                ),
+                (
+                    "a\0b".to_owned(),
+                    "Field 'command_id' must not contain NUL characters.",
+                ),
+            ] {
+                let bytes = [
+                    with_id("customers", &data, &id),
+                    command("system/time", &[]),
+                ]
+                .concat();
+                let batch = prepare_batch(&bytes, NOW).unwrap();
+                assert_eq!(
+                    errors(&batch),
+                    [vec![("command_id".to_owned(), message.to_owned())], vec![]]
+                );
+                // Not carried back in the result.
+                assert_eq!(batch.commands[0].command_id, None);
+            }
+        }
+
+        #[test]
+        fn keys_inside_a_property_value_are_names_too() {
+            let ok = "é".repeat(255);
+            let at = |key: &str| {
+                // {"p": [{"q": {<key>: 1}}]}
+                let value = ld(
+                    6,
+                    &ld(
+                        1,
+                        &ld(
+                            5,
+                            &struct_of("q", &ld(5, &struct_of(key, &string_value("1")))),
+                        ),
+                    ),
+                );
+                only_errors(&command("customers", &customer(&struct_of("p", &value))))
+            };
+            assert!(at(&ok).is_empty());
+            assert_eq!(
+                at(&"é".repeat(256)),
+                [(
+                    "properties.p".to_owned(),
+                    "Value of property 'p' has a key of more than 255 characters.".to_owned()
+                )]
+            );
+            assert_eq!(
+                at("a\0"),
+                [(
+                    "properties.p".to_owned(),
+                    "Value of property 'p' has a key with a NUL character.".to_owned()
+                )]
+            );
         }
 
         fn map_entry(key: &str, value: &str) -> Vec<u8> {

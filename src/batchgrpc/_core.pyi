@@ -188,6 +188,13 @@ class TrackBatch:
     def commands(self) -> list[TrackCommand]:
         """Checked and normalized, in order. A command whose data nests past
         20 levels (its data is level 1) fails alone with its own error."""
+    @property
+    def fingerprint(self) -> bytes:
+        """What makes two requests the same request, for `request_id`: 16
+        bytes hashed from the project token and each command's name,
+        `command_id` and data, every object's keys sorted. The same request
+        in another wire order (a `Struct` is a map, and Go writes maps in
+        random order) has the same fingerprint; the request id is not in it."""
 
 def prepare_track_batch(request: bytes, now: float) -> TrackBatch:
     """Checks a serialized `batchgrpc.track.v2.BatchRequest` with Bloomreach's

@@ -54,6 +54,17 @@ def check_project_token(project_token: str) -> None:
         )
 
 
+def summary(errors: list[tuple[str, str]]) -> str:
+    """The status message of a single-command RPC that fails: its one error,
+    or the first and how many more. Each error echoes at most 256 characters
+    of the client's text, so the message does too; every error stays in the
+    BadRequest violations."""
+    first = errors[0][1]
+    if len(errors) == 1:
+        return first
+    return f"{len(errors)} problems; the first: {first} See the field violations for all of them."
+
+
 def result_message(command: _core.TrackCommand, outcome: Outcome) -> tracking_pb2.CommandResult:
     result = tracking_pb2.CommandResult(success=outcome.success, errors=outcome.errors)
     if command.command_id is not None:
@@ -100,7 +111,9 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             account=current_principal().account,
             method="Batch",
             request_id=batch.request_id,
-            request=request,
+            # What the core decoded, not the bytes: a Struct's keys have no
+            # fixed wire order, so a genuine retry may arrive as other bytes.
+            request=batch.fingerprint,
             response_type=tracking_pb2.BatchResponse,
             create=run,
         )
@@ -114,7 +127,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         (command,) = batch.commands
         if command.errors:
             raise InvalidArgument(
-                " ".join(message for _, message in command.errors),
+                summary(command.errors),
                 violations=[FieldViolation(field, message) for field, message in field_violations(command.errors)],
             )
         await self._apply([command], now)
