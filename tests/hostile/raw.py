@@ -8,7 +8,9 @@ appended as raw fields.
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import string
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -143,9 +145,17 @@ def deep_command(name: str, data: dict[str, object], properties: bytes, command_
     return command(name, data, command_id) + field(2, entry("properties", field(5, properties)))
 
 
-def batch(*commands: bytes, project_token: str = "default") -> bytes:
+def batch(*commands: bytes, project_token: str = "default", request_id: str = "") -> bytes:
     """A `BatchRequest` of serialized commands, in order."""
-    return field(1, project_token.encode()) + b"".join(field(2, c) for c in commands)
+    tail = field(3, request_id.encode()) if request_id else b""
+    return field(1, project_token.encode()) + b"".join(field(2, c) for c in commands) + tail
+
+
+def command_of(name: str, data: bytes, command_id: str = "") -> bytes:
+    """A `Command` whose `data` is the `Struct` bytes, as written (entries
+    in the order given: a map has no fixed order on the wire)."""
+    tail = field(3, command_id.encode()) if command_id else b""
+    return field(1, name.encode()) + field(2, data) + tail
 
 
 def update_customer(properties: bytes, customer: str = "deep@example.com") -> bytes:
@@ -160,6 +170,25 @@ def add_event(properties: bytes, customer: str = "deep@example.com") -> bytes:
         project_token="default", customer_ids={"registered": customer}, event_type="deep"
     )
     return request.SerializeToString() + field(5, properties)
+
+
+def random_text(size: int) -> str:
+    """Letters and digits at random: a run of them found in an answer was
+    echoed, not made up."""
+    return "".join(random.choices(string.ascii_letters + string.digits, k=size))
+
+
+def longest_echo(texts: list[str], sent: str) -> int:
+    """The longest run of `sent` (random, so a run is its own and not
+    chance) found in any of `texts`."""
+    longest = 0
+    for text in texts:
+        for start in range(len(text)):
+            size = longest + 1
+            while start + size <= len(text) and text[start : start + size] in sent:
+                longest = size
+                size += 1
+    return longest
 
 
 def python_decodes(data: bytes, message: type[Message]) -> bool:

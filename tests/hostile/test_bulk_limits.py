@@ -51,6 +51,14 @@ def metric(name: str) -> dict[str, Any]:
     return {"data": {"type": "metric", "attributes": {"name": name}}}
 
 
+def metric_with(service: str) -> dict[str, Any]:
+    return {"data": {"type": "metric", "attributes": {"name": "Viewed", "service": service}}}
+
+
+def profile_with(**attributes: Any) -> dict[str, Any]:
+    return {"email": "a@example.com", **attributes}
+
+
 def nested(levels: int) -> dict[str, Any]:
     """`{"p": {"n": ...}}`: the properties object is level 1."""
     value: dict[str, Any] = {}
@@ -104,6 +112,32 @@ LIMITS = [
           f"{PROFILE}/attributes/properties/p" + "/n" * 9, "NESTING_TOO_DEEP"),
     Limit("string 100 KB", document(properties={"s": "x" * 100 * 1024}),
           document(properties={"s": "x" * (100 * 1024 + 1)}), f"{EVENT}/properties/s", "STRING_TOO_LONG"),
+    Limit("a nested property name 255 characters", document(properties={"p": [{"q": {N255: 1}}]}),
+          document(properties={"p": [{"q": {N256: 1}}]}), f"{EVENT}/properties/p/0/q/{'é' * 63}…",
+          "PROPERTY_NAME_TOO_LONG"),
+    Limit("a nested property name without NUL", document(properties={"p": {"q": {"a b": 1}}}),
+          document(properties={"p": {"q": {"a\0b": 1}}}), f"{EVENT}/properties/p/q/a\0b", "INVALID_PROPERTY_NAME"),
+    Limit("a nested profile property name 255 characters", document(profile_with(properties={"p": {N255: 1}})),
+          document(profile_with(properties={"p": {N256: 1}})),
+          f"{PROFILE}/attributes/properties/p/{'é' * 63}…", "PROPERTY_NAME_TOO_LONG"),
+    *(
+        Limit(f"profile {name} 255 characters", document(profile_with(**{name: N255})),
+              document(profile_with(**{name: N256})), f"{PROFILE}/attributes/{name}", "STRING_TOO_LONG")
+        for name in ("first_name", "last_name", "organization", "locale", "title")
+    ),
+    # A URL: 2,048 characters, what the web reliably carries.
+    Limit("profile image 2,048 characters", document(profile_with(image="é" * 2048)),
+          document(profile_with(image="é" * 2049)), f"{PROFILE}/attributes/image", "STRING_TOO_LONG"),
+    *(
+        Limit(f"location {name} 255 characters", document(profile_with(location={name: N255})),
+              document(profile_with(location={name: N256})), f"{PROFILE}/attributes/location/{name}",
+              "STRING_TOO_LONG")
+        for name in ("address1", "address2", "city", "country", "region", "zip", "timezone", "ip")
+    ),
+    Limit("metric service 255 characters", document(metric=metric_with(N255)), document(metric=metric_with(N256)),
+          f"{EVENT}/metric/data/attributes/service", "STRING_TOO_LONG"),
+    Limit("unique_id 255 characters", document(unique_id=N255), document(unique_id=N256),
+          f"{EVENT}/unique_id", "STRING_TOO_LONG"),
 ]  # fmt: skip
 
 
@@ -150,7 +184,9 @@ async def test_pointers_and_messages_echo_at_most_256_characters(harness: Harnes
     huge = "h" * 100_000
     deep: dict[str, Any] = {"leaf": 1}
     for _ in range(10):
-        deep = {"k" * 300: deep}
+        # Names within the limit (a longer one is a violation of its own),
+        # clipped in the pointer.
+        deep = {"k" * 250: deep}
     body = document(
         {"email": huge, "phone_number": "x" * 999},
         properties={huge: deep},
@@ -173,6 +209,7 @@ async def test_pointers_and_messages_echo_at_most_256_characters(harness: Harnes
         "NESTING_TOO_DEEP",
         "INVALID_TIME",
         "INVALID_CURRENCY",
+        "STRING_TOO_LONG",
     }
     for violation in error.bad_request.field_violations:
         for text in (violation.field, violation.description):

@@ -125,6 +125,22 @@ LIMITS = [
         "Customer id 'registered' must be at most 1000 characters.",
     ),
     Limit(
+        "a key inside a property value 255 characters",
+        "customers/events",
+        event(p=[{"q": {N255: 1}}]),
+        event(p=[{"q": {N256: 1}}]),
+        "properties.p",
+        "Value of property 'p' has a key of more than 255 characters.",
+    ),
+    Limit(
+        "a key inside a property value without NUL",
+        "customers",
+        customer(p={"q": {"a b": 1}}),
+        customer(p={"q": {"a\0b": 1}}),
+        "properties.p",
+        "Value of property 'p' has a key with a NUL character.",
+    ),
+    Limit(
         # data (1) > properties (2) > the property's own object (3): 18
         # levels of it reach the 20 the core decodes.
         "nesting 20 levels",
@@ -201,6 +217,81 @@ async def test_a_single_command_rpc_over_the_limit_is_invalid_argument(harness: 
     assert (await single(harness, limit.command, limit.at)).success
 
 
+@pytest.mark.parametrize(
+    ("command_id", "error"),
+    [
+        ("é" * 256, "Field 'command_id' must be at most 255 characters."),
+        ("a\0b", "Field 'command_id' must not contain NUL characters."),
+    ],
+)
+async def test_a_command_id_at_the_limit_is_echoed_and_one_over_fails_alone(
+    harness: Harness, command_id: str, error: str
+) -> None:
+    tracking = stub(harness)
+    request = batch_of(("customers", customer()), ("customers", customer({"registered": "other@example.com"})))
+    request.commands[0].command_id = command_id
+    request.commands[1].command_id = "é" * 255
+    before = raw.stored(harness.config.data_dir)
+    response = await tracking.Batch(request, metadata=bearer(harness.admin))
+    first, second = response.results
+    assert (first.success, list(first.errors), first.HasField("command_id")) == (False, [error], False)
+    assert (second.success, second.command_id) == (True, "é" * 255)
+    # Only the second command's customer.
+    assert raw.stored(harness.config.data_dir)["profiles"] - before["profiles"] == 1
+
+
+def customers_data(plan: str, *, reverse: bool = False) -> bytes:
+    """The data of a `customers` command, `{"customer_ids": {"registered":
+    ...}, "properties": {"plan": plan, "tags": {"a": "1", "b": "2"}}}`, as
+    bytes: every `Struct`'s keys written in order or, with `reverse`, the
+    other way round."""
+
+    def struct(*entries: tuple[str, bytes]) -> bytes:
+        written = [raw.entry(key, value) for key, value in entries]
+        return b"".join(reversed(written) if reverse else written)
+
+    tags = struct(("a", raw.string_value("1")), ("b", raw.string_value("2")))
+    properties = struct(("plan", raw.string_value(plan)), ("tags", raw.field(5, tags)))
+    ids = struct(("registered", raw.string_value("retry@example.com")))
+    return struct(("customer_ids", raw.field(5, ids)), ("properties", raw.field(5, properties)))
+
+
+async def test_a_retry_in_another_wire_order_replays_and_another_value_is_reused(harness: Harness) -> None:
+    """A retry of one JSON body through the REST sidecar (Go writes a map in
+    random order) is the same request: it replays the first response and
+    stores nothing more. A batch that differs in one value is not."""
+    one, other_order = customers_data("gold"), customers_data("gold", reverse=True)
+    assert one != other_order
+
+    def request(data: bytes) -> bytes:
+        return raw.batch(raw.command_of("customers", data, "c-1"), request_id="retry-1")
+
+    first = await raw_batch(harness, request(one))
+    after_first = raw.stored(harness.config.data_dir)
+    assert [r.success for r in first.results] == [True]
+    replayed = await raw_batch(harness, request(other_order))
+    assert replayed == first
+    assert raw.stored(harness.config.data_dir) == after_first
+
+    changed = customers_data("silver")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await raw_batch(harness, request(changed))
+    error = rich_error(caught.value)
+    assert (error.code, error.info.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+    assert raw.stored(harness.config.data_dir) == after_first
+
+
+async def raw_batch(harness: Harness, request: bytes) -> tracking_pb2.BatchResponse:
+    """`Batch` with the request's bytes sent as they are."""
+    call = harness.channel.unary_unary(
+        "/batchgrpc.track.v2.TrackingService/Batch",
+        request_serializer=None,
+        response_deserializer=tracking_pb2.BatchResponse.FromString,
+    )
+    response: tracking_pb2.BatchResponse = await call(request, metadata=bearer(harness.admin))
+    return response
+
+
 async def test_errors_echo_at_most_256_characters_of_a_name(harness: Harness) -> None:
     huge = "h" * 100_000
     request = batch_of(
@@ -213,11 +304,25 @@ async def test_errors_echo_at_most_256_characters_of_a_name(harness: Harness) ->
         for error in result.errors:
             assert error.count("h") <= 256, len(error)
     assert response.results[1].errors[0].startswith(f"Unknown command name '{'h' * 255}…'")
+
+
+async def test_a_single_command_rpc_echoes_at_most_256_characters_in_all(harness: Harness) -> None:
+    """Two names of random client text, each over its limit: the status
+    message names the first problem and how many there are, each problem is
+    a violation of its own, and no text echoes more than 256 characters."""
+    sent = raw.random_text(20_000)
+    id_name, property_name = sent[:10_000], sent[10_000:]
     with pytest.raises(aio.AioRpcError) as caught:
-        await single(harness, "customers", customer({huge: "a"}, **{huge: 1}))
+        await single(harness, "customers", customer({id_name: "a"}, **{property_name: 1}))
     error = rich_error(caught.value)
-    assert error.message.count("h") <= 2 * 256
+    assert (error.code, error.info.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
     assert error.bad_request is not None
-    for violation in error.bad_request.field_violations:
-        assert violation.field.count("h") <= 256
-        assert violation.description.count("h") <= 256
+    violations = error.bad_request.field_violations
+    assert [v.field.split(".")[0] for v in violations] == ["customer_ids", "properties"]
+    assert error.message.startswith("2 problems; the first: Customer id name '")
+    texts = [error.message, *error.info.metadata.values()]
+    texts += [text for v in violations for text in (v.field, v.description)]
+    assert raw.longest_echo(texts, sent) <= 256
+    # Not only a bound: each name is shown, clipped, where it belongs.
+    assert raw.longest_echo([error.message], sent) == 255
+    assert raw.longest_echo([violations[1].description], property_name) == 255

@@ -12,6 +12,7 @@ from batchgrpc import _core
 from batchgrpc.errors import MalformedRequest, NoCommands, PayloadTooLarge, TooManyItems
 from batchgrpc.track.v2 import tracking_pb2
 
+from ..hostile import raw
 from ..seeds import TRACK_SEED_COMMANDS
 
 NOW = time.time()
@@ -125,3 +126,40 @@ def test_single_command_requests_decode_in_the_core() -> None:
     huge = tracking_pb2.UpdateCustomerPropertiesRequest(project_token="x" * (41 * 1024 * 1024)).SerializeToString()
     with pytest.raises(PayloadTooLarge):
         _core.prepare_track_command("customers", huge, NOW)
+
+
+def _struct(entries: list[tuple[str, bytes]]) -> bytes:
+    """A `Struct`'s bytes with its entries in the order given."""
+    return b"".join(raw.entry(key, value) for key, value in entries)
+
+
+def test_the_fingerprint_is_of_the_request_not_its_wire_order() -> None:
+    ids = raw.field(5, _struct([("registered", raw.string_value("a@example.com"))]))
+
+    def request(plan: str, *, reverse: bool, request_id: str = "r") -> bytes:
+        entries = [("customer_ids", ids), ("properties", raw.field(5, _struct([("plan", raw.string_value(plan))])))]
+        data = _struct(entries[::-1] if reverse else entries)
+        return raw.batch(raw.command_of("customers", data, "c"), request_id=request_id)
+
+    one = _core.prepare_track_batch(request("gold", reverse=False), NOW)
+    assert isinstance(one.fingerprint, bytes)
+    assert len(one.fingerprint) == 16
+    assert request("gold", reverse=False) != request("gold", reverse=True)
+    assert _core.prepare_track_batch(request("gold", reverse=True), NOW).fingerprint == one.fingerprint
+    # The request id is the claim's key, not part of what is compared.
+    assert _core.prepare_track_batch(request("gold", reverse=False, request_id="s"), NOW).fingerprint == one.fingerprint
+    assert _core.prepare_track_batch(request("silver", reverse=False), NOW).fingerprint != one.fingerprint
+
+
+def test_command_ids_and_nested_keys_have_limits() -> None:
+    body = batch(
+        {"name": "customers", "command_id": "é" * 256, "data": {"customer_ids": {"r": "a"}}},
+        {"name": "customers", "command_id": "é" * 255, "data": {"customer_ids": {"r": "a"}}},
+        {"name": "customers", "data": {"customer_ids": {"r": "a"}, "properties": {"p": {"q": {"k" * 256: 1}}}}},
+    )
+    commands = _core.prepare_track_batch(body, NOW).commands
+    assert [(c.command_id, c.errors) for c in commands] == [
+        (None, [("command_id", "Field 'command_id' must be at most 255 characters.")]),
+        ("é" * 255, []),
+        (None, [("properties.p", "Value of property 'p' has a key of more than 255 characters.")]),
+    ]
