@@ -320,8 +320,8 @@ class BatchJobNotFound(BatchgrpcError):
     reason = Reason.BATCH_JOB_NOT_FOUND
     default_upstream_code = "batch_job_not_found"
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__("Batch job not found", metadata={"batch_job_id": job_id})
+    def __init__(self, job_id: str = "") -> None:
+        super().__init__("Batch job not found", metadata={"batch_job_id": job_id} if job_id else None)
 
 
 class InvalidStateTransition(BatchgrpcError):

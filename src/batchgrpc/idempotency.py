@@ -26,11 +26,11 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from batchgrpc.errors import FieldViolation, InvalidArgument, RequestIdReused, RequestInProgress
+from batchgrpc.requests import MAX_REQUEST_ID
 from batchgrpc.store import ClaimState, IdempotencyStore
 
 M = TypeVar("M", bound=Message)
 
-MAX_REQUEST_ID_LENGTH = 128
 #: A PENDING claim this old is taken over even when its owner cannot be
 #: checked (a process on another host).
 STALE_AFTER_SECONDS = 60.0
@@ -48,17 +48,28 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]
 
 
+def _machine() -> str:
+    """What a pid means something in: this host's boot and pid namespace
+    (two containers may share a host name and a data dir, never both)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{socket.gethostname()}:{boot}:{namespace}"
+
+
 def process_owner() -> str:
-    """This process, as a claim's owner: host, pid and start time."""
-    return f"{socket.gethostname()}/{os.getpid()}/{_start_ticks(os.getpid())}"
+    """This process, as a claim's owner: its machine, pid and start time."""
+    return f"{_machine()}/{os.getpid()}/{_start_ticks(os.getpid())}"
 
 
 def owner_is_gone(owner: str) -> bool:
-    """True when `owner` is a process of this host that no longer runs.
-    Another host's process cannot be checked from here: not gone."""
-    host, _, rest = owner.partition("/")
+    """True when `owner` is a process of this machine that no longer runs.
+    Elsewhere, or where /proc cannot tell, nobody knows: not gone."""
+    machine, _, rest = owner.partition("/")
     pid, _, ticks = rest.partition("/")
-    if host != socket.gethostname() or not pid.isdigit():
+    if not machine or machine != _machine() or not pid.isdigit() or ticks == "None":
         return False
     return _start_ticks(int(pid)) != ticks
 
@@ -107,10 +118,12 @@ class Idempotency:
         replay (raise) that this caller must not see."""
         if not request_id:
             return await create()
-        if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        if len(request_id) > MAX_REQUEST_ID:
+            # Checked here for the requests the core decodes (the others
+            # were held to `requests.LIMITS` already).
             raise InvalidArgument(
-                f"request_id is longer than {MAX_REQUEST_ID_LENGTH} characters.",
-                violations=[FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters")],
+                f"request_id is longer than {MAX_REQUEST_ID} characters.",
+                violations=[FieldViolation("request_id", f"at most {MAX_REQUEST_ID} characters")],
             )
         digest = fingerprint(request)
         for _ in range(2):

@@ -58,6 +58,8 @@ class Limit:
 
     chars: int | None = None
     items: int | None = None
+    #: Upstream's own error code for this field, where it has one.
+    upstream: str | None = None
 
 
 ID = Limit(MAX_ID)
@@ -76,6 +78,7 @@ _EVENT_DATA = Limit(items=MAX_EVENT_COLUMNS)
 _EVENT_DATA_ENTRY = {"key": NAME, "value": Limit(MAX_VALUE)}
 _EVENT_COLUMNS = Limit(MAX_NAME, items=MAX_EVENT_COLUMNS)
 _SCOPES = Limit(items=8)
+_EVENT_NAME = Limit(MAX_NAME, upstream="batch_job_event_name_invalid")
 
 #: Per message, per field. Every string, bytes, repeated and map field of
 #: every request a servicer decodes in Python is listed; a unit test holds
@@ -83,8 +86,8 @@ _SCOPES = Limit(items=8)
 LIMITS: Mapping[str, Mapping[str, Limit]] = {
     _BATCHES + "CreateBatchJobRequest": {
         "name": NAME,
-        "event_name": NAME,
-        "default_event_name": NAME,
+        "event_name": _EVENT_NAME,
+        "default_event_name": _EVENT_NAME,
         "event_columns": _EVENT_COLUMNS,
         "event_data": _EVENT_DATA,
         "columns": Limit(items=MAX_RULES),
@@ -156,9 +159,7 @@ LIMITS: Mapping[str, Mapping[str, Limit]] = {
 def decode(message_type: type[message.Message], data: bytes) -> Any:
     """`data` as a `message_type`, checked; raises InvalidArgument."""
     if len(data) > MAX_DECODED_BYTES and not _is_one_bytes_field(message_type.DESCRIPTOR, data):
-        raise PayloadTooLarge(
-            f"The request is {len(data)} bytes; at most {MAX_DECODED_BYTES} are accepted.", "request"
-        )
+        raise PayloadTooLarge(f"The request is {len(data)} bytes; at most {MAX_DECODED_BYTES} are accepted.", "request")
     try:
         request = message_type.FromString(data)
     except message.DecodeError:
@@ -174,22 +175,29 @@ def decode(message_type: type[message.Message], data: bytes) -> Any:
 def check(request: message.Message) -> None:
     """Raises InvalidArgument naming every field that breaks a limit or
     carries an enum number the contract does not define."""
-    violations = list(_violations(request, ""))
-    if violations:
+    found = list(_violations(request, ""))
+    if found:
+        # Upstream's own code when every violation has the same one.
+        codes = {code for _, code in found}
         raise InvalidArgument(
-            f"The request has {len(violations)} field(s) outside the limits; the details name each.",
-            violations=violations,
+            f"The request has {len(found)} field(s) outside the limits; the details name each.",
+            violations=[violation for violation, _ in found],
+            upstream=codes.pop() if len(codes) == 1 else None,
         )
 
 
-def _violations(msg: message.Message, prefix: str) -> Iterator[FieldViolation]:
+#: A violation, and upstream's code for it (if it has its own).
+_Found = tuple[FieldViolation, str | None]
+
+
+def _violations(msg: message.Message, prefix: str) -> Iterator[_Found]:
     limits = LIMITS.get(msg.DESCRIPTOR.full_name, {})
     for field, value in msg.ListFields():
         path = prefix + field.name
         limit = limits.get(field.name)
         if field.is_repeated:
             if limit is not None and limit.items is not None and len(value) > limit.items:
-                yield FieldViolation(path, f"at most {limit.items} items, got {len(value)}")
+                yield FieldViolation(path, f"at most {limit.items} items, got {len(value)}"), limit.upstream
                 continue
             if _is_map(field):
                 for key, item in value.items():
@@ -202,7 +210,7 @@ def _violations(msg: message.Message, prefix: str) -> Iterator[FieldViolation]:
             yield from _value(field, value, path, limit)
 
 
-def _map_entry(field: FieldDescriptor, key: Any, item: Any, path: str) -> Iterator[FieldViolation]:
+def _map_entry(field: FieldDescriptor, key: Any, item: Any, path: str) -> Iterator[_Found]:
     entry = field.message_type
     assert entry is not None
     limits = LIMITS.get(entry.full_name, {})
@@ -210,22 +218,23 @@ def _map_entry(field: FieldDescriptor, key: Any, item: Any, path: str) -> Iterat
     yield from _value(entry.fields_by_name["value"], item, path, limits.get("value"))
 
 
-def _value(field: FieldDescriptor, value: Any, path: str, limit: Limit | None) -> Iterator[FieldViolation]:
+def _value(field: FieldDescriptor, value: Any, path: str, limit: Limit | None) -> Iterator[_Found]:
+    upstream = limit.upstream if limit is not None else None
     if field.type == FieldDescriptor.TYPE_STRING:
         if limit is not None and limit.chars is not None and len(value) > limit.chars:
-            yield FieldViolation(path, f"at most {limit.chars} characters, got {len(value)}")
+            yield FieldViolation(path, f"at most {limit.chars} characters, got {len(value)}"), upstream
         elif "\0" in value:
-            yield FieldViolation(path, "must not contain NUL characters")
+            yield FieldViolation(path, "must not contain NUL characters"), upstream
     elif field.type == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
         assert enum is not None
         if value not in enum.values_by_number:
-            yield FieldViolation(path, f"{value} is not a value of {enum.name}: use one of {_names(enum)}")
+            yield FieldViolation(path, f"{value} is not a value of {enum.name}: use one of {_names(enum)}"), None
     elif field.type == FieldDescriptor.TYPE_MESSAGE:
         yield from _violations(value, path + ".")
 
 
-def _is_one_bytes_field(descriptor: descriptor.Descriptor, data: bytes) -> bool:
+def _is_one_bytes_field(descriptor: Any, data: bytes) -> bool:
     """Whether `data` is a single `bytes` field (an upload's chunk): one
     copy to decode, however large."""
     key, at = _varint(data, 0)

@@ -70,6 +70,7 @@ async def test_heavy_patterns_are_refused_without_stalling_the_server(
         client = Client(s.channel, s.token)
         idle = s.rss()
         asset = await client.upload(b"a,b\n1,2\n")
+        stored = s.stored()
         request = heavy_request(pattern)
         request.data_source.CopyFrom(batch_job_pb2.DataSource(type="FILE_ASSET", file_asset_id=asset.id))
         # Ten at once, so that compiling in a worker thread is not enough:
@@ -85,6 +86,8 @@ async def test_heavy_patterns_are_refused_without_stalling_the_server(
             assert error.message.startswith(message), error.message
         assert slowest < 0.1, f"a ping took {slowest * 1000:.0f} ms"
         await nothing_stored(client)
+        # Not even a request id: every table as it was.
+        assert s.stored() == stored
         after = await settled_rss(s)
     assert after - idle < RSS_AFTER_BOUND, f"RSS {after / MIB:.0f} MiB after, idle {idle / MIB:.0f} MiB"
 

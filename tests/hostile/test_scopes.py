@@ -4,14 +4,18 @@ not its record through a `request_id` replay."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import grpc
 import pytest
 from grpc import aio
 
+from batchgrpc import server
 from batchgrpc.batches.v6 import batch_job_pb2, batch_job_pb2_grpc
 from batchgrpc.events.v1 import event_pb2
 
-from ..conftest import Harness, rich_error
+from ..conftest import Harness, make_config, rich_error
 from ..wire.batches_client import Client
 
 NOTIFICATION = event_pb2.Event.Source.NOTIFICATION
@@ -61,6 +65,8 @@ async def test_a_replay_does_not_show_a_job_to_a_caller_without_its_role(harness
     error = rich_error(caught.value)
     assert error.code == grpc.StatusCode.NOT_FOUND
     assert error.info.reason == "BATCH_JOB_NOT_FOUND"
+    # Not even the hidden job's id.
+    assert job.id not in f"{error.message} {error.info} {error.trailing}"
     # The one who may see it gets the replay, as it is now.
     replay = (await admin.jobs.CreateBatchJob(request, metadata=admin.metadata)).batch_job
     assert replay.id == job.id
@@ -68,3 +74,34 @@ async def test_a_replay_does_not_show_a_job_to_a_caller_without_its_role(harness
         batch_job_pb2.ListBatchJobsRequest(), metadata=admin.metadata
     )
     assert [j.id for j in listed.batch_jobs] == [job.id]
+
+
+async def test_a_watch_ends_when_the_jobs_scopes_no_longer_let_the_caller_see_it(tmp_path: Path) -> None:
+    # No slot to run in: the job stays QUEUED, its watch open.
+    running = await server.start(make_config(tmp_path / "data", max_running_jobs=0))
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            assert running.first_admin_key is not None
+            admin = Client(channel, running.first_admin_key.token)
+            job = await admin.create((await admin.upload(CSV)).id, default_event_name="e")
+            watcher = Client(channel, (await running.keyring.create("default", ["batches:read", "CLIENT_ADMIN"])).token)
+            request = batch_job_pb2.WatchBatchJobRequest(batch_id=job.id)
+            watch = watcher.jobs.WatchBatchJob(request, metadata=watcher.metadata)
+            first = await watch.read()
+            assert first.batch_job.id == job.id
+            await admin.jobs.UpdateBatchJob(
+                batch_job_pb2.UpdateBatchJobRequest(batch_id=job.id, scopes=["CLIENT_SUPERUSER"]),
+                metadata=admin.metadata,
+            )
+            with pytest.raises(aio.AioRpcError) as caught:
+                await asyncio.wait_for(_rest_of(watch), 10)
+            error = rich_error(caught.value)
+            assert (error.code, error.info.reason) == (grpc.StatusCode.NOT_FOUND, "BATCH_JOB_NOT_FOUND")
+    finally:
+        await server.stop(running, 0)
+
+
+async def _rest_of(watch: object) -> None:
+    """Reads a watch to its end; nothing may show the job's new scopes."""
+    while (update := await watch.read()) is not aio.EOF:  # type: ignore[attr-defined]
+        assert not update.batch_job.scopes

@@ -65,7 +65,15 @@ class FileStore:
                 await asyncio.to_thread(f.write, chunk)
             await asyncio.to_thread(_flush, f)
             f.close()
-            await asyncio.to_thread(_publish, part, self.path(source_id))
+            # A cancel cannot stop the rename in its thread: wait for it
+            # even then, so that the file it made can be taken back.
+            publish = asyncio.ensure_future(asyncio.to_thread(_publish, part, self.path(source_id)))
+            try:
+                await asyncio.shield(publish)
+            except BaseException:
+                await asyncio.wait([publish])
+                self.remove(source_id)
+                raise
         except BaseException:
             f.close()
             part.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from batchgrpc.batches.runner import (
     give_back_memory,
     notification,
 )
-from batchgrpc.batches.sources import MAX_LABEL, check_labels, new_id
+from batchgrpc.batches.sources import check_tags, new_id
 from batchgrpc.batches.v6 import batch_job_pb2, batch_job_pb2_grpc
 from batchgrpc.errors import (
     BatchJobNotFound,
@@ -85,16 +85,6 @@ def _scope_names(scopes: Any, principal: Principal) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
-def _check_event_names(request: pb.CreateBatchJobRequest) -> None:
-    violations = [
-        FieldViolation(field, f"max length {MAX_LABEL}")
-        for field in ("event_name", "default_event_name")
-        if len(getattr(request, field)) > MAX_LABEL
-    ]
-    if violations:
-        raise InvalidArgument("Invalid event name.", violations=violations, upstream="batch_job_event_name_invalid")
-
-
 class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
     def __init__(
         self,
@@ -147,31 +137,31 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
 
     async def CreateBatchJob(self, request: pb.CreateBatchJobRequest, context: Context) -> pb.CreateBatchJobResponse:
         principal = current_principal()
-        check_labels(request.name, request.tags)
-        _check_event_names(request)
+        check_tags(request.tags)
         scopes = _scope_names(request.scopes, principal)
         columns = [convert.rule_dict(c) for c in request.columns]
         source_type, source = await self._source(request.data_source)
         # An audience list's event settings are the defaults of jobs on it.
         event_columns = list(request.event_columns) or list(source.event_columns)
         event_data = {**source.event_data, **request.event_data}
-        # Compiled once, off the event loop (a job's patterns take up to tens
-        # of milliseconds); the runner reads the file with this very spec.
-        try:
-            spec = await asyncio.to_thread(
-                _core.JobSpec,
-                event_name=request.event_name,
-                default_event_name=request.default_event_name,
-                event_columns=event_columns,
-                event_data=event_data,
-                columns=columns,
-            )
-        except InvalidJobSpec:
-            # What the refused patterns took, back to the system.
-            await give_back_memory()
-            raise
 
         async def create() -> pb.CreateBatchJobResponse:
+            # Compiled once, off the event loop (a job's patterns take up to
+            # tens of milliseconds), and not for a replay; the runner reads
+            # the file with this very spec.
+            try:
+                spec = await asyncio.to_thread(
+                    _core.JobSpec,
+                    event_name=request.event_name,
+                    default_event_name=request.default_event_name,
+                    event_columns=event_columns,
+                    event_data=event_data,
+                    columns=columns,
+                )
+            except InvalidJobSpec:
+                # What the refused patterns took, back to the system.
+                await give_back_memory()
+                raise
             now = self._clock()
             job = BatchJob(
                 id=new_id("job"),
@@ -207,11 +197,12 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
         )
 
     async def _check_replay(self, response: pb.CreateBatchJobResponse) -> None:
-        # The same visibility as every read: a replay shows the job as it
-        # is now, and only to a caller whose roles may see it.
+        # The first response goes only to a caller whose roles may see the
+        # job now, as for every read; to another, the job is not there, and
+        # the answer does not name it.
         job = await self._store.jobs.get(response.batch_job.id, current_principal().account)
         if job is None or not visible(job, current_principal()):
-            raise BatchJobNotFound(response.batch_job.id)
+            raise BatchJobNotFound()
 
     # --- read -----------------------------------------------------------------
 
@@ -288,6 +279,10 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
             held = progress != sent_progress
             await self._changes.wait(job.id, PROGRESS_INTERVAL if held else 1.0)
             job = await self._store.jobs.get(job.id)
+            if job is not None and not visible(job, current_principal()):
+                # Its scopes changed under the watch: from now on it is
+                # not there for this caller.
+                raise BatchJobNotFound(job.id)
 
     # --- change ---------------------------------------------------------------
 
@@ -306,7 +301,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
         else:
             # Without a mask, the fields given are the ones to change.
             paths = [name for name in _UPDATABLE if getattr(request, name)]
-        check_labels(request.name, request.tags)
+        check_tags(request.tags)
         changes: dict[str, object] = {}
         if "name" in paths:
             changes["name"] = request.name

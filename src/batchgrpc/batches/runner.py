@@ -6,9 +6,10 @@ DISPATCHING → (the sink has every event) DONE, or FAILED for a file that
 cannot be read. At most `max_running` jobs read at a time; the Rust core
 releases the interpreter, so the event loop keeps serving meanwhile.
 
-A job reads with the compiled `_core.JobSpec` its creation made, so its
-patterns are compiled once; only a job taken up after a restart compiles
-them again (off the event loop too). The spec goes with the job's task.
+A job that starts at once reads with the compiled `_core.JobSpec` its
+creation made, so its patterns are compiled once; a job that has to wait
+for a slot, or is taken up after a restart, compiles them when it starts
+(off the event loop too). The spec goes with the job's task.
 
 Every chunk (its events, row errors, counts and checkpoint) is stored in one
 transaction, and only while the job is still IN_PROGRESS: a cancel takes
@@ -204,6 +205,11 @@ class JobRunner:
             job = await self._move(job, "QUEUED")
         if job is None or job.status in TERMINAL:
             return
+        if self._slots.locked():
+            # It will wait for a slot: a queue of jobs must not hold their
+            # compiled patterns (up to 16 MiB each) meanwhile. It compiles
+            # again when its turn comes.
+            spec = None
         async with self._slots:
             # Read again: the job may have been canceled while it waited.
             job = await self._store.jobs.get(job_id)

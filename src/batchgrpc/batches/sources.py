@@ -37,8 +37,6 @@ from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal
 from batchgrpc.store import DataSource, SourceInUse, Store
 
-#: Upstream's limit on names and tags.
-MAX_LABEL = 255
 Format = file_asset_pb2.FileAsset.Format
 
 
@@ -46,16 +44,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
-def check_labels(name: str, tags: Any, *, name_field: str = "name", tags_field: str = "tags") -> None:
-    """Upstream's rule for names and tags: at most 255 characters."""
-    violations = []
-    if len(name) > MAX_LABEL:
-        violations.append(FieldViolation(name_field, f"should have a value, max length {MAX_LABEL}"))
-    for i, tag in enumerate(tags):
-        if not tag or len(tag) > MAX_LABEL:
-            violations.append(FieldViolation(f"{tags_field}[{i}]", f"should have a value, max length {MAX_LABEL}"))
+def check_tags(tags: Any, field: str = "tags") -> None:
+    """Upstream's rule for tags: each should have a value. (Their lengths,
+    like every field's, are held to `batchgrpc.requests.LIMITS` before a
+    servicer runs.)"""
+    violations = [FieldViolation(f"{field}[{i}]", "should have a value") for i, tag in enumerate(tags) if not tag]
     if violations:
-        raise InvalidArgument("Invalid name or tags.", violations=violations)
+        raise InvalidArgument("Invalid tags.", violations=violations)
 
 
 def format_name(value: int, field: str = "format") -> str:
@@ -134,7 +129,7 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
             raise InvalidArgument(
                 "metadata.name is required.", violations=[FieldViolation("metadata.name", "the file's name")]
             )
-        check_labels(meta.name, meta.tags, name_field="metadata.name", tags_field="metadata.tags")
+        check_tags(meta.tags, "metadata.tags")
         fmt = Format.Name(meta.format) if meta.format else infer_format(meta.name)
         if fmt is None:
             raise InvalidArgument(
@@ -326,7 +321,6 @@ class ReportService(_Produced, report_pb2_grpc.ReportServiceServicer):
     async def CreateReport(
         self, request: report_pb2.CreateReportRequest, context: Context
     ) -> report_pb2.CreateReportResponse:
-        check_labels(request.name, ())
         fmt = format_name(request.format)
 
         async def create() -> report_pb2.CreateReportResponse:
@@ -369,7 +363,6 @@ class AudienceListService(_Produced, audience_list_pb2_grpc.AudienceListServiceS
     async def CreateAudienceList(
         self, request: audience_list_pb2.CreateAudienceListRequest, context: Context
     ) -> audience_list_pb2.CreateAudienceListResponse:
-        check_labels(request.name, ())
         fmt = format_name(request.format)
         # The list's event settings are a job's defaults: the same rules hold.
         # No patterns to compile, so this is quick enough for the event loop.
