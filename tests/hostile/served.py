@@ -2,8 +2,9 @@
 own, so that its memory (VmRSS, VmHWM) is its own and a stalled event loop
 shows as a slow answer to another client.
 
-`responsive` runs a hostile call while a second client pings the server, and
-returns the slowest ping: a test asserts it stays under 100 ms.
+`responsive` runs a hostile call while a second client, in a process of its
+own, pings the server, and returns the slowest ping: a test asserts it stays
+under 100 ms.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import re
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ from typing import TypeVar
 from grpc import aio
 
 from batchgrpc.store.sqlite import DATABASE_NAME
-from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
 T = TypeVar("T")
@@ -126,32 +125,54 @@ async def served(
             await proc.wait()
 
 
-async def responsive(served: Served, during: Awaitable[T], *, every: float = 0.02) -> tuple[T, float]:
-    """Awaits `during` while another channel calls GetSystemTime every
-    `every` seconds; returns its result and the slowest ping in seconds.
+#: The pinger: its own process, so that what the test process does (sending
+#: 100 MB, say) does not slow the pings it measures. It pings until its
+#: stdin closes, then prints the slowest ping and the count.
+_PINGER = """
+import asyncio, json, sys, time
+from grpc import aio
+from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
-    The pings use a channel of their own, so they share nothing with the
-    hostile call but the server."""
-    slowest = 0.0
-    done = asyncio.Event()
-
-    async def ping(stub: tracking_pb2_grpc.TrackingServiceStub) -> None:
-        nonlocal slowest
-        request = tracking_pb2.GetSystemTimeRequest(project_token="default")
-        while not done.is_set():
-            started = time.perf_counter()
-            await stub.GetSystemTime(request, metadata=served.metadata, timeout=30)
-            slowest = max(slowest, time.perf_counter() - started)
-            await asyncio.sleep(every)
-
-    async with aio.insecure_channel(served.address) as channel:
+async def main(address, token, every):
+    metadata = (("authorization", "Bearer " + token),)
+    request = tracking_pb2.GetSystemTimeRequest(project_token="default")
+    loop = asyncio.get_running_loop()
+    closed = loop.run_in_executor(None, sys.stdin.read)
+    async with aio.insecure_channel(address) as channel:
         stub = tracking_pb2_grpc.TrackingServiceStub(channel)
-        # One ping first, so the channel is connected before the clock matters.
-        await stub.GetSystemTime(tracking_pb2.GetSystemTimeRequest(project_token="default"), metadata=served.metadata)
-        pinger = asyncio.create_task(ping(stub))
-        try:
-            result = await during
-        finally:
-            done.set()
-            await pinger
-    return result, slowest
+        await stub.GetSystemTime(request, metadata=metadata)
+        print("ready", flush=True)
+        slowest, count = 0.0, 0
+        while not closed.done() or count == 0:
+            started = time.perf_counter()
+            await stub.GetSystemTime(request, metadata=metadata, timeout=30)
+            slowest = max(slowest, time.perf_counter() - started)
+            count += 1
+            await asyncio.sleep(every)
+    print(json.dumps({"slowest": slowest, "count": count}), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+async def responsive(served: Served, during: Awaitable[T], *, every: float = 0.02) -> tuple[T, float]:
+    """Awaits `during` while another process calls GetSystemTime every
+    `every` seconds; returns its result and the slowest ping in seconds (at
+    least one ping is always measured)."""
+    pinger = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PINGER, served.address, served.token, str(every),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert pinger.stdin is not None
+    assert pinger.stdout is not None
+    try:
+        # Connected before the clock matters.
+        assert (await asyncio.wait_for(pinger.stdout.readline(), 30)).strip() == b"ready"
+        result = await during
+    finally:
+        pinger.stdin.close()
+        out = await asyncio.wait_for(pinger.stdout.read(), 60)
+        await pinger.wait()
+    measured = json.loads(out)
+    assert measured["count"] >= 1
+    return result, float(measured["slowest"])
