@@ -191,6 +191,22 @@ def longest_echo(texts: list[str], sent: str) -> int:
     return longest
 
 
+def total_echo(text: str, sent: str, shortest: int = 8) -> int:
+    """How many characters of `text` are runs of `sent` (random) at least
+    `shortest` long, all told: two names clipped to 255 each are 510."""
+    total, start = 0, 0
+    while start < len(text):
+        end = start
+        while end < len(text) and text[start : end + 1] in sent:
+            end += 1
+        if end - start >= shortest:
+            total += end - start
+            start = end
+        else:
+            start += 1
+    return total
+
+
 def python_decodes(data: bytes, message: type[Message]) -> bool:
     """Whether Python's protobuf runtime takes `data` as `message`."""
     try:

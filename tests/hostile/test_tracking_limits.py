@@ -319,10 +319,12 @@ async def test_a_single_command_rpc_echoes_at_most_256_characters_in_all(harness
     assert error.bad_request is not None
     violations = error.bad_request.field_violations
     assert [v.field.split(".")[0] for v in violations] == ["customer_ids", "properties"]
-    assert error.message.startswith("2 problems; the first: Customer id name '")
     texts = [error.message, *error.info.metadata.values()]
     texts += [text for v in violations for text in (v.field, v.description)]
     assert raw.longest_echo(texts, sent) <= 256
+    # In all, not only per run: the message names one problem's text.
+    assert raw.total_echo(error.message, sent) <= 256
     # Not only a bound: each name is shown, clipped, where it belongs.
     assert raw.longest_echo([error.message], sent) == 255
+    assert error.message.startswith("2 problems; the first: Customer id name '")
     assert raw.longest_echo([violations[1].description], property_name) == 255
