@@ -139,7 +139,8 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
             account=account,
             method="CreateEventBulkCreateJob",
             request_id=request.request_id,
-            request=data,
+            # Decoded, so that maps in another order are the same request.
+            request=request,
             response_type=bulk_pb2.CreateEventBulkCreateJobResponse,
             create=create,
         )
