@@ -32,9 +32,10 @@ pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
 /// pattern searches with the engine's other matchers, slower but in the
 /// same memory.
 pub const PATTERN_DFA_SIZE_LIMIT: usize = 64 * 1024;
-/// Most bytes a job's patterns may take together, as compiled. A queued job
-/// keeps them until it runs; a hundred rules of two ordinary patterns each
-/// stay well under it (200 date patterns of Unicode digits: 12 MB).
+/// Most bytes a job's patterns may take together, as compiled (a job that
+/// has to wait for a runner slot drops them and compiles again when it
+/// starts); a hundred rules of two ordinary patterns each stay well under
+/// it (200 date patterns of Unicode digits: 12 MB).
 pub const JOB_PATTERN_BUDGET: usize = 16 * 1024 * 1024;
 /// Most characters of a value or pattern a row's message shows: there is one
 /// message per bad value, so less than an error's own echo.

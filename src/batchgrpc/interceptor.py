@@ -153,7 +153,10 @@ class CallInterceptor(aio.ServerInterceptor):
         keyring, limiter = self._keyring, self._limiter
         deserialize = handler.request_deserializer
         message_type = getattr(deserialize, "__self__", None)
-        assert message_type is not None, f"{method}: the request deserializer is not a message's FromString"
+        if message_type is None:
+            # Every generated handler has one; only a hand-made handler could
+            # lack it, and it must not be served undecoded.
+            raise TypeError(f"{method}: the request deserializer is not a message's FromString")
 
         def request_of(behavior: Callable[..., Any], data: Any) -> Any:
             if getattr(behavior, "raw_request", False):
