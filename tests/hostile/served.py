@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from typing import TypeVar
 
 from grpc import aio
 
-from batchgrpc.store.sqlite import DATABASE_NAME
+from .raw import stored
 
 BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
 T = TypeVar("T")
@@ -62,15 +61,8 @@ class Served:
         return self._status("VmHWM")
 
     def stored(self) -> dict[str, int]:
-        """Rows per table of the server's store, read beside it (WAL mode
-        lets a reader in while the server writes): "nothing stored" is the
-        same counts before and after."""
-        db = sqlite3.connect(f"file:{self.data_dir / DATABASE_NAME}?mode=ro", uri=True)
-        try:
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            return {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-        finally:
-            db.close()
+        """Rows per table of the server's store (`raw.stored`)."""
+        return stored(self.data_dir)
 
     def files(self) -> list[str]:
         """The data files and upload parts on disk."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import string
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from batchgrpc.events.v1 import event_pb2
 
 from ..conftest import rich_error
 from ..wire.batches_client import Client
+from . import raw
 from .served import Served, responsive, served
-from .test_requests import _echoes, _texts
+from .test_requests import error_texts
 
 Attack = Callable[[], Awaitable[object]]
 
@@ -69,7 +69,7 @@ async def _undefined_enum(s: Served, client: Client) -> Attack:
 
 
 #: Random, so that any run of it found in an answer is an echo.
-LONG = "".join(random.choices(string.ascii_letters, k=80_000))
+LONG = raw.random_text(80_000)
 
 
 async def _long_values(s: Served, client: Client) -> Attack:
@@ -139,7 +139,7 @@ async def test_each_class_is_refused_without_stalling_growing_or_storing(tmp_pat
         for error in errors:
             rich = rich_error(error)
             assert (rich.code, rich.info.reason) == (case.code, case.reason), rich
-            assert _echoes(_texts(error), LONG) <= 256
+            assert raw.longest_echo(error_texts(error), LONG) <= 256
         assert slowest < 0.1, f"a ping took {slowest * 1000:.0f} ms"
         assert s.rss() - rss < 64 << 20, f"RSS grew by {(s.rss() - rss) >> 20} MiB"
         assert s.stored() == stored

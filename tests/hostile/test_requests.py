@@ -6,7 +6,6 @@ two credentials, and errors that would echo a client's long values."""
 from __future__ import annotations
 
 import random
-import string
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 from ..conftest import REVISION, Harness, bearer, make_config, rich_error
 from ..wire.batches_client import Client
+from . import raw
 from .served import responsive, served
 from .wire import Target, call, decoded_methods, metadata_for, methods, targets
 
@@ -303,7 +303,8 @@ async def test_two_authorization_values_are_unauthenticated_even_when_both_are_g
 # --- no error echoes more than 256 characters of what the client sent ------------
 
 
-def _texts(error: aio.AioRpcError) -> list[str]:
+def error_texts(error: aio.AioRpcError) -> list[str]:
+    """Every text of an error that could carry what the client sent."""
     rich = rich_error(error)
     texts = [rich.message, *rich.info.metadata.values(), *rich.info.metadata.keys()]
     if rich.bad_request is not None:
@@ -312,24 +313,8 @@ def _texts(error: aio.AioRpcError) -> list[str]:
     return texts
 
 
-def _echoes(texts: list[str], value: str) -> int:
-    """The longest run of `value` (random, so runs are its own) in any text."""
-    longest = 0
-    for text in texts:
-        for start in range(len(text)):
-            size = longest + 1
-            while start + size <= len(text) and text[start : start + size] in value:
-                longest = size
-                size += 1
-    return longest
-
-
-def _random_text(size: int) -> str:
-    return "".join(random.choices(string.ascii_letters + string.digits, k=size))
-
-
 async def test_long_values_are_never_echoed_and_errors_fit_the_metadata_limit(open_harness: Harness) -> None:
-    value = _random_text(100_000)
+    value = raw.random_text(100_000)
     jobs = batch_job_pb2_grpc.BatchJobServiceStub(open_harness.channel)
     files = file_asset_pb2_grpc.FileAssetServiceStub(open_harness.channel)
     metadata = bearer(open_harness.admin)
@@ -351,7 +336,7 @@ async def test_long_values_are_never_echoed_and_errors_fit_the_metadata_limit(op
     ]
     for error in errors:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-        assert _echoes(_texts(error), value) <= 256
+        assert raw.longest_echo(error_texts(error), value) <= 256
 
 
 async def test_a_thousand_violations_fit_the_trailers_and_say_how_many(open_harness: Harness) -> None:
