@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +168,18 @@ async def responsive(served: Served, during: Awaitable[T], *, every: float = 0.0
     measured = json.loads(out)
     assert measured["count"] >= 1
     return result, float(measured["slowest"])
+
+
+async def steadily(served: Served, attack: Callable[[], Awaitable[T]], *, bound: float = 0.1) -> tuple[T, float]:
+    """`responsive` for the attacks that move 100 MB: one that sees a ping
+    over `bound` is made again, once, and the second must not.
+
+    Here a whole VM now and then stops for a few hundred milliseconds under
+    such I/O: seen once in about ten runs, with the test process's own pings
+    stopped as long as the server's. A stalled event loop stalls it every
+    time; a stall of the machine does not come back at the same moment."""
+    result, slowest = await responsive(served, attack())
+    if slowest < bound:
+        return result, slowest
+    print(f"a ping took {slowest * 1000:.0f} ms; the attack is made once more", file=sys.stderr)
+    return await responsive(served, attack())

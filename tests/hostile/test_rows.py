@@ -24,7 +24,7 @@ import pytest
 from batchgrpc.batches.v6 import batch_job_pb2, file_asset_pb2
 
 from ..wire.batches_client import Client
-from .served import Served, responsive, served
+from .served import Served, served, steadily
 
 MIB = 1 << 20
 #: The size of each hostile line.
@@ -107,7 +107,7 @@ async def test_a_100_mb_line_of_delimiters_is_read_in_flat_memory(tmp_path: Path
             job = await client.create(asset, event_name="e")
             return await client.wait(job.id)
 
-        job, slowest = await responsive(s, attack())
+        job, slowest = await steadily(s, attack)
         peak = s.peak_rss()
         errors = await client.row_errors(job.id)
     name = batch_job_pb2.BatchJob.Status.Name(job.status)

@@ -26,7 +26,7 @@ from batchgrpc.batches.v6 import batch_job_pb2
 
 from ..conftest import rich_error
 from ..wire.batches_client import Client, status
-from .served import Served, responsive, served
+from .served import Served, responsive, served, steadily
 from .test_rows import MIB, upload
 
 Column = batch_job_pb2.Column
@@ -146,7 +146,7 @@ async def test_a_job_at_the_caps_reads_100_mb_and_gives_its_memory_back(tmp_path
             job = await client.create(asset, event_name="e", event_columns=["id"], columns=rules)
             return await client.wait(job.id)
 
-        job, slowest = await responsive(s, run())
+        job, slowest = await steadily(s, run)
         peak = s.peak_rss()
         after = await settled_rss(s)
     assert (status(job), job.success_rows, job.failed_rows) == ("DONE", count, 0), job.error_message
