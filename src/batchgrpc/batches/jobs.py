@@ -15,17 +15,9 @@ from typing import Any
 from batchgrpc import _core, paging
 from batchgrpc.auth import CLIENT_ADMIN, CLIENT_SUPERUSER, Principal
 from batchgrpc.batches import convert
-from batchgrpc.batches.runner import (
-    CANCELABLE,
-    DELETABLE,
-    EXPIRABLE,
-    TERMINAL,
-    Changes,
-    JobRunner,
-    give_back_memory,
-    notification,
-)
+from batchgrpc.batches.runner import Changes, JobRunner, give_back_memory, notification
 from batchgrpc.batches.sources import check_tags, new_id
+from batchgrpc.batches.status import DELETABLE, TERMINAL, Status, sources_of
 from batchgrpc.batches.v6 import batch_job_pb2, batch_job_pb2_grpc
 from batchgrpc.errors import (
     BatchJobNotFound,
@@ -343,12 +335,14 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
         return after
 
     async def CancelBatchJob(self, request: pb.CancelBatchJobRequest, context: Context) -> pb.CancelBatchJobResponse:
-        job = await self._transition(request.batch_id, CANCELABLE, "CANCELED", completed_time=self._clock())
+        job = await self._transition(
+            request.batch_id, sources_of(Status.CANCELED), Status.CANCELED, completed_time=self._clock()
+        )
         return pb.CancelBatchJobResponse(batch_job=convert.batch_job(job))
 
     async def ExpireBatchJob(self, request: pb.ExpireBatchJobRequest, context: Context) -> pb.ExpireBatchJobResponse:
         # The record stays; the data source is no longer referenced.
-        job = await self._transition(request.batch_id, EXPIRABLE, "EXPIRED", source_released=True)
+        job = await self._transition(request.batch_id, sources_of(Status.EXPIRED), Status.EXPIRED, source_released=True)
         return pb.ExpireBatchJobResponse(batch_job=convert.batch_job(job))
 
     async def DeleteBatchJob(self, request: pb.DeleteBatchJobRequest, context: Context) -> pb.DeleteBatchJobResponse:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchgrpc import _core
+from batchgrpc.batches.status import TERMINAL
 from batchgrpc.errors import DataFileError, InvalidJobSpec
 from batchgrpc.store import BatchJob, Event, JobChunk, Store
 
@@ -55,14 +56,6 @@ async def give_back_memory() -> None:
         await asyncio.to_thread(_malloc_trim, 0)
     finally:
         _trimming = False
-
-
-#: Statuses a job never leaves except to EXPIRED.
-TERMINAL = frozenset({"DONE", "FAILED", "CANCELED", "EXPIRED"})
-#: Where each status may move to (besides the runner's own forward moves).
-CANCELABLE = ("PENDING", "QUEUED", "IN_PROGRESS", "DISPATCHING")
-EXPIRABLE = ("DONE", "FAILED", "CANCELED")
-DELETABLE = ("DONE", "FAILED", "CANCELED", "EXPIRED")
 
 
 def notification(job: BatchJob, kind: str, now: float) -> Event:

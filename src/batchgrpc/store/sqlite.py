@@ -28,8 +28,9 @@ from batchgrpc.store import (
     ProfileStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
+from batchgrpc.store.sqlite_bulk import SqliteBulkJobStore
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
-from batchgrpc.store.sqlite_profiles import SqliteBulkJobStore, SqliteProfileStore
+from batchgrpc.store.sqlite_profiles import SqliteProfileStore
 from batchgrpc.store.sqlite_tx import GroupCommit
 
 T = TypeVar("T")
