@@ -97,6 +97,10 @@ class Config:
     max_running_jobs: int = 2
     #: Rows per chunk of a batch job: one store transaction and checkpoint each.
     job_chunk_rows: int = 10_000
+    #: Where dispatched events go (`sinks.open_sink`).
+    sink: str = "log"
+    #: A job a worker stopped heartbeating is taken over after this long.
+    lease_seconds: float = 30.0
     tls: TlsConfig = TlsConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
 

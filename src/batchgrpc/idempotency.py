@@ -16,16 +16,14 @@ whose process is gone (killed mid-call) is taken over at once, not after
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf.message import Message
 
 from batchgrpc.errors import FieldViolation, InvalidArgument, RequestIdReused, RequestInProgress
+from batchgrpc.owner import owner_is_gone, process_owner
 from batchgrpc.requests import MAX_REQUEST_ID
 from batchgrpc.store import ClaimState, IdempotencyStore
 
@@ -34,44 +32,6 @@ M = TypeVar("M", bound=Message)
 #: A PENDING claim this old is taken over even when its owner cannot be
 #: checked (a process on another host).
 STALE_AFTER_SECONDS = 60.0
-
-
-def _start_ticks(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot), or None when
-    there is no such process. With the pid it names one process for good:
-    a pid the kernel hands out again has another start time."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2) may hold spaces, so count from ")".
-    return stat.rpartition(")")[2].split()[19]
-
-
-def _machine() -> str:
-    """What a pid means something in: this host's boot and pid namespace
-    (two containers may share a host name and a data dir, never both)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-    return f"{socket.gethostname()}:{boot}:{namespace}"
-
-
-def process_owner() -> str:
-    """This process, as a claim's owner: its machine, pid and start time."""
-    return f"{_machine()}/{os.getpid()}/{_start_ticks(os.getpid())}"
-
-
-def owner_is_gone(owner: str) -> bool:
-    """True when `owner` is a process of this machine that no longer runs.
-    Elsewhere, or where /proc cannot tell, nobody knows: not gone."""
-    machine, _, rest = owner.partition("/")
-    pid, _, ticks = rest.partition("/")
-    if not machine or machine != _machine() or not pid.isdigit() or ticks == "None":
-        return False
-    return _start_ticks(int(pid)) != ticks
 
 
 def fingerprint(request: Message | bytes) -> bytes:

@@ -26,11 +26,14 @@ from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.v6 import audience_list_pb2, batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.config import Config
 from batchgrpc.events import servicers as events
-from batchgrpc.events.bulk import BulkProcessor
+from batchgrpc.events.bulk import BulkProcessor, items_of
 from batchgrpc.events.v1 import event_bulk_create_job_pb2, event_pb2, profile_pb2
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import CallInterceptor
+from batchgrpc.leases import Leases
 from batchgrpc.ratelimit import RateLimiter
+from batchgrpc.sinks import open_sink
+from batchgrpc.sinks.relay import Relay
 from batchgrpc.store.sqlite import SqliteStore
 from batchgrpc.track import servicers as track
 from batchgrpc.track.v2 import tracking_pb2
@@ -67,6 +70,8 @@ class Running:
     first_admin_key: NewKey | None
     runner: JobRunner
     processor: BulkProcessor
+    leases: Leases
+    relay: Relay
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -85,6 +90,7 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
 
 async def start(config: Config) -> Running:
     """Opens the store, creates the first key if needed, and starts serving."""
+    sink = open_sink(config.sink)
     store = await SqliteStore.open(config.data_dir)
     try:
         keyring = Keyring(store.keys, load_or_create_pepper(config.data_dir))
@@ -98,10 +104,14 @@ async def start(config: Config) -> Running:
         )
         changes = Changes()
         files = FileStore(config.data_dir / "files", config.max_upload_bytes)
+        leases = Leases(store.leases, config.lease_seconds)
+        relay = Relay(store.events, sink, leases)
         runner = JobRunner(
             store,
             files.path,
             changes,
+            leases,
+            relay,
             max_running=config.max_running_jobs,
             chunk_rows=config.job_chunk_rows,
         )
@@ -112,7 +122,7 @@ async def start(config: Config) -> Running:
         if released:
             log.info("released abandoned request ids", extra={"fields": {"claims": released}})
         batches.register(server, store, files, runner, changes, idempotency)
-        processor = BulkProcessor(store)
+        processor = BulkProcessor(store, leases, lambda request, *args: asyncio.to_thread(items_of, request, *args))
         events.register(server, store, processor, idempotency)
         track.register(server, store, idempotency)
         health_servicer = health.aio.HealthServicer()
@@ -125,15 +135,18 @@ async def start(config: Config) -> Running:
         else:
             port = server.add_secure_port(config.listen, credentials)
         await server.start()
-        # Jobs a previous process left unfinished go on from their checkpoints.
-        await runner.resume()
-        await processor.resume()
+        # Jobs that nobody holds (queued, or left by a worker that died) go
+        # on from their checkpoints, here or on another worker.
+        await leases.start()
+        runner.start()
+        processor.start()
+        relay.start()
     except BaseException:
         await store.close()
         raise
     for name in ("", *CONTRACT_SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner, processor)
+    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner, processor, leases, relay)
 
 
 async def stop(running: Running, grace_seconds: float) -> None:
@@ -143,6 +156,8 @@ async def stop(running: Running, grace_seconds: float) -> None:
     # Jobs stop at a chunk boundary and resume on the next start.
     await running.runner.stop()
     await running.processor.stop()
+    await running.relay.stop()
+    await running.leases.stop()
     await running.store.close()
 
 

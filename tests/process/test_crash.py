@@ -73,4 +73,4 @@ async def test_a_job_killed_mid_way_resumes_and_dispatches_each_row_once(tmp_pat
             "SELECT COUNT(*), COUNT(DISTINCT row_number) FROM row_errors WHERE job_id = ?", (job.id,)
         ).fetchone()
         assert errors == error_rows == failed
-    assert any(e["msg"] == "resuming" for e in resumed)
+    assert any(e["msg"] == "taking up" for e in resumed)

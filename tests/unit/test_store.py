@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from batchgrpc.errors import InvalidArgument, RequestIdReused, RequestInProgress
-from batchgrpc.idempotency import Idempotency, _start_ticks, fingerprint, process_owner
+from batchgrpc.idempotency import Idempotency, fingerprint
+from batchgrpc.owner import _start_ticks, process_owner
 from batchgrpc.store import ApiKey, ClaimState
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite import DATABASE_NAME, SchemaTooNew, SqliteStore

@@ -333,7 +333,8 @@ async def test_a_job_that_cannot_be_applied_fails_visibly_and_stores_nothing(har
             created_time=1.0,
             completed_time=None,
             request=b"\x0a\xff\xff",
-        )
+        ),
+        harness.running.processor.lease(),
     )
     harness.running.processor.submit("bulk_corrupt")
     job = await bulk.done("bulk_corrupt")

@@ -7,12 +7,11 @@ them gets NOT_FOUND, as for another account's job.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from batchgrpc import _core, paging
+from batchgrpc import core, paging
 from batchgrpc.auth import CLIENT_ADMIN, CLIENT_SUPERUSER, Principal
 from batchgrpc.batches import convert
 from batchgrpc.batches.runner import Changes, JobRunner, give_back_memory, notification
@@ -142,8 +141,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
             # tens of milliseconds), and not for a replay; the runner reads
             # the file with this very spec.
             try:
-                spec = await asyncio.to_thread(
-                    _core.JobSpec,
+                spec = await core.compile_job(
                     event_name=request.event_name,
                     default_event_name=request.default_event_name,
                     event_columns=event_columns,

@@ -13,9 +13,10 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from batchgrpc import _core, paging
+from batchgrpc import core, paging
 from batchgrpc.batches import convert
 from batchgrpc.batches.files import FileStore, infer_format
+from batchgrpc.batches.status import UNFINISHED_NAMES
 from batchgrpc.batches.v6 import (
     audience_list_pb2,
     audience_list_pb2_grpc,
@@ -206,7 +207,9 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
     ) -> file_asset_pb2.DeleteFileAssetResponse:
         account = current_principal().account
         try:
-            source = await self._store.sources.delete(account, "file_asset", request.file_asset_id)
+            source = await self._store.sources.delete(
+                account, "file_asset", request.file_asset_id, in_use=UNFINISHED_NAMES
+            )
         except SourceInUse as e:
             raise DataSourceInUse(
                 f"File asset {request.file_asset_id} is read by unfinished batch job(s) {', '.join(e.job_ids)}; "
@@ -366,7 +369,7 @@ class AudienceListService(_Produced, audience_list_pb2_grpc.AudienceListServiceS
         fmt = format_name(request.format)
         # The list's event settings are a job's defaults: the same rules hold.
         # No patterns to compile, so this is quick enough for the event loop.
-        _core.JobSpec(event_columns=list(request.event_columns), event_data=dict(request.event_data))
+        core.check_event_settings(list(request.event_columns), dict(request.event_data))
 
         async def create() -> audience_list_pb2.CreateAudienceListResponse:
             source = self._new(

@@ -14,14 +14,15 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
 
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
-from batchgrpc.store import IngestItem, NewEvent, ProfileUpdate, Store
+from batchgrpc.leases import Leases
+from batchgrpc.store import IngestItem, Lease, NewEvent, ProfileUpdate, Store
 
 log = logging.getLogger("batchgrpc.bulk")
 
@@ -127,45 +128,102 @@ def ingest_items(
 
 
 class BulkProcessor:
-    """Applies stored bulk jobs, one task each, in the server process."""
+    """Applies stored bulk jobs, one task each, under a lease.
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    The worker that stores a job holds its lease from the start and applies
+    it next; the poll takes up jobs whose worker died or stalled past the
+    lease (at most `max_taken` at a time, so a backlog left by a dead worker
+    is shared among the live ones)."""
+
+    def __init__(
+        self,
+        store: Store,
+        leases: Leases,
+        items: Callable[[bytes, str, set[tuple[int, int | None]], float], Awaitable[list[IngestItem]]],
+        *,
+        max_taken: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        self._leases = leases
+        self._items = items
+        self._max_taken = max_taken
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._taken = 0
+        self._poller: asyncio.Task[None] | None = None
 
-    async def resume(self) -> None:
-        for job in await self._store.bulk_jobs.unfinished():
-            self.submit(job.id)
+    def lease(self) -> Lease:
+        """The lease a job created here is stored with."""
+        return self._leases.lease()
+
+    def start(self) -> None:
+        self._poller = asyncio.create_task(self._poll(), name="bulk poller")
 
     def submit(self, job_id: str) -> None:
+        """Applies a job stored here (with this worker's lease)."""
+        self._spawn(job_id, taken=False)
+
+    def _spawn(self, job_id: str, *, taken: bool) -> None:
         if job_id in self._tasks:
             return
         task = asyncio.create_task(self._process(job_id), name=f"bulk {job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        self._taken += taken
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(job_id, None)
+            self._taken -= taken
+
+        task.add_done_callback(done)
 
     async def wait_idle(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [t for t in (self._poller, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _poll(self) -> None:
+        while True:
+            try:
+                while self._taken < self._max_taken:
+                    job = await self._store.bulk_jobs.claim_next(
+                        owner=self._leases.owner, now=self._clock(), seconds=self._leases.seconds
+                    )
+                    if job is None:
+                        break
+                    log.info("taking up", extra={"fields": {"job_id": job.id, "status": job.status}})
+                    self._spawn(job.id, taken=True)
+            except Exception:
+                log.exception("bulk poll failed")
+            await asyncio.sleep(self._leases.poll_seconds)
+
     async def _process(self, job_id: str) -> None:
+        owner = self._leases.owner
         try:
-            job = await self._store.bulk_jobs.start(job_id, self._clock())
+            job = await self._store.bulk_jobs.start(job_id, holder=owner, now=self._clock())
             if job is None:
                 return
-            request = bulk_pb2.CreateEventBulkCreateJobRequest.FromString(job.request)
             rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
-            items = ingest_items(request, job.id, rejected, job.created_time)
-            await self._store.bulk_jobs.complete(job.id, items, rejected=job.rejected_count, now=self._clock())
+            items = await self._items(job.request, job.id, rejected, job.created_time)
+            done = await self._store.bulk_jobs.complete(
+                job.id, items, rejected=job.rejected_count, now=self._clock(), holder=owner
+            )
+            if done is None:
+                log.info("bulk job lease lost", extra={"fields": {"job_id": job_id}})
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("bulk job failed", extra={"fields": {"job_id": job_id}})
-            await self._store.bulk_jobs.fail(job_id, "The job stopped on an internal error.", self._clock())
+            await self._store.bulk_jobs.fail(
+                job_id, "The job stopped on an internal error.", self._clock(), holder=owner
+            )
+
+
+def items_of(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> list[IngestItem]:
+    """The profile updates and events of a stored request's bytes."""
+    return ingest_items(bulk_pb2.CreateEventBulkCreateJobRequest.FromString(request), job_id, rejected, now)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from google.protobuf import json_format, message, struct_pb2
 from grpc import aio
 
-from batchgrpc import _core, paging
+from batchgrpc import core, paging
 from batchgrpc.auth import Principal
 from batchgrpc.batches.convert import timestamp
 from batchgrpc.batches.jobs import visible
@@ -28,13 +28,6 @@ from batchgrpc.events.v1 import (
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal, raw_request
 from batchgrpc.store import BulkJob, Event, EventFilter, Profile, Store
-
-
-def bulk_violations(request: bytes, now: float) -> _core.BulkValidation:
-    """Upstream's rules, all at once, from the request's bytes: the 5 MB /
-    1,000-event limits and malformed bytes fail the request first (raised);
-    then every violation with its JSON:API pointer."""
-    return _core.validate_bulk_request(request, now)
 
 
 def decode_checked(request: bytes) -> bulk_pb2.CreateEventBulkCreateJobRequest:
@@ -92,14 +85,17 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
     ) -> bulk_pb2.CreateEventBulkCreateJobResponse:
         account = current_principal().account
         now = self._clock()
-        # Up to 5 MB: checked on a thread, so the loop keeps serving.
-        validation = await asyncio.to_thread(bulk_violations, data, now)
+        # Upstream's rules, all at once, from the request's bytes: the 5 MB /
+        # 1,000-event limits and malformed bytes fail the request first
+        # (raised); then every violation with its JSON:API pointer.
+        validation = await core.validate_bulk_request(data, now)
         violations = validation.violations
         if validation.fails_whole:
             # Nested past what the core decodes: the request fails whole even
             # with partial_success, and is never decoded in Python.
             raise invalid(violations)
-        request = decode_checked(data)
+        # Up to 5 MB of protobuf for Python's decoder: on a thread.
+        request = await asyncio.to_thread(decode_checked, data)
         rejected_events = 0
         if violations:
             # All or nothing, as upstream; with partial_success, the items
@@ -131,7 +127,7 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
                 request=data,
             )
             # Durable before the answer: the processor may run after a crash.
-            await self._store.bulk_jobs.create(job)
+            await self._store.bulk_jobs.create(job, self._processor.lease())
             self._processor.submit(job.id)
             return bulk_pb2.CreateEventBulkCreateJobResponse(event_bulk_create_job=bulk_job_message(job))
 

@@ -51,7 +51,7 @@ class Claim:
     response: bytes | None = None
     #: The fingerprint of the request the id was first claimed with.
     fingerprint: bytes | None = None
-    #: Who runs a PENDING claim (`idempotency.process_owner`).
+    #: Who runs a PENDING claim (`owner.process_owner`).
     owner: str | None = None
 
 
@@ -191,6 +191,8 @@ class Event:
     value: float | None = None
     value_currency: str = ""
     unique_id: str = ""
+    #: Its place in the event log (the outbox order), once stored; 0 before.
+    position: int = 0
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,9 @@ class DataSourceStore(Protocol):
         """Records the uploaded content of a source whose status is `expect`;
         None (and no change) when the status is another."""
 
-    async def delete(self, account: str, kind: str, source_id: str) -> DataSource | None:
-        """Deletes the record unless an unfinished job reads it (then
-        `SourceInUse`); None when there is no such source."""
+    async def delete(self, account: str, kind: str, source_id: str, *, in_use: tuple[str, ...]) -> DataSource | None:
+        """Deletes the record unless a job whose status is one of `in_use`
+        reads it (then `SourceInUse`); None when there is no such source."""
 
 
 class SourceInUse(Exception):
@@ -256,6 +258,40 @@ class SourceInUse(Exception):
     def __init__(self, job_ids: list[str]) -> None:
         super().__init__(", ".join(job_ids))
         self.job_ids = job_ids
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a job (or a singleton task such as the relay) and until when.
+
+    A worker writes a job's progress only while it holds the job's lease;
+    every write of a holder is conditional on it, so a worker whose lease
+    was taken over (it stalled past the expiry) writes nothing more."""
+
+    owner: str
+    expires: float
+
+
+class LeaseStore(Protocol):
+    """Leases across every kind of leased work: batch jobs, bulk jobs and
+    named singletons (the relay)."""
+
+    async def acquire(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        """Takes (or renews) the named lease when it is free, expired or
+        `owner`'s own; says whether `owner` holds it now."""
+
+    async def holds(self, name: str, owner: str, *, now: float) -> bool: ...
+
+    async def renew(self, owner: str, *, now: float, seconds: float) -> int:
+        """Extends every live lease `owner` holds (jobs, bulk jobs, named
+        leases) to `now + seconds`; returns how many. An expired lease that
+        nobody took over yet is still `owner`'s and is extended too."""
+
+    async def owners(self) -> list[str]:
+        """Every owner that holds any lease."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Drops every lease of `owner` (a process known to be dead)."""
 
 
 class JobStore(Protocol):
@@ -282,24 +318,37 @@ class JobStore(Protocol):
         now: float,
         changes: dict[str, object] | None = None,
         notification: Callable[[BatchJob], Event] | None = None,
+        holder: str | None = None,
+        release: bool = False,
     ) -> tuple[BatchJob | None, bool]:
-        """Moves the job to `to` if its status is one of `allowed_from`, with
-        `changes` and the notification made from the job after the move, in
-        one transaction. Returns the job (after, or as found) and whether it
-        moved."""
+        """Moves the job to `to` if its status is one of `allowed_from` (and,
+        with `holder`, only while `holder` holds its lease), with `changes`
+        and the notification made from the job after the move, in one
+        transaction; `release` drops the lease with the move. Returns the job
+        (after, or as found) and whether it moved."""
 
-    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str) -> BatchJob | None:
+    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str, holder: str) -> BatchJob | None:
         """Stores a chunk's events, row errors, counts and checkpoint in one
-        transaction, if the job is still `while_status`; the job after, or
-        None (and nothing stored) when it is not."""
+        transaction, if the job is still `while_status` and `holder` holds
+        its lease; the job after, or None (and nothing stored) when not."""
+
+    async def claim(
+        self, job_id: str, *, owner: str, now: float, seconds: float, statuses: tuple[str, ...]
+    ) -> BatchJob | None:
+        """Leases the job to `owner` when its status is one of `statuses` and
+        no other owner holds a live lease on it; the job, or None."""
+
+    async def claim_next(self, *, owner: str, now: float, seconds: float, statuses: tuple[str, ...]) -> BatchJob | None:
+        """Leases the oldest job whose status is one of `statuses` and that
+        nobody holds (never leased, released, or its lease expired)."""
+
+    async def release(self, job_id: str, owner: str) -> None:
+        """Drops `owner`'s lease on the job (it stopped working on it)."""
 
     async def row_errors(self, job_id: str, *, cursor: int | None, limit: int) -> Page[RowError]: ...
 
     async def delete(self, account: str, job_id: str, *, allowed_from: tuple[str, ...]) -> tuple[BatchJob | None, bool]:
         """Deletes a job (with its row errors) whose status is in `allowed_from`."""
-
-    async def unfinished(self) -> builtins.list[BatchJob]:
-        """Every job not in a terminal status, oldest first: to resume on start."""
 
 
 @dataclass(frozen=True)
@@ -310,14 +359,30 @@ class EventFilter:
 
 
 class EventLog(Protocol):
-    """The event sink. The SQLite log is a transactional outbox: events land
-    in the same transaction as the job checkpoint that produced them, so a
-    relay to Kafka can ship them later, keyed by their deterministic ids."""
+    """The dispatched-event log, which is also the outbox: events land in
+    the same transaction as the work that produced them (a job's chunk, a
+    bulk job, a tracking batch), each at a position, and positions grow in
+    commit order. A relay hands them to the sink in that order and records,
+    per sink, the position up to which the sink has them."""
 
     async def append(self, events: builtins.list[Event]) -> int:
         """Stores events not stored yet (by event id); returns how many were new."""
 
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]: ...
+
+    async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
+        """Up to `limit` events past `position`, in position order (every
+        account's: the relay's read)."""
+
+    async def delivered(self, sink: str) -> int:
+        """The position up to which `sink` has every event (0: none)."""
+
+    async def mark_delivered(self, sink: str, position: int, *, now: float) -> int:
+        """Records that `sink` has every event up to `position`; the recorded
+        position never goes back. Returns the position recorded."""
+
+    async def last_position(self, job_id: str) -> int:
+        """The position of the last event a batch job dispatched (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -425,22 +490,28 @@ class ProfileStore(Protocol):
 
 
 class BulkJobStore(Protocol):
-    async def create(self, job: BulkJob) -> None: ...
+    async def create(self, job: BulkJob, lease: Lease) -> None:
+        """Stores a new job, leased to its creator (who processes it next)."""
 
     async def get(self, account: str, job_id: str) -> BulkJob | None: ...
 
-    async def start(self, job_id: str, now: float) -> BulkJob | None:
-        """QUEUED -> PROCESSING; None when the job is not QUEUED or PROCESSING."""
+    async def start(self, job_id: str, *, holder: str, now: float) -> BulkJob | None:
+        """QUEUED -> PROCESSING while `holder` holds the job; the job, or None
+        when it is not QUEUED or PROCESSING or another holds it."""
+
+    async def claim_next(self, *, owner: str, now: float, seconds: float) -> BulkJob | None:
+        """Leases the oldest QUEUED or PROCESSING job that nobody holds (its
+        creator died, or stalled past the lease) to `owner`."""
 
     async def complete(
-        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float
-    ) -> tuple[BulkJob, builtins.list[IngestOutcome]]:
+        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float, holder: str
+    ) -> tuple[BulkJob, builtins.list[IngestOutcome]] | None:
         """Ingests `items` and marks the job COMPLETE with its counts, in one
-        transaction (a crash leaves the job to be processed again, whole)."""
+        transaction, while `holder` holds it (None, and nothing stored, when
+        not: another worker applies it). A crash leaves the job to be
+        processed again, whole."""
 
-    async def fail(self, job_id: str, message: str, now: float) -> None: ...
-
-    async def unfinished(self) -> builtins.list[BulkJob]: ...
+    async def fail(self, job_id: str, message: str, now: float, *, holder: str) -> None: ...
 
 
 class Store(Protocol):
@@ -451,5 +522,6 @@ class Store(Protocol):
     events: EventLog
     profiles: ProfileStore
     bulk_jobs: BulkJobStore
+    leases: LeaseStore
 
     async def close(self) -> None: ...

@@ -193,4 +193,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE idempotency ADD COLUMN fingerprint BLOB",
         "ALTER TABLE idempotency ADD COLUMN owner TEXT",
     ),
+    # v6: leases (a worker holds each batch or bulk job it runs, and named
+    # singletons such as the relay), and each sink's delivered position in
+    # the event log, which is the outbox.
+    (
+        "ALTER TABLE batch_jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE batch_jobs ADD COLUMN lease_expires REAL",
+        "CREATE INDEX batch_jobs_lease ON batch_jobs(lease_owner) WHERE lease_owner IS NOT NULL",
+        "ALTER TABLE bulk_jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE bulk_jobs ADD COLUMN lease_expires REAL",
+        "CREATE INDEX bulk_jobs_lease ON bulk_jobs(lease_owner) WHERE lease_owner IS NOT NULL",
+        """
+        CREATE TABLE leases (
+            name    TEXT PRIMARY KEY,
+            owner   TEXT NOT NULL,
+            expires REAL NOT NULL
+        ) STRICT, WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE sink_positions (
+            sink         TEXT PRIMARY KEY,
+            position     INTEGER NOT NULL,  -- events.seq up to which the sink has every event
+            updated_time REAL NOT NULL
+        ) STRICT, WITHOUT ROWID
+        """,
+    ),
 )

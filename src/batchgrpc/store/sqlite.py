@@ -25,11 +25,13 @@ from batchgrpc.store import (
     IdempotencyStore,
     JobStore,
     KeyStore,
+    LeaseStore,
     ProfileStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_bulk import SqliteBulkJobStore
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
+from batchgrpc.store.sqlite_leases import SqliteLeaseStore
 from batchgrpc.store.sqlite_profiles import SqliteProfileStore
 from batchgrpc.store.sqlite_tx import GroupCommit
 
@@ -93,6 +95,7 @@ class SqliteStore:
         self.events: EventLog = SqliteEventLog(self)
         self.profiles: ProfileStore = SqliteProfileStore(self)
         self.bulk_jobs: BulkJobStore = SqliteBulkJobStore(self)
+        self.leases: LeaseStore = SqliteLeaseStore(self)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SqliteStore:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from typing import Any
 
-from batchgrpc.store import BulkJob, IngestItem, IngestOutcome
+from batchgrpc.store import BulkJob, IngestItem, IngestOutcome, Lease
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -47,11 +47,11 @@ class SqliteBulkJobStore:
     def __init__(self, store: Runs) -> None:
         self._store = store
 
-    async def create(self, job: BulkJob) -> None:
+    async def create(self, job: BulkJob, lease: Lease) -> None:
         def _create(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO bulk_jobs (id, account, status, event_count, rejected_count, errors, request,"
-                " created_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_time, lease_owner, lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.account,
@@ -61,6 +61,8 @@ class SqliteBulkJobStore:
                     json.dumps([list(e) for e in job.errors]),
                     job.request,
                     job.created_time,
+                    lease.owner,
+                    lease.expires,
                 ),
             )
 
@@ -73,20 +75,45 @@ class SqliteBulkJobStore:
 
         return await self._store.run(_get)
 
-    async def start(self, job_id: str, now: float) -> BulkJob | None:
+    async def start(self, job_id: str, *, holder: str, now: float) -> BulkJob | None:
         def _start(conn: sqlite3.Connection) -> BulkJob | None:
+            if not _holds(conn, job_id, holder):
+                return None
             conn.execute("UPDATE bulk_jobs SET status = 'PROCESSING' WHERE id = ? AND status = 'QUEUED'", (job_id,))
             job = _get_bulk(conn, job_id)
             return job if job is not None and job.status == "PROCESSING" else None
 
         return await self._store.write(_start)
 
+    async def claim_next(self, *, owner: str, now: float, seconds: float) -> BulkJob | None:
+        where = "status IN ('QUEUED', 'PROCESSING') AND (lease_owner IS NULL OR lease_expires < ?)"
+
+        def _free(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(f"SELECT id FROM bulk_jobs WHERE {where} ORDER BY seq LIMIT 1", (now,)).fetchone()
+            return row[0] if row else None
+
+        # Most polls find nothing: a read costs no write lock.
+        if await self._store.run(_free) is None:
+            return None
+
+        def _claim(conn: sqlite3.Connection) -> BulkJob | None:
+            job_id = _free(conn)
+            if job_id is None:
+                return None
+            conn.execute(
+                "UPDATE bulk_jobs SET lease_owner = ?, lease_expires = ? WHERE id = ?", (owner, now + seconds, job_id)
+            )
+            return _get_bulk(conn, job_id)
+
+        return await self._store.write(_claim)
+
     async def complete(
-        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float
-    ) -> tuple[BulkJob, builtins.list[IngestOutcome]]:
-        def _complete(conn: sqlite3.Connection) -> tuple[BulkJob, list[IngestOutcome]]:
+        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float, holder: str
+    ) -> tuple[BulkJob, builtins.list[IngestOutcome]] | None:
+        def _complete(conn: sqlite3.Connection) -> tuple[BulkJob, list[IngestOutcome]] | None:
             job = _get_bulk(conn, job_id)
-            assert job is not None
+            if job is None or job.status != "PROCESSING" or not _holds(conn, job_id, holder):
+                return None
             outcomes = ingest(conn, job.account, items, now)
             accepted = sum(o.accepted for o in outcomes)
             dedup = sum(o.deduplicated for o in outcomes)
@@ -98,7 +125,8 @@ class SqliteBulkJobStore:
                     errors.append([f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error])
             conn.execute(
                 "UPDATE bulk_jobs SET status = 'COMPLETE', accepted_count = ?, deduplicated_count = ?,"
-                " rejected_count = ?, errors = ?, completed_time = ?, request = x'' WHERE id = ?",
+                " rejected_count = ?, errors = ?, completed_time = ?, request = x'',"
+                " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
                 (accepted, dedup, total_rejected, json.dumps(errors), now, job_id),
             )
             done = _get_bulk(conn, job_id)
@@ -107,21 +135,19 @@ class SqliteBulkJobStore:
 
         return await self._store.write(_complete)
 
-    async def fail(self, job_id: str, message: str, now: float) -> None:
+    async def fail(self, job_id: str, message: str, now: float, *, holder: str) -> None:
         def _fail(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE bulk_jobs SET status = 'FAILED', completed_time = ?,"
-                " errors = json_insert(errors, '$[#]', json_array('', 'INTERNAL', ?)) WHERE id = ?",
-                (now, message, job_id),
+                " errors = json_insert(errors, '$[#]', json_array('', 'INTERNAL', ?)),"
+                " lease_owner = NULL, lease_expires = NULL"
+                " WHERE id = ? AND lease_owner = ? AND status IN ('QUEUED', 'PROCESSING')",
+                (now, message, job_id, holder),
             )
 
         await self._store.write(_fail)
 
-    async def unfinished(self) -> builtins.list[BulkJob]:
-        def _unfinished(conn: sqlite3.Connection) -> list[BulkJob]:
-            rows = conn.execute(
-                f"SELECT {_BULK_COLUMNS} FROM bulk_jobs WHERE status IN ('QUEUED', 'PROCESSING') ORDER BY seq"
-            ).fetchall()
-            return [_bulk(r) for r in rows]
 
-        return await self._store.run(_unfinished)
+def _holds(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:
+    row = conn.execute("SELECT lease_owner FROM bulk_jobs WHERE id = ?", (job_id,)).fetchone()
+    return row is not None and row[0] == owner

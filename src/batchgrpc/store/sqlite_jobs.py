@@ -29,9 +29,6 @@ from batchgrpc.store import (
 )
 from batchgrpc.store.sqlite_tx import Runs
 
-#: Statuses a job never leaves except to EXPIRED (or deletion).
-TERMINAL = ("DONE", "FAILED", "CANCELED", "EXPIRED")
-
 _SOURCE_COLUMNS = (
     "seq, id, kind, account, name, format, status, tags, event_columns, event_data,"
     " size, sha256, created_time, updated_time, completed_time"
@@ -125,7 +122,7 @@ def _job(row: tuple[Any, ...]) -> BatchJob:
 
 
 def _event(row: tuple[Any, ...]) -> Event:
-    return Event(**dict(zip(_EVENT_FIELDS, row[1:], strict=True)))
+    return Event(**dict(zip(_EVENT_FIELDS, row[1:], strict=True)), position=row[0])
 
 
 def _encode_job_value(name: str, value: object) -> object:
@@ -225,7 +222,7 @@ class SqliteDataSourceStore:
 
         return await self._store.write(_complete)
 
-    async def delete(self, account: str, kind: str, source_id: str) -> DataSource | None:
+    async def delete(self, account: str, kind: str, source_id: str, *, in_use: tuple[str, ...]) -> DataSource | None:
         def _delete(conn: sqlite3.Connection) -> DataSource | None:
             row = conn.execute(
                 f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
@@ -237,8 +234,8 @@ class SqliteDataSourceStore:
                 r[0]
                 for r in conn.execute(
                     "SELECT id FROM batch_jobs WHERE account = ? AND source_id = ?"
-                    f" AND status NOT IN ({', '.join('?' * len(TERMINAL))}) ORDER BY seq",
-                    (account, source_id, *TERMINAL),
+                    f" AND status IN ({', '.join('?' * len(in_use))}) ORDER BY seq",
+                    (account, source_id, *in_use),
                 )
             ]
             if users:
@@ -319,12 +316,18 @@ class SqliteJobStore:
         now: float,
         changes: dict[str, object] | None = None,
         notification: Callable[[BatchJob], Event] | None = None,
+        holder: str | None = None,
+        release: bool = False,
     ) -> tuple[BatchJob | None, bool]:
         def _transition(conn: sqlite3.Connection) -> tuple[BatchJob | None, bool]:
             job = _get_job(conn, job_id)
             if job is None or job.status not in allowed_from:
                 return job, False
+            if holder is not None and not _holds(conn, job_id, holder):
+                return job, False
             _set(conn, job_id, {**(changes or {}), "status": to, "updated_time": now})
+            if release:
+                conn.execute("UPDATE batch_jobs SET lease_owner = NULL, lease_expires = NULL WHERE id = ?", (job_id,))
             after = _get_job(conn, job_id)
             assert after is not None
             if notification is not None:
@@ -333,10 +336,10 @@ class SqliteJobStore:
 
         return await self._store.write(_transition)
 
-    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str) -> BatchJob | None:
+    async def record_chunk(self, chunk: JobChunk, *, account: str, while_status: str, holder: str) -> BatchJob | None:
         def _record(conn: sqlite3.Connection) -> BatchJob | None:
-            row = conn.execute("SELECT status FROM batch_jobs WHERE id = ?", (chunk.job_id,)).fetchone()
-            if row is None or row[0] != while_status:
+            row = conn.execute("SELECT status, lease_owner FROM batch_jobs WHERE id = ?", (chunk.job_id,)).fetchone()
+            if row is None or row[0] != while_status or row[1] != holder:
                 return None
             if chunk.good:
                 # CAST: the buffer arrives as a BLOB, which newer SQLite
@@ -395,16 +398,60 @@ class SqliteJobStore:
 
         return await self._store.write(_delete)
 
-    async def unfinished(self) -> builtins.list[BatchJob]:
-        def _unfinished(conn: sqlite3.Connection) -> builtins.list[BatchJob]:
-            rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE status NOT IN ({', '.join('?' * len(TERMINAL))})"
-                " ORDER BY seq",
-                TERMINAL,
-            ).fetchall()
-            return [_job(r) for r in rows]
+    async def claim(
+        self, job_id: str, *, owner: str, now: float, seconds: float, statuses: tuple[str, ...]
+    ) -> BatchJob | None:
+        def _claim(conn: sqlite3.Connection) -> BatchJob | None:
+            changed = conn.execute(
+                "UPDATE batch_jobs SET lease_owner = ?, lease_expires = ?"
+                f" WHERE id = ? AND status IN ({', '.join('?' * len(statuses))})"
+                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)",
+                (owner, now + seconds, job_id, *statuses, owner, now),
+            ).rowcount
+            return _get_job(conn, job_id) if changed else None
 
-        return await self._store.run(_unfinished)
+        return await self._store.write(_claim)
+
+    async def claim_next(self, *, owner: str, now: float, seconds: float, statuses: tuple[str, ...]) -> BatchJob | None:
+        where = f"status IN ({', '.join('?' * len(statuses))}) AND (lease_owner IS NULL OR lease_expires < ?)"
+
+        def _free(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                f"SELECT id FROM batch_jobs WHERE {where} ORDER BY seq LIMIT 1", (*statuses, now)
+            ).fetchone()
+            return row[0] if row else None
+
+        # A read first: workers poll, and most polls find nothing to take,
+        # which then costs no write lock.
+        if await self._store.run(_free) is None:
+            return None
+
+        def _claim(conn: sqlite3.Connection) -> BatchJob | None:
+            # Again inside the write: another worker may have taken it.
+            job_id = _free(conn)
+            if job_id is None:
+                return None
+            conn.execute(
+                "UPDATE batch_jobs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
+                (owner, now + seconds, job_id),
+            )
+            return _get_job(conn, job_id)
+
+        return await self._store.write(_claim)
+
+    async def release(self, job_id: str, owner: str) -> None:
+        def _release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE batch_jobs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ?",
+                (job_id, owner),
+            )
+
+        await self._store.write(_release)
+
+
+def _holds(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:
+    row = conn.execute("SELECT lease_owner FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
+    return row is not None and row[0] == owner
 
 
 def _set(conn: sqlite3.Connection, job_id: str, changes: dict[str, object]) -> None:
@@ -443,3 +490,45 @@ class SqliteEventLog:
             return page_of(rows, limit, _event)
 
         return await self._store.run(_list)
+
+    async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
+        def _after(conn: sqlite3.Connection) -> builtins.list[Event]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (position, limit)
+            ).fetchall()
+            return [_event(r) for r in rows]
+
+        return await self._store.run(_after)
+
+    async def delivered(self, sink: str) -> int:
+        def _delivered(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT position FROM sink_positions WHERE sink = ?", (sink,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._store.run(_delivered)
+
+    async def mark_delivered(self, sink: str, position: int, *, now: float) -> int:
+        def _mark(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT INTO sink_positions (sink, position, updated_time) VALUES (?, ?, ?)"
+                " ON CONFLICT (sink) DO UPDATE SET position = max(position, excluded.position),"
+                " updated_time = excluded.updated_time",
+                (sink, position, now),
+            )
+            return int(conn.execute("SELECT position FROM sink_positions WHERE sink = ?", (sink,)).fetchone()[0])
+
+        return await self._store.write(_mark)
+
+    async def last_position(self, job_id: str) -> int:
+        def _last(conn: sqlite3.Connection) -> int:
+            # Batch-row events only: the account is in the index's key, so
+            # it comes from the job.
+            row = conn.execute(
+                "SELECT max(e.seq) FROM batch_jobs j JOIN events e"
+                " ON e.account = j.account AND e.job_id = j.id AND e.job_id <> ''"
+                " WHERE j.id = ?",
+                (job_id,),
+            ).fetchone()
+            return int(row[0] or 0)
+
+        return await self._store.run(_last)

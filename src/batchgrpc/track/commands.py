@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from batchgrpc import _core
+from batchgrpc import core
 from batchgrpc.auth import CUSTOMERS_SET, EVENTS_SET
 from batchgrpc.store import IngestItem, NewEvent, ProfileUpdate
 
@@ -53,7 +53,7 @@ class Outcome:
         return not self.errors
 
 
-def refusals(command: _core.TrackCommand, scopes: frozenset[str]) -> tuple[str, ...]:
+def refusals(command: core.TrackCommand, scopes: frozenset[str]) -> tuple[str, ...]:
     """Why `command` cannot run: its validation errors, else a missing scope."""
     if command.errors:
         return tuple(message for _, message in command.errors)
@@ -63,7 +63,7 @@ def refusals(command: _core.TrackCommand, scopes: frozenset[str]) -> tuple[str, 
     return ()
 
 
-def item_of(command: _core.TrackCommand, now: float) -> IngestItem:
+def item_of(command: core.TrackCommand, now: float) -> IngestItem:
     """The profile update (and event) a valid `customers` or
     `customers/events` command makes."""
     ids = dict(command.customer_ids)
@@ -92,7 +92,7 @@ def item_of(command: _core.TrackCommand, now: float) -> IngestItem:
 
 
 def plan(
-    commands: Sequence[_core.TrackCommand], scopes: frozenset[str], now: float
+    commands: Sequence[core.TrackCommand], scopes: frozenset[str], now: float
 ) -> tuple[list[Outcome], list[IngestItem]]:
     """Per command its outcome if the store takes the items, and the items
     to store (from the commands that can run), in command order."""

@@ -8,14 +8,12 @@ own error instead of failing the request in Python's decoder.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from grpc import aio
 
-from batchgrpc import _core
+from batchgrpc import core
 from batchgrpc.errors import FieldViolation, InvalidArgument, ProjectTokenMismatch
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal, raw_request
@@ -23,20 +21,6 @@ from batchgrpc.requests import MAX_ID
 from batchgrpc.store import Store
 from batchgrpc.track.commands import CUSTOMERS, EVENTS, Outcome, field_violations, plan
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
-
-#: Requests up to this size are checked on the event loop: the core takes
-#: microseconds on them, less than a hop to a thread. Larger ones (a batch
-#: may be 40 MB) are checked on a thread, so the loop keeps serving.
-INLINE_BYTES = 64 * 1024
-
-T = TypeVar("T")
-
-
-async def off_loop(request: bytes, check: Callable[[bytes], T]) -> T:
-    """`check(request)`, on a thread when the request is large."""
-    if len(request) <= INLINE_BYTES:
-        return check(request)
-    return await asyncio.to_thread(check, request)
 
 
 def check_project_token(project_token: str) -> None:
@@ -65,7 +49,7 @@ def summary(errors: list[tuple[str, str]]) -> str:
     return f"{len(errors)} problems; the first: {first} See the field violations for all of them."
 
 
-def result_message(command: _core.TrackCommand, outcome: Outcome) -> tracking_pb2.CommandResult:
+def result_message(command: core.TrackCommand, outcome: Outcome) -> tracking_pb2.CommandResult:
     result = tracking_pb2.CommandResult(success=outcome.success, errors=outcome.errors)
     if command.command_id is not None:
         result.command_id = command.command_id
@@ -80,7 +64,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         self._idempotency = idempotency
         self._clock = clock
 
-    async def _apply(self, commands: list[_core.TrackCommand], now: float) -> list[Outcome]:
+    async def _apply(self, commands: list[core.TrackCommand], now: float) -> list[Outcome]:
         """Runs the commands that can run, all in one store transaction: a
         batch is tracked whole or, on a store error, not at all."""
         principal = current_principal()
@@ -94,7 +78,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         start = self._clock()
         # Raises for bytes that are not a BatchRequest and for a batch that
         # fails whole: no commands, more than 50, too big.
-        batch = await off_loop(request, lambda data: _core.prepare_track_batch(data, start))
+        batch = await core.prepare_track_batch(request, start)
         check_project_token(batch.project_token)
         commands = batch.commands
 
@@ -122,7 +106,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         """Runs the one command a single-command request stands for; its
         errors are the RPC's INVALID_ARGUMENT."""
         now = self._clock()
-        batch = await off_loop(request, lambda data: _core.prepare_track_command(kind, data, now))
+        batch = await core.prepare_track_command(kind, request, now)
         check_project_token(batch.project_token)
         (command,) = batch.commands
         if command.errors:

@@ -1,0 +1,115 @@
+"""The one face of the Rust core (`batchgrpc._core`) for the rest of the
+service: the only module that imports it, and the one that decides what runs
+off the event loop.
+
+The rule: anything that may take more than a fraction of a millisecond runs
+on a worker thread, where the core releases the interpreter, so the loop
+keeps serving other calls meanwhile. Small inputs are checked inline, where a
+hop to a thread would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from os import PathLike
+from typing import TypeVar
+
+from batchgrpc import _core
+from batchgrpc._core import BulkValidation, JobSpec, RowChunk, RowReader, TrackBatch, TrackCommand
+
+__all__ = [
+    "BulkValidation",
+    "JobSpec",
+    "RowChunk",
+    "RowReader",
+    "TrackBatch",
+    "TrackCommand",
+    "check_event_settings",
+    "compile_job",
+    "next_chunk",
+    "open_rows",
+    "prepare_track_batch",
+    "prepare_track_command",
+    "validate_bulk_request",
+]
+
+T = TypeVar("T")
+
+#: Requests up to this size are checked on the event loop: the core takes
+#: microseconds on them, less than a hop to a thread. Larger ones (a
+#: tracking batch may be 40 MB, a bulk request 5 MB) go to a thread.
+INLINE_BYTES = 64 * 1024
+
+
+async def _sized(data: bytes, check: Callable[[bytes], T]) -> T:
+    if len(data) <= INLINE_BYTES:
+        return check(data)
+    return await asyncio.to_thread(check, data)
+
+
+async def validate_bulk_request(data: bytes, now: float) -> BulkValidation:
+    """Upstream's bulk-create rules over the request's bytes, all at once."""
+    return await _sized(data, lambda d: _core.validate_bulk_request(d, now))
+
+
+async def prepare_track_batch(data: bytes, now: float) -> TrackBatch:
+    """A tracking batch decoded, checked and normalised, command by command."""
+    return await _sized(data, lambda d: _core.prepare_track_batch(d, now))
+
+
+async def prepare_track_command(kind: str, data: bytes, now: float) -> TrackBatch:
+    """A single-command request as a batch of one."""
+    return await _sized(data, lambda d: _core.prepare_track_command(kind, d, now))
+
+
+async def compile_job(
+    *,
+    event_name: str,
+    default_event_name: str,
+    event_columns: list[str],
+    event_data: dict[str, str],
+    columns: list[dict[str, object]],
+) -> JobSpec:
+    """A job's rules and settings compiled (patterns take up to tens of ms)."""
+    return await asyncio.to_thread(
+        _core.JobSpec,
+        event_name=event_name,
+        default_event_name=default_event_name,
+        event_columns=event_columns,
+        event_data=event_data,
+        columns=columns,
+    )
+
+
+def check_event_settings(event_columns: list[str], event_data: dict[str, str]) -> None:
+    """A job's event settings alone (no patterns: quick enough inline)."""
+    _core.JobSpec(event_columns=event_columns, event_data=event_data)
+
+
+async def open_rows(
+    path: str | PathLike[str],
+    format: str,
+    *,
+    job_id: str,
+    spec: JobSpec,
+    chunk_rows: int,
+    resume_offset: int,
+    resume_row: int,
+) -> RowReader:
+    """A reader of a data file's rows from a checkpoint (opening reads the header)."""
+    return await asyncio.to_thread(
+        _core.open_rows,
+        path,
+        format,
+        job_id=job_id,
+        spec=spec,
+        chunk_rows=chunk_rows,
+        resume_offset=resume_offset,
+        resume_row=resume_row,
+    )
+
+
+async def next_chunk(reader: RowReader) -> RowChunk | None:
+    """The reader's next chunk of rows, parsed, checked and encoded; None at the end."""
+    return await asyncio.to_thread(next, reader, None)
