@@ -3,9 +3,11 @@ SQLite store in a temporary data directory."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -17,6 +19,8 @@ from batchgrpc import config as configuration
 from batchgrpc import server
 from batchgrpc.auth import NewKey
 from batchgrpc.errors import Reason
+
+T = TypeVar("T")
 
 #: A revision every events.v1 call needs.
 REVISION = ("revision", "2026-07-15")
@@ -95,3 +99,13 @@ def rich_error(error: aio.AioRpcError) -> RichError:
     assert info.metadata["code"], "upstream's code is always there"
     trailing = {k: v for k, v in (error.trailing_metadata() or ()) if isinstance(v, str)}
     return RichError(error.code(), error.details() or "", info, bad, retry, trailing)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, seconds: float = 30.0, every: float = 0.05) -> T:
+    """Polls `check` until it returns something true (another process's or
+    thread's progress, which no event of ours announces); fails after
+    `seconds`."""
+    async with asyncio.timeout(seconds):
+        while not (result := await check()):  # noqa: ASYNC110 - the one poll, for progress nobody announces
+            await asyncio.sleep(every)
+    return result

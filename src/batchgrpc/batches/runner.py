@@ -351,7 +351,10 @@ class JobRunner:
                     holder=self._owner,
                 )
                 if stored is None:
+                    # Canceled, or the lease went to another worker (this one
+                    # stalled past it): either way, not ours to write.
                     pending.cancel()
+                    log.info("stopped", extra={"fields": {"job_id": job.id, "row": job.last_row}})
                     return None
                 job = stored
                 self._changes.notify(job.id)
