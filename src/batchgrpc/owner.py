@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 
-def _start_ticks(pid: int) -> str | None:
+def start_ticks(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot), or None when
     there is no such process. With the pid it names one process for good:
     a pid the kernel hands out again has another start time."""
@@ -39,7 +39,7 @@ def _machine() -> str:
 
 def process_owner() -> str:
     """This process, as a claim's owner: its machine, pid and start time."""
-    return f"{_machine()}/{os.getpid()}/{_start_ticks(os.getpid())}"
+    return f"{_machine()}/{os.getpid()}/{start_ticks(os.getpid())}"
 
 
 def owner_is_gone(owner: str) -> bool:
@@ -49,4 +49,4 @@ def owner_is_gone(owner: str) -> bool:
     pid, _, ticks = rest.partition("/")
     if not machine or machine != _machine() or not pid.isdigit() or ticks == "None":
         return False
-    return _start_ticks(int(pid)) != ticks
+    return start_ticks(int(pid)) != ticks

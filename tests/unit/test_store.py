@@ -11,7 +11,7 @@ import pytest
 
 from batchgrpc.errors import InvalidArgument, RequestIdReused, RequestInProgress
 from batchgrpc.idempotency import Idempotency, fingerprint
-from batchgrpc.owner import _start_ticks, process_owner
+from batchgrpc.owner import process_owner, start_ticks
 from batchgrpc.store import ApiKey, ClaimState
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite import DATABASE_NAME, SchemaTooNew, SqliteStore
@@ -165,7 +165,7 @@ async def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path: Path) -
     child = await asyncio.create_subprocess_exec("true")
     await child.wait()
     dead = f"{process_owner().split('/')[0]}/{child.pid}/1"
-    alive = f"{process_owner().split('/')[0]}/1/{_start_ticks(1)}"
+    alive = f"{process_owner().split('/')[0]}/1/{start_ticks(1)}"
     elsewhere = "another-host/123/456"
     kwargs = {"account": "a", "method": "/m", "request": b"r", "response_type": tracking_pb2.GetSystemTimeResponse}
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchgrpc.errors import PayloadTooLarge
+from batchgrpc.owner import start_ticks
 
 #: Formats by file-name suffix, for uploads that do not name theirs.
 SUFFIX_FORMATS = {".csv": "CSV", ".psv": "PSV", ".json": "JSON", ".jsonl": "JSONL", ".ndjson": "JSONL"}
@@ -37,9 +38,11 @@ class FileStore:
         self.root = root
         self.max_bytes = max_bytes
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Parts of uploads a crash interrupted are of no use to anyone.
+        # Parts of uploads a crash interrupted are of no use to anyone; the
+        # parts of uploads other workers are receiving now are theirs.
         for part in root.glob(".*.part"):
-            part.unlink(missing_ok=True)
+            if _writer_is_gone(part.name):
+                part.unlink(missing_ok=True)
 
     def path(self, source_id: str) -> Path:
         return self.root / source_id
@@ -50,7 +53,7 @@ class FileStore:
         Raises PayloadTooLarge past `max_bytes`; on any failure nothing is
         left behind.
         """
-        part = self.root / f".{source_id}.{secrets.token_hex(4)}.part"
+        part = self.root / f".{source_id}.{_WRITER}.{secrets.token_hex(4)}.part"
         digest = hashlib.sha256()
         size = 0
         # Opened on the loop (one metadata syscall, like the unlink below):
@@ -82,6 +85,18 @@ class FileStore:
 
     def remove(self, source_id: str) -> None:
         self.path(source_id).unlink(missing_ok=True)
+
+
+#: This process, in the name of the parts it writes: a pid and its start.
+_WRITER = f"{os.getpid()}-{start_ticks(os.getpid())}"
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether the process that wrote part file `name` no longer runs (the
+    data dir is one machine's: its pids mean something here). A part named
+    otherwise (an older batchgrpc) is nobody's."""
+    pid, _, ticks = name.rsplit(".", 3)[-3].partition("-")
+    return not pid.isdigit() or start_ticks(int(pid)) != ticks
 
 
 def _flush(f: object) -> None:

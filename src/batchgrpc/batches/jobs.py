@@ -265,9 +265,10 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
                 sent_status, sent_progress, sent_at = job.status, progress, now
             if job.status in TERMINAL:
                 return
-            # Progress held back by the interval is sent when it ends.
-            held = progress != sent_progress
-            await self._changes.wait(job.id, PROGRESS_INTERVAL if held else 1.0)
+            # A change made here wakes the watch at once; one made by another
+            # worker (or replica) is seen at the next read, so read as often
+            # as progress may be sent.
+            await self._changes.wait(job.id, PROGRESS_INTERVAL)
             job = await self._store.jobs.get(job.id)
             if job is not None and not visible(job, current_principal()):
                 # Its scopes changed under the watch: from now on it is
