@@ -26,8 +26,7 @@ log = logging.getLogger("batchgrpc.relay")
 
 #: Events per delivery: one sink transaction and one store write each.
 BATCH = 1000
-#: How often an idle relay looks for new events (another worker's commits
-#: cannot wake it).
+#: How often an idle relay looks for new events.
 IDLE_SECONDS = 0.1
 #: How long a relay waits before trying again after the sink failed.
 RETRY_SECONDS = 1.0
@@ -41,16 +40,11 @@ class Relay:
         self._batch = batch
         self._lease = f"relay:{sink.name}"
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def start(self) -> None:
         if self._sink.delivers_at_commit:
             return
         self._task = asyncio.create_task(self._run(), name=f"relay to {self._sink.name}")
-
-    def poke(self) -> None:
-        """New events are committed (in this process): deliver them now."""
-        self._wake.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -95,10 +89,8 @@ class Relay:
         while await self._leases.store.holds(self._lease, self._leases.owner, now=self._leases.clock()):
             events = await self._events.after(position, limit=self._batch)
             if not events:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_SECONDS):
-                        await self._wake.wait()
+                # Commits of every worker land here: polling sees them all.
+                await asyncio.sleep(IDLE_SECONDS)
                 continue
             await self._sink.deliver(events)
             position = await self._events.mark_delivered(name, events[-1].position, now=self._leases.clock())
