@@ -82,17 +82,22 @@ async def served(
     args: Sequence[str] = (),
     name: str = "server",
     again: Served | None = None,
+    workers: int = 1,
 ) -> AsyncIterator[Served]:
     """A fresh server process on a fresh data directory (or, `again`, on the
     data directory and key of an earlier one), rate limits off unless `env`
-    turns them on; killed however the test ends."""
+    turns them on; killed however the test ends.
+
+    One worker unless told: the hostile suite measures the server process
+    itself (its RSS, its pings), which `--workers N` would make a supervisor."""
     data_dir = again.data_dir if again is not None else tmp_path / f"{name}-data"
     logs = tmp_path / name
     environment = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1", **(env or {})}
     out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
-            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *args,
+            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--workers", str(workers),
+            *args,
             stdout=stdout, stderr=stderr, env=environment,
         )  # fmt: skip
     try:
