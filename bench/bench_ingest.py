@@ -167,7 +167,7 @@ async def run(kind: str, count: int, clients: int, profile: Path | None = None) 
                 }
                 if kind == "bulk":
                     while True:
-                        waiting, events = unfinished_bulk_jobs(data / "batchgrpc.sqlite3")
+                        waiting, events = unfinished_bulk_jobs(data / "batchgrpc.db")
                         if waiting == 0:
                             break
                         await asyncio.sleep(0.05)

@@ -60,7 +60,8 @@ async def start_server(data_dir: Path, log: Path) -> tuple[asyncio.subprocess.Pr
     env = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1"}
     with log.with_suffix(".out").open("wb") as out, log.with_suffix(".err").open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+            # One process: the figures read its pid's CPU and RSS.
+            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--workers", "1",
             stdout=out, stderr=err, env=env,
         )  # fmt: skip
     # The server prints the first key, then logs "listening" with its port.

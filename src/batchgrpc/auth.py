@@ -5,15 +5,17 @@ A key is a `key_id` plus a secret. Callers present it as one of:
   ``Token <token>`` (tracking, public keys), where token = ``<key_id>.<secret>``;
 - ``Basic base64(<key_id>:<secret>)`` (tracking, private keys).
 
-Only HMAC-SHA-256(pepper, key_id ":" secret) is stored; the pepper is a file in
-the data directory, not in the database, so a copy of the database alone
-reveals nothing usable. Hashes are compared in constant time.
+Only HMAC-SHA-256(pepper, key_id ":" secret) is stored; the pepper is a file
+(`--pepper-file`, by default in the data directory), never in the database, so
+a copy of the database alone reveals nothing usable. Every replica of one store
+must be given the same file. Hashes are compared in constant time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -54,7 +56,6 @@ PUBLIC_SCOPES = frozenset({CUSTOMERS_SET, EVENTS_SET})
 ADMIN_SCOPES = API_SCOPES | {CLIENT_SUPERUSER}
 
 KEY_ID_PREFIX = "bgk_"
-PEPPER_FILE = "pepper"
 _PEPPER_BYTES = 32
 _TOKEN_SCHEMES = ("bearer", "klaviyo-api-key", "token")
 SCHEMES_HELP = "Bearer, Klaviyo-API-Key, Token or Basic"
@@ -189,22 +190,48 @@ def authorize(principal: Principal, policy: Policy, method: str) -> None:
         )
 
 
-def load_or_create_pepper(data_dir: Path) -> bytes:
-    """The server-side secret mixed into every key hash, created on first use."""
-    path = data_dir / PEPPER_FILE
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+class PepperError(RuntimeError):
+    """The pepper file is missing (where it must exist) or damaged."""
+
+
+def load_or_create_pepper(path: Path) -> bytes:
+    """The server-side secret mixed into every key hash, read from `path`;
+    created (0600, its directory 0700) when missing. Only set-up calls this:
+    a worker reads the file its supervisor made (`load_pepper`)."""
+    if path.exists():
+        return load_pepper(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Written whole under a name of its own, then linked into place: a
+    # replica starting at the same moment reads either no file or all of
+    # it, and of two set-ups racing, the first link wins for both.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(_PEPPER_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        # Another set-up linked its own first: both use that one.
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        os.unlink(draft)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return load_pepper(path)
+
+
+def load_pepper(path: Path) -> bytes:
+    """The pepper in `path`, which must exist."""
+    try:
         pepper = path.read_bytes()
-        if len(pepper) != _PEPPER_BYTES:
-            raise RuntimeError(f"{path} is damaged: expected {_PEPPER_BYTES} bytes") from None
-        return pepper
-    pepper = secrets.token_bytes(_PEPPER_BYTES)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pepper)
-        f.flush()
-        os.fsync(f.fileno())
+    except FileNotFoundError:
+        raise PepperError(f"pepper file {path} does not exist") from None
+    if len(pepper) != _PEPPER_BYTES:
+        raise PepperError(f"pepper file {path} is damaged: expected {_PEPPER_BYTES} bytes")
     return pepper
 
 

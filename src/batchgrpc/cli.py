@@ -13,10 +13,28 @@ from typing import Any
 
 from batchgrpc import config as configuration
 from batchgrpc import jsonlog
-from batchgrpc.auth import ALL_SCOPES, Keyring, load_or_create_pepper
+from batchgrpc.auth import ALL_SCOPES, Keyring, PepperError, load_or_create_pepper
 from batchgrpc.errors import InvalidArgument
 from batchgrpc.store import ApiKey
-from batchgrpc.store.sqlite import SqliteStore
+from batchgrpc.store.factory import StoreUnavailable, open_for_set_up
+from batchgrpc.store.sqlite import SchemaTooNew
+
+#: What stops a start with a message and exit code 1 rather than a traceback.
+_START_FAILURES: tuple[type[Exception], ...] = (SchemaTooNew, StoreUnavailable, PepperError)
+
+
+def add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:///ABSOLUTE/PATH or postgresql://USER[:PASS]@HOST:PORT/DB"
+        " (default sqlite:///<data_dir>/batchgrpc.db)",
+    )
+    p.add_argument(
+        "--pepper-file",
+        metavar="PATH",
+        help="the key-hashing pepper; every replica of a store needs the same one (default <data_dir>/pepper)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,13 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file")
     serve.add_argument("--no-rate-limits", action="store_true", default=None, help="turn per-account rate limits off")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--workers", metavar="N", help="server processes sharing the port (default: the cores)")
+    serve.add_argument("--sink", metavar="URL", help="where dispatched events go (default log)")
+    serve.add_argument(
+        "--lease-seconds", metavar="S", help="a job a replica stopped heartbeating moves to another after S (30)"
+    )
+    add_store_flags(serve)
+    # Internal: how a supervisor starts its workers (supervisor.py).
+    serve.add_argument("--worker-of", type=int, metavar="PID", help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
 
     def with_store_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="data directory (default ./batchgrpc-data)")
-        p.add_argument("--config", help="TOML configuration file (for its data_dir)")
+        p.add_argument("--config", help="TOML configuration file (for its data_dir, store, pepper_file)")
+        add_store_flags(p)
         p.add_argument("--json", action="store_true", help="print JSON")
         return p
 
@@ -59,33 +87,66 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
         config = configuration.load(
             config_file=args.config,
             overrides={
                 "data_dir": args.data_dir,
+                "store": args.store,
+                "pepper_file": args.pepper_file,
                 **(
-                    {"listen": args.listen, "no_rate_limits": args.no_rate_limits, "log_level": args.log_level}
+                    {
+                        "listen": args.listen,
+                        "no_rate_limits": args.no_rate_limits,
+                        "log_level": args.log_level,
+                        "workers": args.workers,
+                        "sink": args.sink,
+                        "lease_seconds": args.lease_seconds,
+                    }
                     if args.command == "serve"
                     else {}
                 ),
             },
         )
+        if args.command == "serve":
+            from batchgrpc.sinks import open_sink
+
+            open_sink(config.sink)  # a sink URL that cannot work is a configuration error
+            return _serve(args, argv, config)
+        return asyncio.run(_keys(args, config))
     except configuration.ConfigError as e:
         print(f"batchgrpc: configuration: {e}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        from batchgrpc import server  # the server pulls in grpc; the key commands do not need it
-
-        jsonlog.configure(config.log_level)
-        asyncio.run(server.serve(config))
-        return 0
-    try:
-        return asyncio.run(_keys(args, config))
     except InvalidArgument as e:
         print(f"batchgrpc: {e.message}", file=sys.stderr)
         return 2
+    except _START_FAILURES as e:
+        print(f"batchgrpc: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace, argv: list[str], config: configuration.Config) -> int:
+    # The server pulls in grpc; the key commands do not need it.
+    from batchgrpc import server, supervisor
+
+    jsonlog.configure(config.log_level)
+    try:
+        if args.worker_of is not None:
+            if args.ready_fd is None:
+                print("batchgrpc: --worker-of needs --ready-fd", file=sys.stderr)
+                return 2
+            ready = supervisor.become_worker(args.worker_of, args.ready_fd)
+            asyncio.run(server.serve(config, worker=ready))
+        elif config.workers == 1:
+            asyncio.run(server.serve(config))
+        else:
+            return supervisor.supervise(config, argv)
+    except (server.PortUnavailable, supervisor.WorkersFailed, supervisor.SupervisorGone) as e:
+        print(f"batchgrpc: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _key_json(key: ApiKey) -> dict[str, Any]:
@@ -104,9 +165,9 @@ def _iso(seconds: float) -> str:
 
 
 async def _keys(args: argparse.Namespace, config: configuration.Config) -> int:
-    store = await SqliteStore.open(config.data_dir)
+    store = await open_for_set_up(config)
     try:
-        keyring = Keyring(store.keys, load_or_create_pepper(config.data_dir))
+        keyring = Keyring(store.keys, load_or_create_pepper(config.pepper_path))
         if args.keys_command == "create":
             new = await keyring.create(args.account, args.scope, public=args.public)
             if args.json:

@@ -8,9 +8,11 @@ keys are an error, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,18 @@ class RateLimitConfig:
     )
 
 
+#: The database file of the default store, in the data directory.
+DEFAULT_DATABASE_NAME = "batchgrpc.db"
+#: The pepper file's default name, in the data directory.
+DEFAULT_PEPPER_NAME = "pepper"
+
+
+def _cores() -> int:
+    # The cores this process may run on, not the machine's: a container or a
+    # `taskset` limits what N workers can use.
+    return len(os.sched_getaffinity(0))
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything `batchgrpc serve` needs."""
@@ -83,6 +97,21 @@ class Config:
     listen: str = "127.0.0.1:50051"
     data_dir: Path = Path("./batchgrpc-data")
     log_level: str = "info"
+    #: Server processes sharing the port (SO_REUSEPORT) and the store.
+    workers: int = field(default_factory=_cores)
+    #: The store's URL; None is the default, `default_store_url(data_dir)`.
+    #: Kept None rather than filled in so that a Config copied with another
+    #: `data_dir` (`dataclasses.replace`) follows it, and so that set-up
+    #: knows the default is in use (only then is a legacy file renamed).
+    store: str | None = None
+    #: Where dispatched events go: `log`, `file:///PATH` or a `kafka://` URL
+    #: (checked by `sinks.open_sink`).
+    sink: str = "log"
+    #: A job claimed by a replica that stopped heartbeating is taken over
+    #: by another after this many seconds.
+    lease_seconds: float = 30.0
+    #: The key-hashing pepper; None is `<data_dir>/pepper`.
+    pepper_file: Path | None = None
     #: Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period_seconds: float = 10.0
     #: The transport's receive limit. Above every API's own limit (a tracking
@@ -97,12 +126,25 @@ class Config:
     max_running_jobs: int = 2
     #: Rows per chunk of a batch job: one store transaction and checkpoint each.
     job_chunk_rows: int = 10_000
-    #: Where dispatched events go (`sinks.open_sink`).
-    sink: str = "log"
-    #: A job a worker stopped heartbeating is taken over after this long.
-    lease_seconds: float = 30.0
     tls: TlsConfig = TlsConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
+
+    @property
+    def store_url(self) -> str:
+        """The store's URL, the default one resolved."""
+        return self.store if self.store is not None else default_store_url(self.data_dir)
+
+    @property
+    def pepper_path(self) -> Path:
+        """The pepper file, the default one resolved."""
+        return self.pepper_file if self.pepper_file is not None else self.data_dir / DEFAULT_PEPPER_NAME
+
+
+def default_store_url(data_dir: Path) -> str:
+    """`sqlite:///<data_dir>/batchgrpc.db`, with `data_dir` made absolute:
+    a URL means the same file whatever the working directory."""
+    # Quoted: a "#", "?" or "%" in the path must not read as URL syntax.
+    return "sqlite://" + urllib.parse.quote(os.path.abspath(data_dir / DEFAULT_DATABASE_NAME))
 
 
 _ENV_PREFIX = "BATCHGRPC_"
@@ -134,6 +176,11 @@ def load(
         "listen",
         "data_dir",
         "log_level",
+        "workers",
+        "store",
+        "sink",
+        "lease_seconds",
+        "pepper_file",
         "grace_period_seconds",
         "max_receive_message_bytes",
         *_INT_SETTINGS,
@@ -169,8 +216,12 @@ def _build(values: Mapping[str, Any]) -> Config:
             kwargs[name] = _build_tls(value)
         elif name == "rate_limits":
             kwargs[name] = _build_rate_limits(value)
-        elif name == "data_dir":
-            kwargs[name] = Path(value)
+        elif name in ("data_dir", "pepper_file"):
+            kwargs[name] = _path(name, value)
+        elif name == "workers":
+            kwargs[name] = _whole(name, value)
+        elif name == "lease_seconds":
+            kwargs[name] = _positive_seconds(name, value)
         elif name in ("grace_period_seconds", "idempotency_ttl_seconds"):
             kwargs[name] = _number(name, value, float)
         elif name in ("max_receive_message_bytes", *_INT_SETTINGS):
@@ -190,6 +241,34 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
     if number < 0:
         raise ConfigError(f"{name}: must not be negative")
     return number
+
+
+def _path(name: str, value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise ConfigError(f"{name}: expected a path, got {value!r}")
+    return Path(value)
+
+
+def _whole(name: str, value: Any) -> int:
+    # Strict: "2.5" or a TOML 2.5 is a mistake to report, not to round.
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ConfigError(f"{name}: must be at least 1")
+    return number
+
+
+def _positive_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not a number")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: {value!r} is not a number") from e
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name}: expected a number of seconds above 0, got {value!r}")
+    return seconds
 
 
 def _build_tls(value: Any) -> TlsConfig:
@@ -226,6 +305,12 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"listen: expected HOST:PORT, got {config.listen!r}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level: expected debug, info, warning or error")
+    if config.store is not None:
+        # Here, not at first use, so that a bad URL stops `serve` before it
+        # starts anything. Imported late: the factory imports this module.
+        from batchgrpc.store.factory import parse_store_url
+
+        parse_store_url(config.store)
     for name in _INT_SETTINGS:
         if getattr(config, name) < 1:
             raise ConfigError(f"{name}: must be at least 1")

@@ -1,6 +1,8 @@
 """Structured logs: one JSON object per line on stderr.
 
-Code logs with `extra={"fields": {...}}` to add keys to the object.
+Code logs with `extra={"fields": {...}}` to add keys to the object. Every
+line carries the `pid` of the process that wrote it: with `--workers N` the
+processes share one stderr, and the pid tells which worker answered a call.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:

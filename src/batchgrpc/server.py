@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # Imported for their side effect: the rich error detail types and the http
@@ -19,7 +20,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from batchgrpc import reflection
-from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper
+from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper, load_pepper
 from batchgrpc.batches import servicers as batches
 from batchgrpc.batches.files import FileStore
 from batchgrpc.batches.runner import Changes, JobRunner
@@ -34,7 +35,8 @@ from batchgrpc.leases import Leases
 from batchgrpc.ratelimit import RateLimiter
 from batchgrpc.sinks import open_sink
 from batchgrpc.sinks.relay import Relay
-from batchgrpc.store.sqlite import SqliteStore
+from batchgrpc.store import Store
+from batchgrpc.store.factory import open_for_set_up, open_store
 from batchgrpc.track import servicers as track
 from batchgrpc.track.v2 import tracking_pb2
 
@@ -63,7 +65,7 @@ class Running:
 
     server: aio.Server
     port: int
-    store: SqliteStore
+    store: Store
     keyring: Keyring
     health: health.aio.HealthServicer
     #: The admin key created on this start, when the store had no keys.
@@ -72,6 +74,57 @@ class Running:
     processor: BulkProcessor
     leases: Leases
     relay: Relay
+
+
+class PortUnavailable(RuntimeError):
+    """The listen address cannot be bound: in use, or not this machine's."""
+
+
+@dataclass
+class SetUp:
+    """What set-up opened: the store, the keyring, the first key if made now."""
+
+    store: Store
+    keyring: Keyring
+    first_admin_key: NewKey | None
+
+
+async def set_up(config: Config) -> SetUp:
+    """Done once per start of the service, before anything serves (by the
+    supervisor when there are workers): the store opened and migrated, the
+    pepper file created when missing, the first admin key when there is no
+    key. The caller owns the store."""
+    store = await open_for_set_up(config)
+    try:
+        keyring = Keyring(store.keys, load_or_create_pepper(config.pepper_path))
+        first_admin_key = await keyring.create_first_admin()
+    except BaseException:
+        await store.close()
+        raise
+    return SetUp(store, keyring, first_admin_key)
+
+
+async def _attach(config: Config) -> SetUp:
+    """A worker's part: the store and pepper its supervisor set up."""
+    store = await open_store(config.store_url)
+    try:
+        keyring = Keyring(store.keys, load_pepper(config.pepper_path))
+    except BaseException:
+        await store.close()
+        raise
+    return SetUp(store, keyring, None)
+
+
+def _listen(server: aio.Server, config: Config) -> int:
+    credentials = _credentials(config)
+    try:
+        if credentials is None:
+            return server.add_insecure_port(config.listen)
+        return server.add_secure_port(config.listen, credentials)
+    except RuntimeError as e:  # grpc's only word for a failed bind
+        raise PortUnavailable(
+            f"cannot listen on {config.listen}: the port is in use or the host is not this machine's"
+        ) from e
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -88,18 +141,22 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-async def start(config: Config) -> Running:
-    """Opens the store, creates the first key if needed, and starts serving."""
+async def start(config: Config, *, worker: bool = False) -> Running:
+    """Sets up (`set_up`; a `worker` skips it: its supervisor did it) and
+    starts serving."""
     sink = open_sink(config.sink)
-    store = await SqliteStore.open(config.data_dir)
+    ready = await (_attach(config) if worker else set_up(config))
+    store, keyring, first_admin_key = ready.store, ready.keyring, ready.first_admin_key
     try:
-        keyring = Keyring(store.keys, load_or_create_pepper(config.data_dir))
-        first_admin_key = await keyring.create_first_admin()
         server = aio.server(
             interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits))],
             options=[
                 ("grpc.max_receive_message_length", config.max_receive_message_bytes),
                 ("grpc.max_send_message_length", config.max_receive_message_bytes),
+                # grpc turns SO_REUSEPORT on unless told: workers share their
+                # port through it, but a process serving alone must own its
+                # port, so that one in use is an error, never a silent share.
+                ("grpc.so_reuseport", int(worker)),
             ],
         )
         changes = Changes()
@@ -129,11 +186,7 @@ async def start(config: Config) -> Running:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(server, [*CONTRACT_SERVICES, health.SERVICE_NAME])
 
-        credentials = _credentials(config)
-        if credentials is None:
-            port = server.add_insecure_port(config.listen)
-        else:
-            port = server.add_secure_port(config.listen, credentials)
+        port = _listen(server, config)
         await server.start()
         # Jobs that nobody holds (queued, or left by a worker that died) go
         # on from their checkpoints, here or on another worker.
@@ -161,7 +214,7 @@ async def stop(running: Running, grace_seconds: float) -> None:
     await running.store.close()
 
 
-def _announce_first_key(new: NewKey) -> None:
+def announce_first_key(new: NewKey) -> None:
     # stdout, not the log: this is the one time the secret is shown.
     print(
         f'Created the first API key, for account "{new.key.account}" with scopes '
@@ -174,25 +227,27 @@ def _announce_first_key(new: NewKey) -> None:
     )
 
 
-async def serve(config: Config, stop_signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
-    """Runs until a stop signal, then shuts down gracefully."""
-    running = await start(config)
-    if running.first_admin_key is not None:
-        _announce_first_key(running.first_admin_key)
+async def serve(
+    config: Config,
+    stop_signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    *,
+    worker: Callable[[int], None] | None = None,
+) -> None:
+    """Runs until a stop signal, then shuts down gracefully.
+
+    With `worker`, this process is one of a supervisor's workers: set-up was
+    the supervisor's, which logs the `listening` line once all serve, and
+    `worker(port)` tells it this one does."""
+    running = await start(config, worker=worker is not None)
     host = config.listen.rpartition(":")[0]
-    log.info(
-        "listening",
-        extra={
-            "fields": {
-                "address": f"{host}:{running.port}",
-                "port": running.port,
-                "tls": config.tls.enabled,
-                "mutual_tls": config.tls.client_ca_file is not None,
-                "data_dir": str(config.data_dir),
-                "rate_limits": config.rate_limits.enabled,
-            }
-        },
-    )
+    address = f"{host}:{running.port}"
+    if worker is not None:
+        log.info("worker serving", extra={"fields": {"address": address, "port": running.port}})
+        worker(running.port)
+    else:
+        if running.first_admin_key is not None:
+            announce_first_key(running.first_admin_key)
+        log.info("listening", extra={"fields": listening_fields(config, running.port, [os.getpid()])})
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in stop_signals:
@@ -201,3 +256,18 @@ async def serve(config: Config, stop_signals: Iterable[signal.Signals] = (signal
     log.info("stopping", extra={"fields": {"grace_seconds": config.grace_period_seconds}})
     await stop(running, config.grace_period_seconds)
     log.info("stopped")
+
+
+def listening_fields(config: Config, port: int, pids: list[int]) -> dict[str, object]:
+    """The `listening` line's fields, the same with one process or workers."""
+    host = config.listen.rpartition(":")[0]
+    return {
+        "address": f"{host}:{port}",
+        "port": port,
+        "tls": config.tls.enabled,
+        "mutual_tls": config.tls.client_ca_file is not None,
+        "data_dir": str(config.data_dir),
+        "rate_limits": config.rate_limits.enabled,
+        "workers": len(pids),
+        "worker_pids": pids,
+    }

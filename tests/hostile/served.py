@@ -70,8 +70,15 @@ class Served:
 
     def log_lines(self) -> list[dict[str, object]]:
         """The server's JSON log so far."""
-        text = self.logs.with_suffix(".err").read_text(errors="replace")
-        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return log_entries(self.logs.with_suffix(".err"))
+
+
+def log_entries(path: Path) -> list[dict[str, object]]:
+    """The JSON lines of a log file, but a last one still being written
+    (a supervisor's workers write to it while the test reads)."""
+    text = path.read_text(errors="replace")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
 
 @asynccontextmanager
@@ -82,30 +89,37 @@ async def served(
     args: Sequence[str] = (),
     name: str = "server",
     again: Served | None = None,
+    workers: int = 1,
+    token: str | None = None,
 ) -> AsyncIterator[Served]:
     """A fresh server process on a fresh data directory (or, `again`, on the
     data directory and key of an earlier one), rate limits off unless `env`
-    turns them on; killed however the test ends."""
+    turns them on; killed however the test ends. `token`: the key to call
+    with when the store already has keys (no first key is printed).
+
+    One worker unless told: the hostile suite measures the server process
+    itself (its RSS, its pings), which `--workers N` would make a supervisor."""
     data_dir = again.data_dir if again is not None else tmp_path / f"{name}-data"
     logs = tmp_path / name
     environment = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1", **(env or {})}
     out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
-            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *args,
+            BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--workers", str(workers),
+            *args,
             stdout=stdout, stderr=stderr, env=environment,
         )  # fmt: skip
     try:
         async with asyncio.timeout(30):
             while True:
                 assert proc.returncode is None, err.read_text()
-                lines = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
+                lines = log_entries(err)
                 if listening := [e for e in lines if e["msg"] == "listening"]:
                     break
                 await asyncio.sleep(0.05)
-        if again is not None:
+        if token is None and again is not None:
             token = again.token
-        else:
+        elif token is None:
             match = re.search(r"token:\s+(bgk_\S+)", out.read_text())
             assert match, out.read_text()
             token = match.group(1)

@@ -31,7 +31,9 @@ def content() -> bytes:
 
 async def test_a_job_killed_mid_way_resumes_and_dispatches_each_row_once(tmp_path: Path) -> None:
     rule = batch_job_pb2.Column(type="FULL_NAME_MATCH", name="email", value_type="EMAIL")
-    async with served(tmp_path, env=CHUNKS, name="first") as first:
+    # One process, so that SIGKILL kills the process running the job (a
+    # supervisor's workers would drain instead).
+    async with served(tmp_path, env=CHUNKS, name="first", workers=1) as first:
         client = Client(first.channel, first.token)
         asset = await client.upload(content(), chunk_size=1 << 20)
         job = await client.create(asset.id, columns=[rule])
@@ -46,7 +48,7 @@ async def test_a_job_killed_mid_way_resumes_and_dispatches_each_row_once(tmp_pat
     assert at_kill[0] == "IN_PROGRESS"
     assert seen.rows_read <= at_kill[1] < ROWS
 
-    async with served(tmp_path, env=CHUNKS, name="second", again=first) as second:
+    async with served(tmp_path, env=CHUNKS, name="second", again=first, workers=1) as second:
         client = Client(second.channel, second.token)
         done = await client.wait(job.id)  # nobody asked it to go on: it resumed by itself
         failed = ROWS // 7

@@ -19,7 +19,7 @@ from batchgrpc.track.v2 import tracking_pb2
 
 
 async def test_first_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "new" / "dir")
+    store = await SqliteStore.open(tmp_path / "new" / "dir" / DATABASE_NAME)
     await store.close()
     conn = sqlite3.connect(tmp_path / "new" / "dir" / DATABASE_NAME)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -30,22 +30,22 @@ async def test_first_open_creates_a_wal_database_at_the_latest_schema(tmp_path: 
 
 async def test_reopening_migrates_nothing_twice(tmp_path: Path) -> None:
     for _ in range(2):
-        store = await SqliteStore.open(tmp_path)
+        store = await SqliteStore.open(tmp_path / DATABASE_NAME)
         await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     await store.close()
     conn = sqlite3.connect(tmp_path / DATABASE_NAME)
     conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     conn.close()
     with pytest.raises(SchemaTooNew):
-        await SqliteStore.open(tmp_path)
+        await SqliteStore.open(tmp_path / DATABASE_NAME)
 
 
 async def test_keys_round_trip_and_revoke_once(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     try:
         key = ApiKey("bgk_a", "acme", b"h" * 32, frozenset({"events:read"}), False, 10.0)
         await store.keys.create(key)
@@ -72,7 +72,7 @@ class Clock:
 
 
 async def test_same_request_id_returns_the_first_result_and_creates_once(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     clock = Clock()
     idem = Idempotency(store.idempotency, ttl_seconds=24 * 3600, clock=clock)
     created = []
@@ -105,7 +105,7 @@ async def test_same_request_id_returns_the_first_result_and_creates_once(tmp_pat
 
 
 async def test_a_failed_first_call_leaves_nothing_and_a_concurrent_retry_waits(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     idem = Idempotency(store.idempotency, ttl_seconds=3600)
     release = asyncio.Event()
 
@@ -140,7 +140,7 @@ async def test_a_failed_first_call_leaves_nothing_and_a_concurrent_retry_waits(t
 
 
 async def test_a_reused_request_id_with_another_request_is_refused(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     idem = Idempotency(store.idempotency, ttl_seconds=3600)
     created = []
 
@@ -160,7 +160,7 @@ async def test_a_reused_request_id_with_another_request_is_refused(tmp_path: Pat
 
 
 async def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     # A process that ran and is gone: its pid and start time name nobody now.
     child = await asyncio.create_subprocess_exec("true")
     await child.wait()
@@ -196,7 +196,7 @@ async def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path: Path) -
 
 
 async def test_concurrent_writes_share_a_commit_and_a_failing_one_rolls_back_alone(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path)
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
     try:
         await store.write(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
         statements: list[str] = []

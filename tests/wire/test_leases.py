@@ -18,7 +18,7 @@ from batchgrpc.leases import Leases
 from batchgrpc.sinks import LogSink
 from batchgrpc.sinks.relay import Relay
 from batchgrpc.store import BatchJob
-from batchgrpc.store.sqlite import SqliteStore
+from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
 
 from ..conftest import eventually
 
@@ -61,7 +61,7 @@ async def test_a_worker_whose_lease_was_taken_stops_writing(tmp_path: Path, capl
     data = tmp_path / "data"
     source = tmp_path / "people.csv"
     source.write_bytes(b"email\n" + b"".join(b"p%d@example.com\n" % i for i in range(ROWS)))
-    first, second = await SqliteStore.open(data), await SqliteStore.open(data)
+    first, second = await SqliteStore.open(data / DATABASE_NAME), await SqliteStore.open(data / DATABASE_NAME)
 
     def runner(store: SqliteStore, leases: Leases) -> JobRunner:
         return JobRunner(

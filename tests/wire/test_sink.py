@@ -23,7 +23,7 @@ from batchgrpc.sinks import SinkUnavailable, open_sink
 from batchgrpc.sinks.file import FileSink
 from batchgrpc.sinks.relay import Relay
 from batchgrpc.store import Event
-from batchgrpc.store.sqlite import SqliteStore
+from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
 
 from ..conftest import Harness, eventually, make_config
 from .batches_client import Client, status
@@ -130,7 +130,7 @@ def event(n: int) -> Event:
 async def test_a_relay_taking_over_sends_nothing_twice(tmp_path: Path) -> None:
     # A relay delivered a batch and died before recording it: the next one
     # must learn from the sink what it holds and go on after it.
-    store = await SqliteStore.open(tmp_path / "data")
+    store = await SqliteStore.open(tmp_path / "data" / DATABASE_NAME)
     path = tmp_path / "events.jsonl"
     try:
         await store.events.append([event(n) for n in range(1, 8)])

@@ -1,4 +1,5 @@
-"""The embedded store: one SQLite database in WAL mode in the data directory.
+"""The embedded store: one SQLite database file in WAL mode (by default in
+the data directory; `store/factory.py` opens it from its URL).
 
 Every statement runs on one dedicated thread that owns the connection, so the
 event loop never waits on disk and SQLite sees a single writer. WAL lets other
@@ -37,7 +38,8 @@ from batchgrpc.store.sqlite_tx import GroupCommit
 
 T = TypeVar("T")
 
-DATABASE_NAME = "batchgrpc.sqlite3"
+#: The database file's name in the data directory (the default store URL's).
+DATABASE_NAME = "batchgrpc.db"
 
 
 class SchemaTooNew(RuntimeError):
@@ -98,14 +100,15 @@ class SqliteStore:
         self.leases: LeaseStore = SqliteLeaseStore(self)
 
     @classmethod
-    async def open(cls, data_dir: Path) -> SqliteStore:
-        """Opens (creating and migrating as needed) the store in `data_dir`."""
+    async def open(cls, path: Path) -> SqliteStore:
+        """Opens (creating and migrating as needed) the database file `path`;
+        its directory is created (0700) when missing."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         loop = asyncio.get_running_loop()
 
         def _open() -> sqlite3.Connection:
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            conn = connect(data_dir / DATABASE_NAME)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            conn = connect(path)
             try:
                 migrate(conn)
             except BaseException:
