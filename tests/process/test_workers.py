@@ -31,6 +31,7 @@ from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
 from ..conftest import REVISION, rich_error
 from ..hostile.served import Served, served
+from ..wire.batches_client import Client, status
 
 BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
 #: Short drains, so that stopping tests stay quick.
@@ -332,3 +333,30 @@ def test_a_port_in_use_stops_serve_with_a_clear_message(tmp_path: Path, workers:
     assert f"cannot start: cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
     assert "worker serving" not in result.stderr
     assert '"listening"' not in result.stderr
+
+
+async def test_batch_jobs_on_two_workers_each_run_once_with_exact_counts(tmp_path: Path) -> None:
+    rows = 20_000
+    content = b"email\n" + b"".join(b"w%d@example.com\n" % i for i in range(rows))
+    async with served(tmp_path, workers=2, env={**GRACE, "BATCHGRPC_JOB_CHUNK_ROWS": "1000"}) as server:
+
+        async def one(n: int) -> tuple[str, str, int, int]:
+            # A channel each: the jobs are created on both workers.
+            async with aio.insecure_channel(server.address) as channel:
+                client = Client(channel, server.token)
+                asset = await client.upload(content, f"part-{n}.csv")
+                job = await client.create(asset.id, event_name="signup")
+                done = await client.wait(job.id)
+                return job.id, status(done), done.rows_read, done.success_rows
+
+        finished = await asyncio.gather(*(one(n) for n in range(6)))
+        assert all(result[1:] == ("DONE", rows, rows) for result in finished), finished
+        reads = [e for e in server.log_lines() if e["msg"] == "read"]
+        assert sorted(str(e["job_id"]) for e in reads) == sorted(job_id for job_id, *_ in finished), "once each"
+        assert {e["pid"] for e in reads} == set(listening(server)["worker_pids"]), "both workers read jobs"
+        with sqlite3.connect(server.data_dir / DATABASE_NAME) as db:
+            for job_id, *_ in finished:
+                assert db.execute(
+                    "SELECT COUNT(*), COUNT(DISTINCT row_number) FROM events WHERE job_id = ?", (job_id,)
+                ).fetchone() == (rows, rows)
+        assert await stop(server) == 0
