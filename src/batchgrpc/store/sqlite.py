@@ -26,10 +26,12 @@ from batchgrpc.store import (
     JobStore,
     KeyStore,
     ProfileStore,
+    RateLimitStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_bulk import SqliteBulkJobStore
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
+from batchgrpc.store.sqlite_limits import SqliteRateLimitStore
 from batchgrpc.store.sqlite_profiles import SqliteProfileStore
 from batchgrpc.store.sqlite_tx import GroupCommit
 
@@ -93,6 +95,7 @@ class SqliteStore:
         self.events: EventLog = SqliteEventLog(self)
         self.profiles: ProfileStore = SqliteProfileStore(self)
         self.bulk_jobs: BulkJobStore = SqliteBulkJobStore(self)
+        self.limits: RateLimitStore = SqliteRateLimitStore(conn)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SqliteStore:
@@ -128,6 +131,7 @@ class SqliteStore:
         return await self._writes.write(fn)
 
     async def close(self) -> None:
+        await self.limits.close()
         await self.run(lambda conn: conn.close())
         self._executor.shutdown(wait=True)
 
