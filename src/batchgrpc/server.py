@@ -90,7 +90,7 @@ async def start(config: Config) -> Running:
         keyring = Keyring(store.keys, load_or_create_pepper(config.data_dir))
         first_admin_key = await keyring.create_first_admin()
         server = aio.server(
-            interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits))],
+            interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits, store.limits))],
             options=[
                 ("grpc.max_receive_message_length", config.max_receive_message_bytes),
                 ("grpc.max_send_message_length", config.max_receive_message_bytes),
