@@ -134,6 +134,16 @@ async def test_two_stores_on_one_database_share_an_accounts_budget(store: Sqlite
         await other.close()
 
 
+async def test_concurrent_requests_of_many_accounts_each_get_their_own_budget(store: SqliteStore) -> None:
+    rl = limiter(store, Clock(), tracking="2/s", batches="1/min")
+    requests = [(f"acct-{n}", api) for _ in range(3) for n in range(20) for api in (Api.TRACKING, Api.BATCHES)]
+    results = await asyncio.gather(*(allowed(rl, account, api) for account, api in requests))
+    granted: dict[tuple[str, Api], int] = {}
+    for key, ok in zip(requests, results, strict=True):
+        granted[key] = granted.get(key, 0) + ok
+    assert granted == {(f"acct-{n}", api): cap for n in range(20) for api, cap in ((Api.TRACKING, 2), (Api.BATCHES, 1))}
+
+
 async def test_a_step_back_of_the_clock_gives_no_tokens_and_starves_nobody(store: SqliteStore) -> None:
     clock = Clock()
     rl = limiter(store, clock, tracking="2/s")

@@ -127,9 +127,11 @@ class SqliteRateLimitStore:
             # interpreter lock back and forth with the busy event loop.
             conn.execute("BEGIN IMMEDIATE")
             keys = list(dict.fromkeys((account, api) for account, api, _, _ in group))
+            # A join, not `(account, api) IN (VALUES ...)`: SQLite scans the
+            # table for that, and searches the primary key for this.
             rows = conn.execute(
-                "SELECT account, api, tokens, updated FROM rate_limits WHERE (account, api) IN"
-                f" (VALUES {', '.join(['(?, ?)'] * len(keys))})",
+                f"SELECT r.account, r.api, r.tokens, r.updated FROM (VALUES {', '.join(['(?, ?)'] * len(keys))}) AS k"
+                " JOIN rate_limits AS r ON r.account = k.column1 AND r.api = k.column2",
                 [part for key in keys for part in key],
             ).fetchall()
             records = {
