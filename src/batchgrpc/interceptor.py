@@ -82,7 +82,7 @@ class _Call:
         metadata = dict(pairs)
         self.principal = await keyring.authenticate(metadata.get("authorization"))
         authorize(self.principal, self.policy, self.method)
-        self.decision = limiter.acquire(self.principal.account, self.policy.api)
+        self.decision = await limiter.acquire(self.principal.account, self.policy.api)
         if self.decision is not None and not self.decision.allowed:
             seconds = self.decision.retry_after or 1.0
             raise RateLimited(

@@ -2,13 +2,26 @@
 
 A request takes one token from every bucket of its API (Klaviyo bulk events
 has two: a 1 s burst and a 1 min steady window) or from none when any is
-empty. The state lives in this process: replicas behind one load balancer
-each enforce the limit on their share, until a shared limiter backs this
-interface.
+empty.
+
+The decisions are made here; the buckets live in the store
+(`batchgrpc.store.RateLimitStore`), so every worker process and every
+replica on one store spends one budget per account and API. Each request
+is one atomic read-modify-write of its (account, API) record, and the
+function that runs inside it (`_take`) reads the clock there, while the
+record is held: updates of one record are ordered, and so are their times.
+
+Time is the wall clock, the one clock that processes (and hosts) share.
+Clock steps are guarded against: a reading behind the record's time refills
+nothing (tokens never grow on a step back, and never go negative); a step
+back of more than `CLOCK_SKEW` moves the record's time back with it, so the
+account is not starved until the clock catches up again. A step forward
+refills at most to full, which an idle account would have anyway.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +29,12 @@ from dataclasses import dataclass
 
 from batchgrpc.config import Rate, RateLimitConfig
 from batchgrpc.errors import Api
+from batchgrpc.store import LimitRecord, RateLimitStore
+
+#: Seconds a reading may be behind a record's time and still be taken as
+#: the clocks of two hosts disagreeing (replicas on PostgreSQL) rather than
+#: the clock stepping back. NTP keeps hosts within milliseconds.
+CLOCK_SKEW = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,60 +62,72 @@ class Decision:
         return md
 
 
-class _Bucket:
-    __slots__ = ("capacity", "per_second", "tokens", "updated")
-
-    def __init__(self, rate: Rate, now: float) -> None:
-        self.capacity = rate.capacity
-        self.per_second = rate.capacity / rate.per_seconds
-        self.tokens = float(rate.capacity)
-        self.updated = now
-
-    def refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
-
-    def wait_for_one(self) -> float:
-        return max(0.0, (1.0 - self.tokens) / self.per_second)
-
-    def until_full(self) -> int:
-        return math.ceil((self.capacity - self.tokens) / self.per_second)
-
-
 class RateLimiter:
-    """Token buckets keyed by (account, API). Not thread-safe: one event loop."""
+    """Token buckets keyed by (account, API), kept in `store`."""
 
-    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: RateLimitConfig, store: RateLimitStore, clock: Callable[[], float] = time.time) -> None:
         self._config = config
+        self._store = store
         self._clock = clock
-        self._buckets: dict[tuple[str, Api], Sequence[_Bucket]] = {}
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled
 
-    def acquire(self, account: str, api: Api) -> Decision | None:
-        """Takes a token for one request; None when `api` is not limited."""
+    async def acquire(self, account: str, api: Api) -> Decision | None:
+        """Takes a token for one request; None when `api` is not limited
+        (and then the store is not asked)."""
         rates = self._config.rates.get(api)
         if not self._config.enabled or not rates:
             return None
-        now = self._clock()
-        buckets = self._buckets.get((account, api))
-        if buckets is None:
-            buckets = self._buckets[(account, api)] = [_Bucket(rate, now) for rate in rates]
-        for bucket in buckets:
-            bucket.refill(now)
-        allowed = all(bucket.tokens >= 1.0 for bucket in buckets)
-        if allowed:
-            for bucket in buckets:
-                bucket.tokens -= 1.0
-        # Report the bucket with the fewest whole tokens left; on a tie, the
-        # longer window, which is what upstream's headers describe.
-        tightest = min(buckets, key=lambda b: (math.floor(b.tokens), -b.capacity / b.per_second))
-        return Decision(
-            allowed=allowed,
-            limit=tightest.capacity,
-            remaining=max(0, math.floor(tightest.tokens)),
-            reset=tightest.until_full(),
-            retry_after=None if allowed else max(b.wait_for_one() for b in buckets),
-        )
+        return await self._store.update(account, api.value, functools.partial(_take, rates, self._clock))
+
+
+def _take(
+    rates: Sequence[Rate], clock: Callable[[], float], record: LimitRecord | None
+) -> tuple[LimitRecord, Decision]:
+    """The buckets after one request, and the decision: runs inside the
+    store's read-modify-write."""
+    now = clock()
+    tokens, updated = _refilled(rates, record, now)
+    allowed = all(t >= 1.0 for t in tokens)
+    if allowed:
+        tokens = [t - 1.0 for t in tokens]
+    # Report the bucket with the fewest whole tokens left; on a tie, the
+    # longer window, which is what upstream's headers describe.
+    tightest = min(range(len(rates)), key=lambda i: (math.floor(tokens[i]), -rates[i].per_seconds))
+    rate, left = rates[tightest], tokens[tightest]
+    decision = Decision(
+        allowed=allowed,
+        limit=rate.capacity,
+        remaining=max(0, math.floor(left)),
+        reset=math.ceil((rate.capacity - left) / _per_second(rate)),
+        retry_after=None if allowed else max(_wait_for_one(r, t) for r, t in zip(rates, tokens, strict=True)),
+    )
+    return LimitRecord(tuple(tokens), updated), decision
+
+
+def _refilled(rates: Sequence[Rate], record: LimitRecord | None, now: float) -> tuple[list[float], float]:
+    """Each bucket's tokens at `now`, and the time to store with them."""
+    if record is None or len(record.tokens) != len(rates):
+        # A new account, or the API's rates were configured anew: full.
+        return [float(rate.capacity) for rate in rates], now
+    elapsed = now - record.updated
+    if elapsed < -CLOCK_SKEW:
+        # The clock stepped back: start again from here, with what was left.
+        elapsed, updated = 0.0, now
+    else:
+        elapsed, updated = max(0.0, elapsed), max(record.updated, now)
+    # Clamped both ways: a lowered capacity, or a record nobody should trust.
+    return [
+        min(float(rate.capacity), max(0.0, left + elapsed * _per_second(rate)))
+        for rate, left in zip(rates, record.tokens, strict=True)
+    ], updated
+
+
+def _per_second(rate: Rate) -> float:
+    return rate.capacity / rate.per_seconds
+
+
+def _wait_for_one(rate: Rate, tokens: float) -> float:
+    return max(0.0, (1.0 - tokens) / _per_second(rate))

@@ -149,7 +149,7 @@ async def start(config: Config, *, worker: bool = False) -> Running:
     store, keyring, first_admin_key = ready.store, ready.keyring, ready.first_admin_key
     try:
         server = aio.server(
-            interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits))],
+            interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits, store.limits))],
             options=[
                 ("grpc.max_receive_message_length", config.max_receive_message_bytes),
                 ("grpc.max_send_message_length", config.max_receive_message_bytes),

@@ -514,6 +514,46 @@ class BulkJobStore(Protocol):
     async def fail(self, job_id: str, message: str, now: float, *, holder: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class LimitRecord:
+    """One account's token buckets for one API, as stored: the tokens left
+    in each bucket (in the order of the API's configured rates) as of
+    `updated`, a wall-clock time (seconds since the epoch)."""
+
+    tokens: tuple[float, ...]
+    updated: float
+
+
+class RateLimitStore(Protocol):
+    """Where the rate limiter keeps its buckets, so that every worker and
+    replica of one store spends one budget per account and API.
+
+    Storage only: `batchgrpc.ratelimit` decides (refill, take a token, what
+    to report); a backend runs one atomic read-modify-write of one small
+    record. The state may be lost (a power cut, a deleted file): every
+    bucket then starts full, which is what an idle account has anyway.
+    """
+
+    async def update(self, account: str, api: str, change: Callable[[LimitRecord | None], tuple[LimitRecord, T]]) -> T:
+        """Reads the record of (account, api), None when there is none, and
+        stores the record `change` returns, with no other update of that
+        key in between, in this process or any other; returns what `change`
+        returned with it.
+
+        `change` is plain, fast and without I/O; it runs wherever the
+        backend likes (the backend's thread) while the record is held, and
+        reads the clock itself, so the time it stores is never behind the
+        time of the update before. A backend may call it again if its
+        transaction has to be retried. PostgreSQL: in one transaction,
+        ``INSERT ... ON CONFLICT DO NOTHING`` (so there is a row to lock),
+        ``SELECT ... FOR UPDATE``, `change`, ``UPDATE``, COMMIT.
+        """
+
+    async def close(self) -> None:
+        """Releases what the backend holds beside the store's own
+        connections (nothing, for one that uses the store's pool)."""
+
+
 class Store(Protocol):
     keys: KeyStore
     idempotency: IdempotencyStore
@@ -523,5 +563,6 @@ class Store(Protocol):
     profiles: ProfileStore
     bulk_jobs: BulkJobStore
     leases: LeaseStore
+    limits: RateLimitStore
 
     async def close(self) -> None: ...

@@ -28,11 +28,13 @@ from batchgrpc.store import (
     KeyStore,
     LeaseStore,
     ProfileStore,
+    RateLimitStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_bulk import SqliteBulkJobStore
 from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, SqliteJobStore
 from batchgrpc.store.sqlite_leases import SqliteLeaseStore
+from batchgrpc.store.sqlite_limits import SqliteRateLimitStore
 from batchgrpc.store.sqlite_profiles import SqliteProfileStore
 from batchgrpc.store.sqlite_tx import GroupCommit
 
@@ -98,6 +100,7 @@ class SqliteStore:
         self.profiles: ProfileStore = SqliteProfileStore(self)
         self.bulk_jobs: BulkJobStore = SqliteBulkJobStore(self)
         self.leases: LeaseStore = SqliteLeaseStore(self)
+        self.limits: RateLimitStore = SqliteRateLimitStore(conn)
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -134,6 +137,7 @@ class SqliteStore:
         return await self._writes.write(fn)
 
     async def close(self) -> None:
+        await self.limits.close()
         await self.run(lambda conn: conn.close())
         self._executor.shutdown(wait=True)
 
