@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgrpc.eventids import profile_event_ids
 from batchgrpc.store import IngestItem, IngestOutcome, NewEvent, ProfileUpdate
@@ -126,10 +126,11 @@ class Snapshot:
     profiles: Mapping[str, StoredProfile]
 
 
-@dataclass(frozen=True)
-class PlannedEvent:
+class PlannedEvent(NamedTuple):
     """An event to store: its id, the live profile it belongs to at the end
-    of the request, and its identity key (the item's first identifier)."""
+    of the request, and its identity key (the item's first identifier). A
+    tuple: a request plans a thousand of them, and a frozen dataclass costs
+    three times as much to make."""
 
     item: int
     event_id: str

@@ -139,20 +139,13 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
         " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
         [(account, kind, value, pid) for (kind, value), pid in plan.identifiers.items()],
     )
-    stored: list[str] = []
-    if plan.events:
-        stored = [
-            r[0]
-            for r in conn.execute(
-                "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
-                (json.dumps([e.event_id for e in plan.events]),),
-            )
-        ]
-    new, outcomes = plan.settle(stored)
-    # Not OR IGNORE: `settle` left out every id stored, and a conflict now
-    # would be a miscount, which must fail the write rather than pass.
+    # Every event's first occurrence is offered; those stored already are
+    # ignored, and found afterwards (older than the insert) only when any were.
+    offered, outcomes = plan.settle(())
+    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    changes = conn.total_changes
     conn.executemany(
-        "INSERT INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
+        "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
         " profile_id, identity, data, value, value_currency, unique_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -171,10 +164,16 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
                 e.value_currency,
                 e.unique_id,
             )
-            for p in new
+            for p in offered
             for e in (p.event,)
         ],
     )
+    if conn.total_changes - changes < len(offered):
+        stored = conn.execute(
+            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?)) AND seq <= ?",
+            (json.dumps([p.event_id for p in offered]), newest),
+        )
+        _, outcomes = plan.settle([r[0] for r in stored])
     return outcomes
 
 
