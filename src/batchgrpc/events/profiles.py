@@ -267,9 +267,10 @@ class _Planner:
             outcomes.append(IngestOutcome(profile_id))
         # An event's id names the profile its item applied to; a later merge
         # moves the event to the survivor but keeps its id.
-        ids = profile_event_ids((account, pid, e.event_name, e.dedup_key) for _, pid, _, e in keyed)
+        ids = profile_event_ids([(account, pid, e.event_name, e.dedup_key) for _, pid, _, e in keyed])
+        live = {pid: self._live(pid) for pid in self._profiles}
         events = [
-            PlannedEvent(i, event_id, self._live(pid), identity, e)
+            PlannedEvent(i, event_id, live[pid], identity, e)
             for (i, pid, identity, e), event_id in zip(keyed, ids, strict=True)
         ]
         snapshot = self._snapshot.identifiers
