@@ -140,7 +140,8 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
         [(account, kind, value, pid) for (kind, value), pid in plan.identifiers.items()],
     )
     # Every event's first occurrence is offered; those stored already are
-    # ignored, and found afterwards (older than the insert) only when any were.
+    # ignored. When any were, the rows past the newest before the insert are
+    # the ones it added, and the others were stored already.
     offered, outcomes = plan.settle(())
     newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
     changes = conn.total_changes
@@ -169,11 +170,8 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
         ],
     )
     if conn.total_changes - changes < len(offered):
-        stored = conn.execute(
-            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?)) AND seq <= ?",
-            (json.dumps([p.event_id for p in offered]), newest),
-        )
-        _, outcomes = plan.settle([r[0] for r in stored])
+        added = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (newest,))}
+        _, outcomes = plan.settle([p.event_id for p in offered if p.event_id not in added])
     return outcomes
 
 
