@@ -1,9 +1,10 @@
 //! Turning rows into events: column rules, event name, event data, identity,
-//! deterministic ids, and row issues; a chunk of rows at a time.
+//! deterministic ids, and row issues; a chunk of rows at a time. Also the one
+//! event-id scheme of every source (`event_id`).
 
 use std::collections::HashMap;
 
-use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::{CoreError, FileReason};
 use crate::formats::{file_error, Cell, Row, RowSource};
@@ -216,8 +217,8 @@ pub struct Pipeline {
     fixed_header: bool,
     /// `event_data` pre-encoded as `,"key":"value"` pairs.
     event_data_json: Vec<u8>,
-    /// The hash seed of event ids: the job id's hash.
-    job_seed: u64,
+    /// The event ids of this job's rows.
+    row_ids: RowIds,
     row: Row,
     done: bool,
     last_offset: u64,
@@ -252,6 +253,7 @@ impl Pipeline {
             event_data_json.push(b':');
             write_json_string(&mut event_data_json, value);
         }
+        let row_ids = RowIds::new(&spec.job_id);
         let mut pipeline = Self {
             identity_column: spec.event_columns.first().cloned(),
             source,
@@ -260,13 +262,12 @@ impl Pipeline {
             required,
             fixed_header,
             event_data_json,
-            job_seed: 0,
+            row_ids,
             row: Row::default(),
             done: false,
             last_offset: start_offset,
             last_row: start_row,
         };
-        pipeline.job_seed = xxh3_64(pipeline.spec.job_id.as_bytes());
         if fixed_header {
             pipeline.check_header()?;
         }
@@ -414,8 +415,11 @@ impl Pipeline {
                     reason: problem.reason,
                     message: problem.message,
                 });
-            } else if let Some(event) = self.build(row, chunk, &mut seen_required) {
-                chunk.events.push(event);
+            } else {
+                let id = self.row_ids.id(row.number);
+                if let Some(event) = self.build(row, id, chunk, &mut seen_required) {
+                    chunk.events.push(event);
+                }
             }
             if chunk.issues.len() > issues_before {
                 chunk.failed += 1;
@@ -429,7 +433,7 @@ impl Pipeline {
     /// Builds the event of a readable row into the chunk, or records its
     /// issues (and leaves the buffers as they were).
     #[allow(clippy::too_many_lines)] // the two passes over one row read best together
-    fn build(&self, row: &Row, chunk: &mut Chunk, seen: &mut [bool]) -> Option<EventRef> {
+    fn build(&self, row: &Row, id: u128, chunk: &mut Chunk, seen: &mut [bool]) -> Option<EventRef> {
         let names = self.source.names();
         let issues = &mut chunk.issues;
         let before = issues.len();
@@ -499,7 +503,6 @@ impl Pipeline {
         }
 
         // Second pass: encode [event_id, row_number, event_name, identity, data].
-        let id = event_id_seeded(self.job_seed, row.number);
         let out = &mut chunk.encoded;
         if out.len() > 1 {
             out.push(b',');
@@ -586,15 +589,75 @@ fn row_issue(row: &Row, column: &str, reason: &'static str, message: String) -> 
     }
 }
 
-/// The event id of a job's row: the same on every replay. The job id seeds
-/// the hash of the row number, so no per-row key has to be assembled.
+/// Event ids, one scheme for every source: the 128-bit xxh3 (seed 0) of a
+/// key that is the source's name followed by the source's parts, each of
+/// them (the name too) written as its length in bytes (8 bytes, little
+/// endian) and then its UTF-8 bytes. The lengths make the key injective: two
+/// different (source, parts) never give the same bytes, so only a 128-bit
+/// collision can give two events one id. Numbers are parts in decimal.
+///
+/// The sources and their parts (`batchgrpc.eventids` holds the same list):
+/// - `row`: job id, row number — a batch job's row, the same on every replay;
+/// - `profile`: account, profile id, event name, dedup key — bulk and
+///   tracked events (a tracked event's dedup key is its own, never repeated);
+/// - `notification`: job id, kind — a job's created or finished event.
 #[must_use]
-pub fn event_id(job_id: &str, row: u64) -> u128 {
-    event_id_seeded(xxh3_64(job_id.as_bytes()), row)
+pub fn event_id(source: &str, parts: &[&str]) -> u128 {
+    let mut key = IdKey::new(source);
+    for part in parts {
+        key.part(part.as_bytes());
+    }
+    xxh3_128(&key.0)
 }
 
-fn event_id_seeded(job_seed: u64, row: u64) -> u128 {
-    xxh3_128_with_seed(&row.to_le_bytes(), job_seed)
+/// The event id of a job's row: `event_id("row", [job_id, row])`.
+#[must_use]
+pub fn row_event_id(job_id: &str, row: u64) -> u128 {
+    RowIds::new(job_id).id(row)
+}
+
+/// An event id's key as it is built: length-prefixed parts.
+struct IdKey(Vec<u8>);
+
+impl IdKey {
+    fn new(source: &str) -> Self {
+        let mut key = Self(Vec::with_capacity(64));
+        key.part(source.as_bytes());
+        key
+    }
+
+    fn part(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// The ids of one job's rows: the key up to the row number is built once,
+/// so a row costs its number's digits and one hash.
+struct RowIds {
+    key: Vec<u8>,
+    prefix: usize,
+}
+
+impl RowIds {
+    fn new(job_id: &str) -> Self {
+        let mut key = IdKey::new("row");
+        key.part(job_id.as_bytes());
+        let prefix = key.0.len();
+        Self { key: key.0, prefix }
+    }
+
+    fn id(&mut self, row: u64) -> u128 {
+        self.key.truncate(self.prefix);
+        // The number's length goes before its digits: reserve it, write
+        // the digits, then fill it in.
+        self.key.extend_from_slice(&[0; 8]);
+        write_u64(&mut self.key, row);
+        let len = (self.key.len() - self.prefix - 8) as u64;
+        self.key[self.prefix..self.prefix + 8].copy_from_slice(&len.to_le_bytes());
+        xxh3_128(&self.key)
+    }
 }
 
 /// An event id as 32 lower-case hex digits.
@@ -978,10 +1041,66 @@ mod tests {
     }
 
     #[test]
+    fn an_event_id_is_xxh3_128_of_length_prefixed_parts() {
+        // The layout `batchgrpc.eventids` documents, written out by hand.
+        let mut key = Vec::new();
+        for part in ["row", "job-1", "7"] {
+            key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            key.extend_from_slice(part.as_bytes());
+        }
+        assert_eq!(event_id("row", &["job-1", "7"]), xxh3_128(&key));
+    }
+
+    #[test]
+    fn a_rows_id_is_the_row_source_with_the_number_in_decimal() {
+        let mut ids = RowIds::new("job-1");
+        // One RowIds for many rows, as a pipeline uses it, numbers of every width.
+        for row in [0, 1, 9, 10, 99, 100, 123_456_789, u64::MAX, 3] {
+            let expected = event_id("row", &["job-1", &row.to_string()]);
+            assert_eq!(ids.id(row), expected, "row {row}");
+            assert_eq!(row_event_id("job-1", row), expected);
+        }
+    }
+
+    #[test]
+    fn different_keys_never_share_an_id_by_their_bytes() {
+        // The same bytes split differently, moved between source and parts,
+        // or an empty part: each a different key, so a different id.
+        let ids = [
+            event_id("profile", &["ab", "c", "", ""]),
+            event_id("profile", &["a", "bc", "", ""]),
+            event_id("profile", &["a", "b", "c", ""]),
+            event_id("profile", &["abc", "", "", ""]),
+            event_id("profile", &["abc", "", ""]),
+            event_id("profileab", &["c", "", ""]),
+            event_id("notification", &["ab", "c"]),
+            event_id("row", &["ab", "c"]),
+        ];
+        let distinct: std::collections::HashSet<u128> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn the_encoded_chunk_carries_each_rows_id() {
+        let spec = JobSpec {
+            job_id: "job-9".into(),
+            event_name: "signup".into(),
+            ..JobSpec::default()
+        };
+        let out = run(Format::Csv, "email\na@x.com\nb@x.com\n", spec).unwrap();
+        let ids: Vec<&str> = out.events.iter().map(|e| e.id.as_str()).collect();
+        let expected: Vec<String> = [1, 2]
+            .iter()
+            .map(|&row| String::from_utf8(hex_id(row_event_id("job-9", row)).to_vec()).unwrap())
+            .collect();
+        assert_eq!(ids, expected);
+    }
+
+    #[test]
     fn event_ids_depend_on_job_and_row_only() {
-        assert_eq!(event_id("a", 1), event_id("a", 1));
-        assert_ne!(event_id("a", 1), event_id("a", 2));
-        assert_ne!(event_id("a", 1), event_id("b", 1));
+        assert_eq!(row_event_id("a", 1), row_event_id("a", 1));
+        assert_ne!(row_event_id("a", 1), row_event_id("a", 2));
+        assert_ne!(row_event_id("a", 1), row_event_id("b", 1));
         assert_eq!(
             &hex_id(0x0123_4567_89ab_cdef_u128 << 64),
             b"0123456789abcdef0000000000000000"

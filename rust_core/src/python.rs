@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::bulk;
 use crate::error::{CoreError, ErrorKind};
-use crate::events::{hex_id, Chunk, EventName, JobSpec, Pipeline};
+use crate::events::{self, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::limits;
 use crate::rules::RuleSpec;
@@ -70,6 +70,32 @@ fn with_line(err: CoreError, path: &std::path::Path) -> CoreError {
 #[pyfunction]
 fn check_bulk_request(request_bytes: u64, event_count: u64) -> PyResult<()> {
     Ok(limits::check_bulk_request(request_bytes, event_count)?)
+}
+
+fn hex_string(id: u128) -> String {
+    // Hex digits are ASCII.
+    String::from_utf8_lossy(&hex_id(id)).into_owned()
+}
+
+/// The event id of `source` with `parts` (`events::event_id`), 32 hex digits.
+#[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // owned as pyo3 extracts it
+fn event_id(source: &str, parts: Vec<String>) -> String {
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    hex_string(events::event_id(source, &parts))
+}
+
+/// The event ids of `source` with each of `keys`: one call for a request's
+/// events.
+#[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // owned as pyo3 extracts it
+fn event_ids(source: &str, keys: Vec<Vec<String>>) -> Vec<String> {
+    keys.iter()
+        .map(|parts| {
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            hex_string(events::event_id(source, &parts))
+        })
+        .collect()
 }
 
 /// Checks a tracking batch; returns per command `None` or its error text.
@@ -518,6 +544,8 @@ fn open_rows(
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(event_id, m)?)?;
+    m.add_function(wrap_pyfunction!(event_ids, m)?)?;
     m.add_function(wrap_pyfunction!(open_rows, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_track_command, m)?)?;

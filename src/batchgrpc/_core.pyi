@@ -23,6 +23,8 @@ __all__ = [
     "__version__",
     "check_bulk_request",
     "check_track_batch",
+    "event_id",
+    "event_ids",
     "open_rows",
     "prepare_track_batch",
     "prepare_track_command",
@@ -127,6 +129,13 @@ class JobSpec:
     @property
     def pattern_bytes(self) -> int:
         """Heap bytes of the compiled patterns."""
+
+def event_id(source: str, parts: Sequence[str]) -> str:
+    """The event id of `source` with `parts`: 32 lower-case hex digits of the
+    xxh3-128 of the length-prefixed key (`batchgrpc.eventids` has the layout)."""
+
+def event_ids(source: str, keys: Sequence[Sequence[str]]) -> list[str]:
+    """`event_id(source, parts)` for each of `keys`, in one call."""
 
 def open_rows(
     path: str | PathLike[str],

@@ -1,46 +1,36 @@
-"""Profiles on SQLite.
+"""Profiles on SQLite: storage only. The rules (who a request is about,
+merges, updates, event ids) are `batchgrpc.events.profiles`.
 
-A profile is found by any of its identifiers (`profile_identifiers` maps each
-(kind, value) to one profile). When one request names identifiers of two
-profiles, they are one person: the older profile absorbs the newer (its
-identifiers, the attributes it lacks, its events), and the newer one points
-at it (`merged_into`), so its id still resolves.
-
-Events get ids derived from (account, profile, name, dedup key), so a repeat
-is stored once and counted as deduplicated, never dropped silently.
+`profile_identifiers` maps each (kind, value) to one live profile; a merged
+profile points at its survivor (`merged_into`), so its id still resolves.
+`ingest` reads what a request touches in three statements, plans the whole
+request in memory, and writes the plan a statement per kind of change.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
-import secrets
 import sqlite3
 from typing import Any
 
-from batchgrpc.store import (
-    IngestItem,
-    IngestOutcome,
-    NewEvent,
-    Page,
-    Profile,
-    ProfileUpdate,
+from batchgrpc.events.profiles import (
+    Identifier,
+    Plan,
+    ProfileState,
+    Snapshot,
+    StoredProfile,
+    identifier_pairs,
+    plan_ingest,
 )
+from batchgrpc.store import IngestItem, IngestOutcome, Page, Profile
 from batchgrpc.store.sqlite_jobs import page_of
 from batchgrpc.store.sqlite_tx import Runs
 
 _PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
 
-
-def new_profile_id() -> str:
-    # Klaviyo's ids are 26 upper-case characters; ours look alike.
-    return "01" + secrets.token_hex(12).upper()
-
-
-def event_id(account: str, profile_id: str, event: NewEvent) -> str:
-    key = "\x1f".join((account, profile_id, event.event_name, event.dedup_key))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+#: Longest merge chain followed; a longer one means a broken store.
+_MAX_CHAIN = 64
 
 
 def _profile(row: tuple[Any, ...]) -> Profile:
@@ -50,7 +40,7 @@ def _profile(row: tuple[Any, ...]) -> Profile:
 
 def _resolve(conn: sqlite3.Connection, account: str, profile_id: str) -> tuple[int, str] | None:
     """(seq, id) of the profile `profile_id` is now, following merges."""
-    for _ in range(64):
+    for _ in range(_MAX_CHAIN):
         row = conn.execute(
             "SELECT seq, id, merged_into FROM profiles WHERE id = ? AND account = ?", (profile_id, account)
         ).fetchone()
@@ -62,159 +52,133 @@ def _resolve(conn: sqlite3.Connection, account: str, profile_id: str) -> tuple[i
     raise RuntimeError(f"profile merge chain too long at {profile_id}")
 
 
-def _identifier_pairs(update: ProfileUpdate) -> list[tuple[str, str]]:
-    pairs = [(kind, value) for kind, value in update.identifiers.items() if value]
-    pairs += [(f"customer:{name}", value) for name, value in update.customer_ids.items() if value]
-    return pairs
+def _resolve_all(conn: sqlite3.Connection, account: str, profile_ids: list[str]) -> dict[str, str]:
+    """Each of `profile_ids` that exists -> the live profile it is now,
+    following merge chains in one statement."""
+    if not profile_ids:
+        return {}
+    rows = conn.execute(
+        # `+p.account`: look the ids up by id, not the account's profiles by account.
+        "WITH RECURSIVE chain (named, id, next, depth) AS ("
+        " SELECT p.id, p.id, p.merged_into, 1 FROM profiles AS p"
+        " WHERE p.id IN (SELECT value FROM json_each(?1)) AND +p.account = ?2"
+        " UNION ALL"
+        " SELECT c.named, p.id, p.merged_into, c.depth + 1 FROM chain AS c"
+        " JOIN profiles AS p ON p.id = c.next AND +p.account = ?2 WHERE c.depth < ?3)"
+        " SELECT named, id, next FROM chain WHERE next IS NULL OR depth = ?3",
+        (json.dumps(profile_ids), account, _MAX_CHAIN),
+    ).fetchall()
+    resolved = {}
+    for named, live, next_ in rows:
+        if next_ is not None:
+            raise RuntimeError(f"profile merge chain too long at {live}")
+        resolved[named] = live
+    return resolved
 
 
-def _merge(conn: sqlite3.Connection, account: str, survivor: str, other: str, now: float) -> None:
-    """Folds profile `other` into `survivor`: one person."""
-    rows = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT id, attributes, attribute_time, customer_ids FROM profiles WHERE id IN (?, ?)", (survivor, other)
+def _snapshot(conn: sqlite3.Connection, account: str, items: list[IngestItem]) -> Snapshot:
+    """The identifiers, profile ids and profiles `items` name, as stored."""
+    pairs = list(dict.fromkeys(pair for item in items for pair in identifier_pairs(item.profile)))
+    named = list(dict.fromkeys(item.profile.profile_id for item in items if item.profile.profile_id))
+    identifiers: dict[Identifier, str] = {}
+    if pairs:
+        rows = conn.execute(
+            # CROSS JOIN keeps json_each outside: a primary-key lookup per
+            # identifier, not a scan of the account's identifiers.
+            "SELECT i.kind, i.value, i.profile_id FROM json_each(?) AS j CROSS JOIN profile_identifiers AS i"
+            " ON i.account = ? AND i.kind = j.value ->> 0 AND i.value = j.value ->> 1",
+            (json.dumps(pairs), account),
         )
-    }
-    attributes, times, customer_ids = (json.loads(x) for x in rows[survivor])
-    o_attributes, o_times, o_customer_ids = (json.loads(x) for x in rows[other])
-    # The survivor's values stand; the other fills what it lacks.
-    for key, value in o_attributes.items():
-        if key == "properties":
-            attributes["properties"] = {**value, **attributes.get("properties", {})}
-        elif key not in attributes:
-            attributes[key] = value
-            times[key] = o_times.get(key, now)
-    customer_ids = {**o_customer_ids, **customer_ids}
-    conn.execute(
-        "UPDATE profiles SET attributes = ?, attribute_time = ?, customer_ids = ?, updated_time = ? WHERE id = ?",
-        (json.dumps(attributes), json.dumps(times), json.dumps(customer_ids), now, survivor),
-    )
-    conn.execute("UPDATE profile_identifiers SET profile_id = ? WHERE profile_id = ?", (survivor, other))
-    conn.execute("UPDATE events SET profile_id = ? WHERE account = ? AND profile_id = ?", (survivor, account, other))
-    conn.execute("UPDATE profiles SET merged_into = ?, updated_time = ? WHERE id = ?", (survivor, now, other))
-
-
-def _apply(conn: sqlite3.Connection, profile_id: str, update: ProfileUpdate, now: float) -> None:
-    attributes_text, times_text, customer_text = conn.execute(
-        "SELECT attributes, attribute_time, customer_ids FROM profiles WHERE id = ?", (profile_id,)
-    ).fetchone()
-    attributes, times, customer_ids = json.loads(attributes_text), json.loads(times_text), json.loads(customer_text)
-    at = now if update.timestamp is None else update.timestamp
-
-    def newer(key: str) -> bool:
-        # An update older than the stored value's never overwrites it.
-        return bool(at >= times.get(key, float("-inf")))
-
-    for key, value in {**update.identifiers, **update.attributes}.items():
-        if value in ("", None) or not newer(key):
-            continue
-        if key == "location" and isinstance(value, dict):
-            value = {**attributes.get("location", {}), **value}
-        attributes[key] = value
-        times[key] = at
-    properties = dict(attributes.get("properties", {}))
-    for key, value in update.properties.items():
-        if newer(f"properties.{key}"):
-            properties[key] = value
-            times[f"properties.{key}"] = at
-    for key, values in update.append.items():
-        current = properties.get(key, [])
-        current = list(current) if isinstance(current, list) else [current]
-        properties[key] = current + (list(values) if isinstance(values, list) else [values])
-    for key, values in update.unappend.items():
-        remove = values if isinstance(values, list) else [values]
-        if isinstance(properties.get(key), list):
-            properties[key] = [v for v in properties[key] if v not in remove]
-    for key in update.unset:
-        properties.pop(key, None)
-    if properties or "properties" in attributes:
-        attributes["properties"] = properties
-    customer_ids.update({k: v for k, v in update.customer_ids.items() if v})
-    conn.execute(
-        "UPDATE profiles SET attributes = ?, attribute_time = ?, customer_ids = ?, updated_time = ? WHERE id = ?",
-        (json.dumps(attributes), json.dumps(times), json.dumps(customer_ids), now, profile_id),
-    )
-
-
-def _upsert(conn: sqlite3.Connection, account: str, update: ProfileUpdate, now: float) -> str | None:
-    """The id of the one profile `update` is about (created, or merged into
-    one); None when it names only a profile id that does not exist."""
-    found: dict[str, int] = {}
-    if update.profile_id and (hit := _resolve(conn, account, update.profile_id)) is not None:
-        found[hit[1]] = hit[0]
-    pairs = _identifier_pairs(update)
-    for kind, value in pairs:
-        row = conn.execute(
-            "SELECT p.seq, p.id FROM profile_identifiers i JOIN profiles p ON p.id = i.profile_id"
-            " WHERE i.account = ? AND i.kind = ? AND i.value = ?",
-            (account, kind, value),
-        ).fetchone()
-        if row is not None:
-            found[row[1]] = row[0]
-    if not found:
-        if not pairs:
-            return None
-        profile_id = new_profile_id()
-        conn.execute(
-            "INSERT INTO profiles (id, account, attributes, attribute_time, customer_ids, created_time, updated_time)"
-            " VALUES (?, ?, '{}', '{}', '{}', ?, ?)",
-            (profile_id, account, now, now),
+        identifiers = {(kind, value): profile_id for kind, value, profile_id in rows}
+    resolved = _resolve_all(conn, account, named)
+    wanted = list({*identifiers.values(), *resolved.values()})
+    profiles = {}
+    if wanted:
+        rows = conn.execute(
+            "SELECT seq, id, attributes, attribute_time, customer_ids FROM profiles"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),),
         )
-    else:
-        # The oldest profile is the person; the others merge into it.
-        profile_id = min(found, key=found.__getitem__)
-        for other in found:
-            if other != profile_id:
-                _merge(conn, account, profile_id, other, now)
+        profiles = {
+            id_: StoredProfile(seq, ProfileState(id_, json.loads(attrs), json.loads(times), json.loads(ids)))
+            for seq, id_, attrs, times, ids in rows
+        }
+    return Snapshot(identifiers, resolved, profiles)
+
+
+def _state_row(state: ProfileState) -> tuple[str, str, str]:
+    return json.dumps(state.attributes), json.dumps(state.times), json.dumps(state.customer_ids)
+
+
+def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> list[IngestOutcome]:
+    created = set(plan.created)
+    # In creation order, so `seq` keeps their age.
+    conn.executemany(
+        "INSERT INTO profiles (id, account, attributes, attribute_time, customer_ids, merged_into,"
+        " created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(pid, account, *_state_row(plan.profiles[pid]), plan.merged_into.get(pid), now, now) for pid in plan.created],
+    )
+    conn.executemany(
+        "UPDATE profiles SET attributes = ?, attribute_time = ?, customer_ids = ?, merged_into = ?,"
+        " updated_time = ? WHERE id = ?",
+        [
+            (*_state_row(state), plan.merged_into.get(pid), now, pid)
+            for pid, state in plan.profiles.items()
+            if pid not in created
+        ],
+    )
+    # What a merged profile had stored follows it to its survivor.
+    moved = [(plan.live(pid), pid) for pid in plan.merged_into if pid not in created]
+    conn.executemany("UPDATE profile_identifiers SET profile_id = ? WHERE profile_id = ?", moved)
+    conn.executemany(
+        "UPDATE events SET profile_id = ? WHERE account = ? AND profile_id = ? AND profile_id <> ''",
+        [(live, account, pid) for live, pid in moved],
+    )
     conn.executemany(
         "INSERT INTO profile_identifiers (account, kind, value, profile_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
-        [(account, kind, value, profile_id) for kind, value in pairs],
+        [(account, kind, value, pid) for (kind, value), pid in plan.identifiers.items()],
     )
-    _apply(conn, profile_id, update, now)
-    return profile_id
+    # Every event's first occurrence is offered; those stored already are
+    # ignored. When any were, the rows past the newest before the insert are
+    # the ones it added, and the others were stored already.
+    offered, outcomes = plan.settle(())
+    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    changes = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
+        " profile_id, identity, data, value, value_currency, unique_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                p.event_id,
+                account,
+                e.source,
+                e.job_id,
+                e.row_number,
+                e.event_name,
+                e.event_time,
+                p.profile_id,
+                p.identity,
+                e.data,
+                e.value,
+                e.value_currency,
+                e.unique_id,
+            )
+            for p in offered
+            for e in (p.event,)
+        ],
+    )
+    if conn.total_changes - changes < len(offered):
+        added = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (newest,))}
+        _, outcomes = plan.settle([p.event_id for p in offered if p.event_id not in added])
+    return outcomes
 
 
 def ingest(conn: sqlite3.Connection, account: str, items: list[IngestItem], now: float) -> list[IngestOutcome]:
     """Upserts each item's profile and stores its events; runs inside the
     caller's transaction."""
-    outcomes = []
-    for item in items:
-        profile_id = _upsert(conn, account, item.profile, now)
-        if profile_id is None:
-            outcomes.append(IngestOutcome(error="no profile has this id"))
-            continue
-        pairs = _identifier_pairs(item.profile)
-        # The event's identity key: the profile's first identifier, as sent.
-        identity = pairs[0][1] if pairs else ""
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
-            " profile_id, identity, data, value, value_currency, unique_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    event_id(account, profile_id, e),
-                    account,
-                    e.source,
-                    e.job_id,
-                    e.row_number,
-                    e.event_name,
-                    e.event_time,
-                    profile_id,
-                    identity,
-                    e.data,
-                    e.value,
-                    e.value_currency,
-                    e.unique_id,
-                )
-                for e in item.events
-            ],
-        )
-        accepted = conn.total_changes - before
-        outcomes.append(IngestOutcome(profile_id, "", accepted, len(item.events) - accepted))
-    return outcomes
+    return _write(conn, account, plan_ingest(_snapshot(conn, account, items), account, items, now), now)
 
 
 class SqliteProfileStore:

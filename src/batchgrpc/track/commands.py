@@ -9,14 +9,13 @@ share an identifier.
 
 from __future__ import annotations
 
-import itertools
 import json
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from batchgrpc import core
 from batchgrpc.auth import CUSTOMERS_SET, EVENTS_SET
+from batchgrpc.eventids import tracked_dedup_key
 from batchgrpc.store import IngestItem, NewEvent, ProfileUpdate
 
 CUSTOMERS = "customers"
@@ -26,12 +25,6 @@ SYSTEM_TIME = "system/time"
 #: Customer id names that are also Klaviyo profile identifiers: a customer
 #: tracked with `email` is the profile with that email.
 SHARED_IDENTIFIERS = frozenset({"email", "phone_number", "external_id", "anonymous_id", "_kx"})
-
-#: Tracked events are never deduplicated, so each gets a key of its own: a
-#: random prefix per process (unique across restarts and replicas) and a
-#: counter, which costs nothing per event, unlike a random token each.
-_PROCESS = secrets.token_hex(8)
-_SEQUENCE = itertools.count()
 
 #: The scope each command needs, and upstream's words when the key lacks it.
 _NEEDS = {CUSTOMERS: CUSTOMERS_SET, EVENTS: EVENTS_SET}
@@ -85,7 +78,7 @@ def item_of(command: core.TrackCommand, now: float) -> IngestItem:
         data=command.properties,
         # Upstream records every tracked event; a retried batch is made safe
         # by `request_id`, not by guessing that two events are one.
-        dedup_key=f"track:{_PROCESS}:{next(_SEQUENCE)}",
+        dedup_key=tracked_dedup_key(),
         source="TRACKING",
     )
     return IngestItem(ProfileUpdate(identifiers=identifiers, customer_ids=ids), events=(event,))
