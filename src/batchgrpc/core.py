@@ -11,7 +11,7 @@ hop to a thread would cost more than the work.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import TypeVar
 
@@ -27,6 +27,8 @@ __all__ = [
     "TrackCommand",
     "check_event_settings",
     "compile_job",
+    "event_id",
+    "event_ids",
     "next_chunk",
     "open_rows",
     "prepare_track_batch",
@@ -85,6 +87,18 @@ async def compile_job(
 def check_event_settings(event_columns: list[str], event_data: dict[str, str]) -> None:
     """A job's event settings alone (no patterns: quick enough inline)."""
     _core.JobSpec(event_columns=event_columns, event_data=event_data)
+
+
+def event_id(source: str, parts: Sequence[str]) -> str:
+    """An event's id (`batchgrpc.eventids` has the layouts): a hash of a
+    few short strings, microseconds, so inline."""
+    return _core.event_id(source, parts)
+
+
+def event_ids(source: str, keys: Sequence[Sequence[str]]) -> list[str]:
+    """`event_id` for every key of a request, in one call (a bulk request's
+    thousand ids cost tens of microseconds)."""
+    return _core.event_ids(source, keys)
 
 
 async def open_rows(

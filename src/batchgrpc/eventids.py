@@ -25,7 +25,7 @@ import itertools
 import secrets
 from collections.abc import Iterable
 
-from batchgrpc import _core
+from batchgrpc import core
 
 #: Tracked events are never deduplicated, so each gets a key of its own: a
 #: random prefix per process (unique across restarts and replicas) and a
@@ -37,24 +37,24 @@ _SEQUENCE = itertools.count()
 def row_event_id(job_id: str, row: int) -> str:
     """The id of the event of row `row` of batch job `job_id`: what the
     core's chunk encoder writes for it."""
-    return _core.event_id("row", (job_id, str(row)))
+    return core.event_id("row", (job_id, str(row)))
 
 
 def profile_event_id(account: str, profile_id: str, event_name: str, dedup_key: str) -> str:
     """The id of a profile's event (bulk create, tracking)."""
-    return _core.event_id("profile", (account, profile_id, event_name, dedup_key))
+    return core.event_id("profile", (account, profile_id, event_name, dedup_key))
 
 
 def profile_event_ids(keys: Iterable[tuple[str, str, str, str]]) -> list[str]:
     """`profile_event_id` of each (account, profile id, event name, dedup
     key), in one call into the core."""
-    return _core.event_ids("profile", list(keys))
+    return core.event_ids("profile", list(keys))
 
 
 def notification_id(job_id: str, kind: str) -> str:
     """The id of batch job `job_id`'s `kind` notification
     (batch_job_created, batch_job_finished)."""
-    return _core.event_id("notification", (job_id, kind))
+    return core.event_id("notification", (job_id, kind))
 
 
 def tracked_dedup_key() -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import hashlib
 import json
 import logging
 import time
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 from batchgrpc import core
 from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status
 from batchgrpc.errors import DataFileError, InvalidJobSpec
+from batchgrpc.eventids import notification_id
 from batchgrpc.leases import Leases
 from batchgrpc.store import BatchJob, Event, JobChunk, Store
 
@@ -87,7 +87,7 @@ def notification(job: BatchJob, kind: str, now: float) -> Event:
         "error_code": job.error_code,
     }
     return Event(
-        event_id=hashlib.sha256(f"{job.id}:{kind}".encode()).hexdigest()[:32],
+        event_id=notification_id(job.id, kind),
         account=job.account,
         source="NOTIFICATION",
         event_name=kind,
