@@ -1,8 +1,18 @@
-"""IdempotencyStore: request ids claimed, completed, released and forgotten."""
+"""IdempotencyStore: request ids claimed, completed, released and forgotten;
+and the request_id layer (`batchgrpc.idempotency`) on top of it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
+
+from batchgrpc.errors import InvalidArgument, RequestIdReused, RequestInProgress
+from batchgrpc.idempotency import Idempotency, fingerprint
+from batchgrpc.owner import _start_ticks, process_owner
 from batchgrpc.store import Claim, ClaimState, Store
+from batchgrpc.track.v2 import tracking_pb2
 from tests.store.build import T0
 
 TTL = 24 * 3600.0
@@ -105,3 +115,122 @@ async def test_pending_owners_and_release_owner(store: Store) -> None:
     assert (await claim(store, "a1", now=T0 + 1, owner="w4")).state is ClaimState.NEW
     assert (await claim(store, "b1", now=T0 + 1, owner="w4")).state is ClaimState.PENDING
     assert (await claim(store, "c1", now=T0 + 1, owner="w4")).state is ClaimState.DONE
+
+
+# --- the request_id layer (`batchgrpc.idempotency`) over each backend ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_same_request_id_returns_the_first_result_and_creates_once(store: Store) -> None:
+    clock = Clock()
+    idem = Idempotency(store.idempotency, ttl_seconds=24 * 3600, clock=clock)
+    created = []
+
+    async def create() -> tracking_pb2.GetSystemTimeResponse:
+        created.append(1)
+        return tracking_pb2.GetSystemTimeResponse(success=True, time=len(created))
+
+    kwargs = {
+        "method": "/m",
+        "request_id": "r1",
+        "request": b"same",
+        "response_type": tracking_pb2.GetSystemTimeResponse,
+    }
+    first = await idem.once(account="acme", create=create, **kwargs)  # type: ignore[arg-type]
+    clock.now += 23 * 3600
+    second = await idem.once(account="acme", create=create, **kwargs)  # type: ignore[arg-type]
+    assert first == second
+    assert len(created) == 1
+    # Another account's identical id is its own.
+    await idem.once(account="other", create=create, **kwargs)  # type: ignore[arg-type]
+    assert len(created) == 2
+    # Past 24 h the id is forgotten.
+    clock.now += 2 * 3600
+    third = await idem.once(account="acme", create=create, **kwargs)  # type: ignore[arg-type]
+    assert third.time == 3
+
+
+async def test_a_failed_first_call_leaves_nothing_and_a_concurrent_retry_waits(store: Store) -> None:
+    idem = Idempotency(store.idempotency, ttl_seconds=3600)
+    release = asyncio.Event()
+
+    async def slow() -> tracking_pb2.GetSystemTimeResponse:
+        await release.wait()
+        return tracking_pb2.GetSystemTimeResponse(success=True)
+
+    async def failing() -> tracking_pb2.GetSystemTimeResponse:
+        raise InvalidArgument("bad")
+
+    kwargs = {"account": "a", "method": "/m", "request": b"r", "response_type": tracking_pb2.GetSystemTimeResponse}
+    with pytest.raises(InvalidArgument):
+        await idem.once(request_id="f", create=failing, **kwargs)  # type: ignore[arg-type]
+    claimed = await store.idempotency.claim(
+        "a", "/m", "f", fingerprint=b"", owner="o", now=1e12, ttl=1e13, stale_after=60
+    )
+    assert claimed.state is ClaimState.NEW
+
+    first = asyncio.create_task(idem.once(request_id="s", create=slow, **kwargs))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    with pytest.raises(RequestInProgress) as caught:
+        await idem.once(request_id="s", create=slow, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.retry_after == 1.0
+    release.set()
+    assert (await first).success
+
+    with pytest.raises(InvalidArgument, match="128"):
+        await idem.once(request_id="x" * 129, create=slow, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_reused_request_id_with_another_request_is_refused(store: Store) -> None:
+    idem = Idempotency(store.idempotency, ttl_seconds=3600)
+    created = []
+
+    async def create() -> tracking_pb2.GetSystemTimeResponse:
+        created.append(1)
+        return tracking_pb2.GetSystemTimeResponse(success=True)
+
+    kwargs = {"account": "a", "method": "/m", "request_id": "r", "response_type": tracking_pb2.GetSystemTimeResponse}
+    await idem.once(request=tracking_pb2.GetSystemTimeRequest(project_token="p"), create=create, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(RequestIdReused):
+        await idem.once(request=tracking_pb2.GetSystemTimeRequest(project_token="q"), create=create, **kwargs)  # type: ignore[arg-type]
+    await idem.once(request=tracking_pb2.GetSystemTimeRequest(project_token="p"), create=create, **kwargs)  # type: ignore[arg-type]
+    assert len(created) == 1
+
+
+async def test_a_claim_of_a_dead_process_is_taken_over_at_once(store: Store) -> None:
+    # A process that ran and is gone: its pid and start time name nobody now.
+    child = await asyncio.create_subprocess_exec("true")
+    await child.wait()
+    dead = f"{process_owner().split('/')[0]}/{child.pid}/1"
+    alive = f"{process_owner().split('/')[0]}/1/{_start_ticks(1)}"
+    elsewhere = "another-host/123/456"
+    kwargs = {"account": "a", "method": "/m", "request": b"r", "response_type": tracking_pb2.GetSystemTimeResponse}
+
+    async def create() -> tracking_pb2.GetSystemTimeResponse:
+        return tracking_pb2.GetSystemTimeResponse(success=True)
+
+    for request_id, owner in (("dead", dead), ("alive", alive), ("elsewhere", elsewhere)):
+        claimed = await store.idempotency.claim(
+            "a", "/m", request_id, fingerprint=fingerprint(b"r"), owner=owner, now=time.time(), ttl=3600,
+            stale_after=60,
+        )  # fmt: skip
+        assert claimed.state is ClaimState.NEW
+    idem = Idempotency(store.idempotency, ttl_seconds=3600)
+    # The dead process's call runs at once; the others still hold theirs.
+    assert (await idem.once(request_id="dead", create=create, **kwargs)).success  # type: ignore[arg-type]
+    for request_id in ("alive", "elsewhere"):
+        with pytest.raises(RequestInProgress):
+            await idem.once(request_id=request_id, create=create, **kwargs)  # type: ignore[arg-type]
+    # And a restart frees every claim of a dead process before serving.
+    await store.idempotency.claim(
+        "a", "/m", "dead2", fingerprint=b"", owner=dead, now=time.time(), ttl=3600, stale_after=60
+    )
+    assert await idem.release_abandoned() == 1
+    assert set(await store.idempotency.pending_owners()) == {alive, elsewhere}
