@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from batchgrpc import _core
-from batchgrpc.store import ApiKey, BatchJob, BulkJob, DataSource, Event, JobChunk
+from batchgrpc.store import ApiKey, BatchJob, BulkJob, DataSource, Event, JobChunk, Page
+
+T = TypeVar("T")
 
 #: The fake clock's start.
 T0 = 1_800_000_000.0
@@ -133,3 +136,18 @@ def job_chunk(job_id: str, chunk: _core.RowChunk, event_time: float = T0) -> Job
         last_row=chunk.last_row,
         event_time=event_time,
     )
+
+
+async def pages(fetch: Callable[[int | None], Awaitable[Page[T]]], *, most: int = 100) -> list[list[T]]:
+    """Every page of a list, following `next_cursor` from the first; a list
+    whose cursor does not move on fails here instead of looping for ever."""
+    found: list[list[T]] = []
+    cursor: int | None = None
+    while True:
+        page = await fetch(cursor)
+        found.append(page.items)
+        if page.next_cursor is None:
+            return found
+        assert page.next_cursor != cursor, f"the cursor stays at {cursor}"
+        assert len(found) < most, f"more than {most} pages"
+        cursor = page.next_cursor

@@ -104,15 +104,19 @@ async def test_release_drops_a_failed_call_so_a_retry_runs_again(store: Store) -
 async def test_pending_owners_and_release_owner(store: Store) -> None:
     await claim(store, "a1", owner="w1")
     await claim(store, "a2", owner="w1")
+    await claim(store, "a3", owner="w1")
     await claim(store, "b1", owner="w2")
     await claim(store, "c1", owner="w3")
     await store.idempotency.complete("acme", "/m", "c1", b"resp", now=T0)
     # A done claim has no owner to wait for.
     assert sorted(await store.idempotency.pending_owners()) == ["w1", "w2"]
+    # w1's finished call keeps its answer when w1 is found dead.
+    await store.idempotency.complete("acme", "/m", "a3", b"resp", now=T0)
     assert await store.idempotency.release_owner("w1") == 2
     assert await store.idempotency.release_owner("w1") == 0
     assert await store.idempotency.pending_owners() == ["w2"]
     assert (await claim(store, "a1", now=T0 + 1, owner="w4")).state is ClaimState.NEW
+    assert (await claim(store, "a3", now=T0 + 1, owner="w4")).state is ClaimState.DONE
     assert (await claim(store, "b1", now=T0 + 1, owner="w4")).state is ClaimState.PENDING
     assert (await claim(store, "c1", now=T0 + 1, owner="w4")).state is ClaimState.DONE
 

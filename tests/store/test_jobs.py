@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchgrpc.store import BatchJob, Event, EventFilter, JobChunk, JobFilter, RowError, Store
-from tests.store.build import T0, job, job_chunk, notification, row_chunks
+from tests.store.build import T0, job, job_chunk, notification, pages, row_chunks
 
 UNFINISHED = ("PENDING", "QUEUED", "IN_PROGRESS", "DISPATCHING")
 ROWS = ["ann@example.com,10", "not-an-email,5", "bob@example.com,x", "cid@example.com,7", ",3"]
@@ -69,14 +69,8 @@ async def test_list_pages_newest_first_with_filters(store: Store) -> None:
     await create(store, "job_x", account="other", name="march")
 
     async def ids(where: JobFilter, limit: int = 100) -> list[str]:
-        seen: list[str] = []
-        cursor: int | None = None
-        while True:
-            page = await store.jobs.list("acme", where, cursor=cursor, limit=limit)
-            seen += [j.id for j in page.items]
-            if page.next_cursor is None:
-                return seen
-            cursor = page.next_cursor
+        found = await pages(lambda cursor: store.jobs.list("acme", where, cursor=cursor, limit=limit))
+        return [j.id for page in found for j in page]
 
     assert await ids(JobFilter()) == ["job_3", "job_2", "job_1", "job_0"]
     assert await ids(JobFilter(), limit=1) == ["job_3", "job_2", "job_1", "job_0"]
@@ -269,15 +263,8 @@ async def test_row_errors_page_in_row_order(store: Store, tmp_path: Path) -> Non
     rows = [f"bad{i},1" for i in range(7)]
     for chunk in row_chunks(tmp_path, "job_1", rows, chunk_rows=3):
         await record(store, job_chunk("job_1", chunk))
-    pages: list[list[int]] = []
-    cursor: int | None = None
-    while True:
-        page = await store.jobs.row_errors("job_1", cursor=cursor, limit=3)
-        pages.append([e.row_number for e in page.items])
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert pages == [[1, 2, 3], [4, 5, 6], [7]]
+    found = await pages(lambda cursor: store.jobs.row_errors("job_1", cursor=cursor, limit=3))
+    assert [[e.row_number for e in page] for page in found] == [[1, 2, 3], [4, 5, 6], [7]]
     # Another job's errors are its own.
     assert await all_errors(store, "job_other") == []
 

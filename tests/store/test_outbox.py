@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from batchgrpc.store import Event, EventFilter, Store
-from tests.store.build import T0, event, job, job_chunk, notification, row_chunks
+from tests.store.build import T0, event, job, job_chunk, notification, pages, row_chunks
 from tests.store.conftest import OpenStore
 
 
@@ -17,6 +17,7 @@ async def everything(store: Store, limit: int = 2) -> list[Event]:
     read: list[Event] = []
     position = 0
     while batch := await store.events.after(position, limit=limit):
+        assert batch[0].position > position, "after() went back"
         read += batch
         position = batch[-1].position
     return read
@@ -95,14 +96,8 @@ async def test_list_filters_one_accounts_events_oldest_first(store: Store) -> No
     )
 
     async def ids(where: EventFilter, limit: int = 100) -> list[str]:
-        seen: list[str] = []
-        cursor: int | None = None
-        while True:
-            page = await store.events.list("acme", where, cursor=cursor, limit=limit)
-            seen += [e.event_id for e in page.items]
-            if page.next_cursor is None:
-                return seen
-            cursor = page.next_cursor
+        found = await pages(lambda cursor: store.events.list("acme", where, cursor=cursor, limit=limit))
+        return [e.event_id for page in found for e in page]
 
     assert await ids(EventFilter()) == ["e1", "e2", "e3"]
     assert await ids(EventFilter(), limit=1) == ["e1", "e2", "e3"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchgrpc.store import Event, EventFilter, IngestItem, IngestOutcome, NewEvent, Profile, ProfileUpdate, Store
-from tests.store.build import T0
+from tests.store.build import T0, pages
 
 
 def item(identifiers: dict[str, str] | None = None, *events: NewEvent, pointer: str = "", **update: Any) -> IngestItem:
@@ -37,14 +37,8 @@ async def profile(store: Store, profile_id: str, account: str = "acme") -> Profi
 
 
 async def all_profiles(store: Store, identifiers: dict[str, str] | None = None, limit: int = 100) -> list[Profile]:
-    seen: list[Profile] = []
-    cursor: int | None = None
-    while True:
-        page = await store.profiles.list("acme", identifiers or {}, cursor=cursor, limit=limit)
-        seen += page.items
-        if page.next_cursor is None:
-            return seen
-        cursor = page.next_cursor
+    found = await pages(lambda cursor: store.profiles.list("acme", identifiers or {}, cursor=cursor, limit=limit))
+    return [p for page in found for p in page]
 
 
 async def events_of(store: Store, profile_id: str) -> list[Event]:
@@ -259,8 +253,8 @@ async def test_list_by_identifiers_pages_through_matching_profiles(store: Store)
     for i in range(5):
         outcome = await one(store, item({"email": f"p{i}@example.com", "external_id": f"x{i}"}), now=T0 + i)
         made.append(outcome.profile_id)
-    everyone = await all_profiles(store, limit=2)
-    assert [p.id for p in everyone] == made
+    found = await pages(lambda cursor: store.profiles.list("acme", {}, cursor=cursor, limit=2))
+    assert [[p.id for p in page] for page in found] == [made[0:2], made[2:4], made[4:]]
     assert [p.id for p in await all_profiles(store, {"email": "p3@example.com"})] == [made[3]]
     assert [p.id for p in await all_profiles(store, {"email": "p3@example.com", "external_id": "x3"})] == [made[3]]
     assert await all_profiles(store, {"email": "p3@example.com", "external_id": "x4"}) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchgrpc.store import SourceInUse, Store
-from tests.store.build import T0, job, notification, source
+from tests.store.build import T0, job, notification, pages, source
 
 
 async def test_a_source_reads_back_only_in_its_account_and_kind(store: Store) -> None:
@@ -22,18 +22,11 @@ async def test_list_pages_newest_first_within_account_and_kind(store: Store) -> 
         await store.sources.create(source(f"fa_{i}", created_time=T0 + i, updated_time=T0 + i))
     await store.sources.create(source("other_account", account="other"))
     await store.sources.create(source("a_report", kind="report"))
-    seen: list[str] = []
-    cursor: int | None = None
-    pages = 0
-    while True:
-        page = await store.sources.list("acme", "file_asset", name="", tags=(), cursor=cursor, limit=2)
-        seen += [s.id for s in page.items]
-        pages += 1
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert seen == ["fa_4", "fa_3", "fa_2", "fa_1", "fa_0"]
-    assert pages == 3
+    found = await pages(
+        lambda cursor: store.sources.list("acme", "file_asset", name="", tags=(), cursor=cursor, limit=2)
+    )
+    assert [[s.id for s in page] for page in found] == [["fa_4", "fa_3"], ["fa_2", "fa_1"], ["fa_0"]]
+    seen = [s.id for page in found for s in page]
     # A page that ends exactly at the last item says there is no next.
     whole = await store.sources.list("acme", "file_asset", name="", tags=(), cursor=None, limit=5)
     assert [s.id for s in whole.items] == seen
