@@ -14,6 +14,7 @@ from batchgrpc.owner import _start_ticks, process_owner
 from batchgrpc.store import Claim, ClaimState, Store
 from batchgrpc.track.v2 import tracking_pb2
 from tests.store.build import T0
+from tests.store.conftest import OpenStore
 
 TTL = 24 * 3600.0
 STALE = 60.0
@@ -238,3 +239,18 @@ async def test_a_claim_of_a_dead_process_is_taken_over_at_once(store: Store) -> 
     )
     assert await idem.release_abandoned() == 1
     assert set(await store.idempotency.pending_owners()) == {alive, elsewhere}
+
+
+async def test_two_stores_claiming_one_request_id_at_once_give_it_to_one(open_store: OpenStore) -> None:
+    first, second = await open_store(), await open_store()
+    for i in range(10):
+        claims = await asyncio.gather(
+            claim(first, f"r{i}", owner="w1", fingerprint=b"one"),
+            claim(second, f"r{i}", owner="w2", fingerprint=b"two"),
+        )
+        new = [c for c in claims if c.state is ClaimState.NEW]
+        pending = [c for c in claims if c.state is ClaimState.PENDING]
+        assert (len(new), len(pending)) == (1, 1)
+        # The loser is told who won, with the winner's fingerprint.
+        winner = "w1" if claims[0].state is ClaimState.NEW else "w2"
+        assert (pending[0].owner, pending[0].fingerprint) == (winner, b"one" if winner == "w1" else b"two")

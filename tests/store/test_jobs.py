@@ -6,17 +6,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from batchgrpc.store import BatchJob, Event, EventFilter, JobChunk, JobFilter, RowError, Store
 from tests.store.build import T0, job, job_chunk, notification, pages, row_chunks
 
-UNFINISHED = ("PENDING", "QUEUED", "IN_PROGRESS", "DISPATCHING")
 ROWS = ["ann@example.com,10", "not-an-email,5", "bob@example.com,x", "cid@example.com,7", ",3"]
 
 
-async def create(store: Store, job_id: str, **changes: object) -> BatchJob:
+async def create(store: Store, job_id: str, **changes: Any) -> BatchJob:
     made = job(job_id, **changes)
     await store.jobs.create(made, notification(made))
     return made

@@ -4,10 +4,12 @@ stored once."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from batchgrpc.store import Event, EventFilter, IngestItem, IngestOutcome, NewEvent, Profile, ProfileUpdate, Store
 from tests.store.build import T0, pages
+from tests.store.conftest import OpenStore
 
 
 def item(identifiers: dict[str, str] | None = None, *events: NewEvent, pointer: str = "", **update: Any) -> IngestItem:
@@ -261,3 +263,35 @@ async def test_list_by_identifiers_pages_through_matching_profiles(store: Store)
     assert await all_profiles(store, {"email": "nobody@example.com"}) == []
     page = await store.profiles.list("acme", {}, cursor=None, limit=5)
     assert page.next_cursor is None
+
+
+async def test_a_repeat_of_an_event_of_a_merged_profile_is_still_deduplicated(store: Store) -> None:
+    # An order arrives for the profile known by phone; a later item shows
+    # that phone is Ann's (one person: merged); then the first request is
+    # retried. It is the same event of the same person.
+    ann = await one(store, item({"email": "ann@example.com"}))
+    bob = await one(store, item({"phone_number": "+420111"}, new_event("u:order-1")), now=T0 + 10)
+    assert (bob.accepted, bob.deduplicated) == (1, 0)
+    await one(store, item({"email": "ann@example.com", "phone_number": "+420111"}), now=T0 + 20)
+    retried = await one(store, item({"phone_number": "+420111"}, new_event("u:order-1")), now=T0 + 30)
+    assert retried.profile_id == ann.profile_id
+    assert (retried.accepted, retried.deduplicated) == (0, 1)
+    assert len(await events_of(store, ann.profile_id)) == 1
+
+
+async def test_two_stores_ingesting_one_new_person_at_once_make_one_profile(open_store: OpenStore) -> None:
+    first, second = await open_store(), await open_store()
+    email = {"email": "ann@example.com"}
+
+    async def send(on: Store, name: str) -> list[IngestOutcome]:
+        outcomes = []
+        for i in range(10):
+            outcomes += await on.profiles.ingest("acme", [item(email, new_event(f"{name}-{i}"))], T0 + i)
+        return outcomes
+
+    one_side, other_side = await asyncio.gather(send(first, "a"), send(second, "b"))
+    ids = {o.profile_id for o in one_side + other_side}
+    assert len(ids) == 1
+    assert [p.id for p in await all_profiles(first)] == list(ids)
+    assert sum(o.accepted for o in one_side + other_side) == 20
+    assert len(await events_of(first, ids.pop())) == 20
