@@ -124,6 +124,9 @@ class Snapshot:
     resolved: Mapping[str, str]
     #: Every live profile the two maps above lead to, by id.
     profiles: Mapping[str, StoredProfile]
+    #: Per live profile above, the stored profiles merged into it (at any
+    #: depth): their events are its events now, under the ids they had.
+    absorbed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class PlannedEvent(NamedTuple):
@@ -137,6 +140,10 @@ class PlannedEvent(NamedTuple):
     profile_id: str
     identity: str
     event: NewEvent
+    #: The ids this event has under the profiles merged into its profile: an
+    #: event stored before a merge keeps the id of the profile it had then,
+    #: so a repeat arriving after the merge is a repeat of any of these.
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -174,7 +181,7 @@ class Plan:
         accepted = [0] * len(self.outcomes)
         repeats = [0] * len(self.outcomes)
         for planned in self.events:
-            if planned.event_id in seen:
+            if planned.event_id in seen or any(alias in seen for alias in planned.aliases):
                 repeats[planned.item] += 1
             else:
                 seen.add(planned.event_id)
@@ -203,6 +210,8 @@ class _Planner:
         # Stored profiles are older than any the request creates.
         self._age = {pid: (0, stored.seq) for pid, stored in snapshot.profiles.items()}
         self._created: list[str] = []
+        #: Live profile -> the profiles merged into it (stored or in this request).
+        self._absorbed: dict[str, set[str]] = {pid: set(ids) for pid, ids in snapshot.absorbed.items()}
 
     def _live(self, profile_id: str) -> str:
         while profile_id in self._merged_into:
@@ -247,6 +256,8 @@ class _Planner:
                 if other != profile_id:
                     merge(survivor, self._state(other), self._now)
                     self._merged_into[other] = profile_id
+                    absorbed = self._absorbed.setdefault(profile_id, set())
+                    absorbed |= {other, *self._absorbed.pop(other, ())}
         for pair in pairs:
             self._identifiers[pair] = profile_id
         apply(self._state(profile_id), update, self._now)
@@ -254,7 +265,7 @@ class _Planner:
 
     def run(self, account: str, items: list[IngestItem]) -> Plan:
         outcomes: list[IngestOutcome] = []
-        keyed: list[tuple[int, str, str, NewEvent]] = []
+        keyed: list[tuple[int, str, str, NewEvent, tuple[str, ...]]] = []
         for i, item in enumerate(items):
             pairs = identifier_pairs(item.profile)
             profile_id = self._upsert(item.profile, pairs)
@@ -263,15 +274,19 @@ class _Planner:
                 continue
             # The event's identity key: the profile's first identifier, as sent.
             identity = pairs[0][1] if pairs else ""
-            keyed += [(i, profile_id, identity, e) for e in item.events]
+            aliases = tuple(sorted(self._absorbed.get(profile_id, ())))
+            keyed += [(i, profile_id, identity, e, aliases) for e in item.events]
             outcomes.append(IngestOutcome(profile_id))
         # An event's id names the profile its item applied to; a later merge
         # moves the event to the survivor but keeps its id.
-        ids = profile_event_ids([(account, pid, e.event_name, e.dedup_key) for _, pid, _, e in keyed])
+        ids = profile_event_ids([(account, pid, e.event_name, e.dedup_key) for _, pid, _, e, _ in keyed])
+        # Rare (a profile that absorbed others): their ids, in one call too.
+        alias_keys = [(account, a, e.event_name, e.dedup_key) for _, _, _, e, aliases in keyed for a in aliases]
+        alias_ids = iter(profile_event_ids(alias_keys) if alias_keys else ())
         final = {pid: self._live(pid) for pid in self._profiles}
         events = [
-            PlannedEvent(i, event_id, final[pid], identity, e)
-            for (i, pid, identity, e), event_id in zip(keyed, ids, strict=True)
+            PlannedEvent(i, event_id, final[pid], identity, e, tuple(next(alias_ids) for _ in aliases))
+            for (i, pid, identity, e, aliases), event_id in zip(keyed, ids, strict=True)
         ]
         snapshot = self._snapshot.identifiers
         return Plan(

@@ -218,4 +218,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT, WITHOUT ROWID
         """,
     ),
+    # v7: the profiles merged into a profile, found from it: a repeat of an
+    # event stored before a merge (under the merged profile's id) is a repeat.
+    ("CREATE INDEX profiles_merged ON profiles(merged_into) WHERE merged_into IS NOT NULL",),
 )

@@ -103,7 +103,28 @@ def _snapshot(conn: sqlite3.Connection, account: str, items: list[IngestItem]) -
             id_: StoredProfile(seq, ProfileState(id_, json.loads(attrs), json.loads(times), json.loads(ids)))
             for seq, id_, attrs, times, ids in rows
         }
-    return Snapshot(identifiers, resolved, profiles)
+    return Snapshot(identifiers, resolved, profiles, _absorbed(conn, wanted))
+
+
+def _absorbed(conn: sqlite3.Connection, live: list[str]) -> dict[str, tuple[str, ...]]:
+    """Per live profile, the profiles merged into it at any depth (down the
+    `profiles_merged` index: most profiles absorbed none, and cost nothing)."""
+    if not live:
+        return {}
+    rows = conn.execute(
+        "WITH RECURSIVE absorbed (root, id, depth) AS ("
+        " SELECT p.merged_into, p.id, 1 FROM profiles AS p"
+        " WHERE p.merged_into IN (SELECT value FROM json_each(?1))"
+        " UNION ALL"
+        " SELECT a.root, p.id, a.depth + 1 FROM absorbed AS a JOIN profiles AS p ON p.merged_into = a.id"
+        " WHERE a.depth < ?2)"
+        " SELECT root, id FROM absorbed",
+        (json.dumps(live), _MAX_CHAIN),
+    )
+    found: dict[str, list[str]] = {}
+    for root, id_ in rows:
+        found.setdefault(root, []).append(id_)
+    return {root: tuple(ids) for root, ids in found.items()}
 
 
 def _state_row(state: ProfileState) -> tuple[str, str, str]:
@@ -142,7 +163,14 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
     # Every event's first occurrence is offered; those stored already are
     # ignored. When any were, the rows past the newest before the insert are
     # the ones it added, and the others were stored already.
-    offered, outcomes = plan.settle(())
+    aliases = [alias for p in plan.events for alias in p.aliases]
+    stored_aliases: list[str] = []
+    if aliases:
+        rows = conn.execute(
+            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(aliases),)
+        )
+        stored_aliases = [r[0] for r in rows]
+    offered, outcomes = plan.settle(stored_aliases)
     newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
     changes = conn.total_changes
     conn.executemany(
@@ -171,7 +199,8 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
     )
     if conn.total_changes - changes < len(offered):
         added = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (newest,))}
-        _, outcomes = plan.settle([p.event_id for p in offered if p.event_id not in added])
+        ignored = [p.event_id for p in offered if p.event_id not in added]
+        _, outcomes = plan.settle([*stored_aliases, *ignored])
     return outcomes
 
 
