@@ -3,7 +3,17 @@ their lease."""
 
 from __future__ import annotations
 
-from batchgrpc.store import EventFilter, IngestItem, Lease, NewEvent, ProfileUpdate, Store
+from batchgrpc.store import (
+    BulkJob,
+    BulkTally,
+    EventFilter,
+    IngestItem,
+    IngestOutcome,
+    Lease,
+    NewEvent,
+    ProfileUpdate,
+    Store,
+)
 from tests.store.build import T0, bulk_job
 
 LEASE = 30.0
@@ -19,6 +29,17 @@ def items() -> list[IngestItem]:
         # A profile id nobody has: rejected, with its events.
         IngestItem(ProfileUpdate(profile_id="01NOSUCHPROFILE0000000000"), (viewed("c"), viewed("d")), "/data/2"),
     ]
+
+
+def tally(job: BulkJob, outcomes: list[IngestOutcome]) -> BulkTally:
+    """What the domain would count; the store records exactly this."""
+    rejected = [o for o in outcomes if o.error]
+    return BulkTally(
+        accepted=sum(o.accepted for o in outcomes),
+        deduplicated=sum(o.deduplicated for o in outcomes),
+        rejected=job.rejected_count + 2 * len(rejected),
+        errors=(*job.errors, *(("/data/2/attributes/profile/data/id", "PROFILE_NOT_FOUND", o.error) for o in rejected)),
+    )
 
 
 async def queued(store: Store, job_id: str = "bulk_1", owner: str = "w1", created: float = T0) -> None:
@@ -83,7 +104,7 @@ async def test_claim_next_takes_the_oldest_job_whose_lease_expired(store: Store)
 async def test_claim_next_never_takes_a_finished_job(store: Store) -> None:
     await queued(store, "bulk_done", owner="w1")
     await store.bulk_jobs.start("bulk_done", holder="w1", now=T0)
-    assert await store.bulk_jobs.complete("bulk_done", [], rejected=0, now=T0 + 1, holder="w1") is not None
+    assert await store.bulk_jobs.complete("bulk_done", [], tally=tally, now=T0 + 1, holder="w1") is not None
     await queued(store, "bulk_failed", owner="w1", created=T0 + 1)
     await store.bulk_jobs.fail("bulk_failed", "boom", T0 + 2, holder="w1")
     assert await store.bulk_jobs.claim_next(owner="w2", now=T0 + 10 * LEASE, seconds=LEASE) is None
@@ -93,7 +114,7 @@ async def test_claim_next_never_takes_a_finished_job(store: Store) -> None:
 async def test_complete_by_the_holder_applies_the_items_and_records_the_counts(store: Store) -> None:
     await queued(store)
     await store.bulk_jobs.start("bulk_1", holder="w1", now=T0 + 1)
-    done = await store.bulk_jobs.complete("bulk_1", items(), rejected=1, now=T0 + 2, holder="w1")
+    done = await store.bulk_jobs.complete("bulk_1", items(), tally=tally, now=T0 + 2, holder="w1")
     assert done is not None
     job, outcomes = done
     assert job.status == "COMPLETE"
@@ -116,7 +137,7 @@ async def test_complete_by_the_holder_applies_the_items_and_records_the_counts(s
     page = await store.profiles.list("acme", {"email": "bob@example.com"}, cursor=None, limit=10)
     assert [p.id for p in page.items] == [outcomes[1].profile_id]
     # Done is done: no second application, and the lease is gone.
-    assert await store.bulk_jobs.complete("bulk_1", items(), rejected=1, now=T0 + 3, holder="w1") is None
+    assert await store.bulk_jobs.complete("bulk_1", items(), tally=tally, now=T0 + 3, holder="w1") is None
     assert await stored_events(store) == 2
     assert await store.leases.owners() == []
 
@@ -127,14 +148,14 @@ async def test_complete_by_anyone_but_the_holder_stores_nothing(store: Store) ->
     # w1 stalled past its lease; w2 took the job over.
     taken = await store.bulk_jobs.claim_next(owner="w2", now=T0 + LEASE + 1, seconds=LEASE)
     assert taken is not None
-    assert await store.bulk_jobs.complete("bulk_1", items(), rejected=1, now=T0 + LEASE + 2, holder="w1") is None
+    assert await store.bulk_jobs.complete("bulk_1", items(), tally=tally, now=T0 + LEASE + 2, holder="w1") is None
     job = await store.bulk_jobs.get("acme", "bulk_1")
     assert job is not None
     assert (job.status, job.accepted_count, job.completed_time) == ("PROCESSING", 0, None)
     assert await stored_events(store) == 0
     assert (await store.profiles.list("acme", {}, cursor=None, limit=10)).items == []
     # The new holder applies it.
-    assert await store.bulk_jobs.complete("bulk_1", items(), rejected=1, now=T0 + LEASE + 3, holder="w2") is not None
+    assert await store.bulk_jobs.complete("bulk_1", items(), tally=tally, now=T0 + LEASE + 3, holder="w2") is not None
     assert await stored_events(store) == 2
 
 
@@ -153,4 +174,4 @@ async def test_fail_by_the_holder_marks_the_job_failed_with_the_message(store: S
     assert "stopped on an internal error" in [message for _, _, message in job.errors]
     assert "not me" not in [message for _, _, message in job.errors]
     assert await store.leases.owners() == []
-    assert await store.bulk_jobs.complete("bulk_1", items(), rejected=0, now=T0 + 4, holder="w1") is None
+    assert await store.bulk_jobs.complete("bulk_1", items(), tally=tally, now=T0 + 4, holder="w1") is None

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.leases import Leases
-from batchgrpc.store import IngestItem, Lease, NewEvent, ProfileUpdate, Store
+from batchgrpc.store import BulkJob, BulkTally, IngestItem, IngestOutcome, Lease, NewEvent, ProfileUpdate, Store
 
 log = logging.getLogger("batchgrpc.bulk")
 
@@ -127,6 +127,24 @@ def ingest_items(
     return items
 
 
+def tally(job: BulkJob, items: list[IngestItem], outcomes: list[IngestOutcome]) -> BulkTally:
+    """A job's counts once its items are applied: an item whose profile id
+    matches nobody is rejected with its events (upstream's 404 for that
+    profile), beside what validation rejected at create."""
+    rejected = job.rejected_count
+    errors = list(job.errors)
+    for item, outcome in zip(items, outcomes, strict=True):
+        if outcome.error:
+            rejected += len(item.events)
+            errors.append((f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error))
+    return BulkTally(
+        accepted=sum(o.accepted for o in outcomes),
+        deduplicated=sum(o.deduplicated for o in outcomes),
+        rejected=rejected,
+        errors=tuple(errors),
+    )
+
+
 class BulkProcessor:
     """Applies stored bulk jobs, one task each, under a lease.
 
@@ -211,7 +229,7 @@ class BulkProcessor:
             rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
             items = await self._items(job.request, job.id, rejected, job.created_time)
             done = await self._store.bulk_jobs.complete(
-                job.id, items, rejected=job.rejected_count, now=self._clock(), holder=owner
+                job.id, items, tally=lambda job, outcomes: tally(job, items, outcomes), now=self._clock(), holder=owner
             )
             if done is None:
                 log.info("bulk job lease lost", extra={"fields": {"job_id": job_id}})

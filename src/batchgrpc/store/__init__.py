@@ -225,7 +225,10 @@ class JobFilter:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a list, newest first, and the cursor of the next (None at the end)."""
+    """One page of a list, in the list's order (each list says which: data
+    sources and jobs newest first; events, row errors and profiles oldest
+    first, so a job's come back in row order), and the cursor of the next
+    (None at the end)."""
 
     items: list[T]
     next_cursor: int | None
@@ -489,6 +492,18 @@ class ProfileStore(Protocol):
     ) -> Page[Profile]: ...
 
 
+@dataclass(frozen=True)
+class BulkTally:
+    """A bulk job's counts and errors once its items are applied, as the
+    domain tallies them from the outcomes (`events.bulk.tally`)."""
+
+    accepted: int
+    deduplicated: int
+    rejected: int
+    #: (JSON:API pointer, reason, message) per problem, the job's own first.
+    errors: tuple[tuple[str, str, str], ...]
+
+
 class BulkJobStore(Protocol):
     async def create(self, job: BulkJob, lease: Lease) -> None:
         """Stores a new job, leased to its creator (who processes it next)."""
@@ -504,12 +519,19 @@ class BulkJobStore(Protocol):
         creator died, or stalled past the lease) to `owner`."""
 
     async def complete(
-        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float, holder: str
+        self,
+        job_id: str,
+        items: builtins.list[IngestItem],
+        *,
+        tally: Callable[[BulkJob, builtins.list[IngestOutcome]], BulkTally],
+        now: float,
+        holder: str,
     ) -> tuple[BulkJob, builtins.list[IngestOutcome]] | None:
-        """Ingests `items` and marks the job COMPLETE with its counts, in one
-        transaction, while `holder` holds it (None, and nothing stored, when
-        not: another worker applies it). A crash leaves the job to be
-        processed again, whole."""
+        """Ingests `items` and marks the job COMPLETE with the counts and
+        errors `tally` makes of the job and the outcomes, in one
+        transaction, while the job is PROCESSING and `holder` holds it (None,
+        and nothing stored, when not: another worker applies it, or it is
+        done). A crash leaves the job to be processed again, whole."""
 
     async def fail(self, job_id: str, message: str, now: float, *, holder: str) -> None: ...
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
-from batchgrpc.store import BulkJob, IngestItem, IngestOutcome, Lease
+from batchgrpc.store import BulkJob, BulkTally, IngestItem, IngestOutcome, Lease
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -108,26 +109,32 @@ class SqliteBulkJobStore:
         return await self._store.write(_claim)
 
     async def complete(
-        self, job_id: str, items: builtins.list[IngestItem], *, rejected: int, now: float, holder: str
+        self,
+        job_id: str,
+        items: builtins.list[IngestItem],
+        *,
+        tally: Callable[[BulkJob, builtins.list[IngestOutcome]], BulkTally],
+        now: float,
+        holder: str,
     ) -> tuple[BulkJob, builtins.list[IngestOutcome]] | None:
         def _complete(conn: sqlite3.Connection) -> tuple[BulkJob, list[IngestOutcome]] | None:
             job = _get_bulk(conn, job_id)
             if job is None or job.status != "PROCESSING" or not _holds(conn, job_id, holder):
                 return None
             outcomes = ingest(conn, job.account, items, now)
-            accepted = sum(o.accepted for o in outcomes)
-            dedup = sum(o.deduplicated for o in outcomes)
-            errors = [list(e) for e in job.errors]
-            total_rejected = rejected
-            for item, outcome in zip(items, outcomes, strict=True):
-                if outcome.error:
-                    total_rejected += len(item.events)
-                    errors.append([f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error])
+            counts = tally(job, outcomes)
             conn.execute(
                 "UPDATE bulk_jobs SET status = 'COMPLETE', accepted_count = ?, deduplicated_count = ?,"
                 " rejected_count = ?, errors = ?, completed_time = ?, request = x'',"
                 " lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                (accepted, dedup, total_rejected, json.dumps(errors), now, job_id),
+                (
+                    counts.accepted,
+                    counts.deduplicated,
+                    counts.rejected,
+                    json.dumps([list(e) for e in counts.errors]),
+                    now,
+                    job_id,
+                ),
             )
             done = _get_bulk(conn, job_id)
             assert done is not None
