@@ -30,8 +30,8 @@ help:
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
-	@echo "make bench-jobs       a batch job end to end through a real server (prints figures)"
-	@echo "make bench-ingest     bulk create events and tracking batches under load (prints figures)"
+	@echo "make bench-jobs       batch jobs end to end through a real server, 1 and 2 workers (prints figures)"
+	@echo "make bench-ingest     bulk create events and tracking batches, 1 and 2 workers (prints figures)"
 	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60), growing fuzz/corpus"
 	@echo "make fuzz-ci          run each fuzz target 30 s from a copy of the committed corpus (in make test)"
 	@echo "make clean            remove build output and the virtualenv"
@@ -185,6 +185,8 @@ test: check-generated lint test-rust test-go fuzz-build fuzz-ci test-python
 
 BENCH_ROWS ?= 1000000
 BENCH_BIG_ROWS ?= 10000000
+# Worker counts the server benchmarks compare, side by side.
+BENCH_WORKERS ?= 1,2
 
 bench-core: setup
 	cargo build --release --locked --example csv_baseline
@@ -194,14 +196,14 @@ bench-core: setup
 	python bench/bench_core.py --rows $(BENCH_BIG_ROWS) --runs 1 --only core
 
 bench-jobs: setup
-	python bench/bench_jobs.py --rows $(BENCH_ROWS)
+	python bench/bench_jobs.py --rows $(BENCH_ROWS) --workers $(BENCH_WORKERS)
 	@echo
-	@echo "The server's peak RSS on a file 10x larger (it must not grow with the file):"
-	python bench/bench_jobs.py --rows $(BENCH_BIG_ROWS) --runs 1 --no-raw
+	@echo "The server's peak RSS on a file 10x larger (it must not grow with the file), one job on 2 workers:"
+	python bench/bench_jobs.py --rows $(BENCH_BIG_ROWS) --runs 1 --no-raw --only single --workers 2
 
-# BENCH_PROFILE=path also writes py-spy stacks of the server (needs py-spy).
+# BENCH_PROFILE=path also writes py-spy stacks of each server process (needs py-spy).
 bench-ingest: setup
-	python bench/bench_ingest.py $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
+	python bench/bench_ingest.py --workers $(BENCH_WORKERS) $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
 
 clean:
 	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache

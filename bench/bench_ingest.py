@@ -1,17 +1,27 @@
-"""`make bench-ingest`: bulk create events and tracking batches under load.
+"""`make bench-ingest`: bulk create events and tracking batches under load,
+for each worker count of `--workers` (default 1,2), figures side by side.
 
-Starts `batchgrpc serve` as its own process (rate limits off, a fresh data
-directory). This process is the client: `--clients` concurrent calls on one
-channel, each sending requests built and serialized before the clock starts,
-so the client spends its CPU on the wire, not on building messages.
+For every run, starts `batchgrpc serve --workers N` as its own process tree
+(rate limits off, a fresh data directory). This process is the client:
+`--clients` calls in flight, each on a channel of its own (its own TCP
+connection: one channel is one connection, which would pin one worker), the
+connections spread evenly over the workers. Requests are built and
+serialized before the clock starts and sent as raw bytes, so the client
+spends its CPU on the wire, not on messages; it shares the cores with the
+server, so its CPU is printed too.
 
 (a) bulk: 1,000-event CreateEventBulkCreateJob requests (100 profiles x 10
     events, unique ids). Prints requests/s, events/s accepted (answered OK)
     and durable (every job COMPLETE, read from the server's SQLite file),
-    p50/p99 latency of the RPC, and the server's CPU use.
+    p50/p99 latency of the RPC.
 (b) tracking: 50-command Batch requests (25 `customers` + 25
     `customers/events` for 25 customers). Prints requests/s, commands/s,
-    p50/p99 latency and the server's CPU use.
+    p50/p99 latency.
+
+Both print the CPU of the whole tree (supervisor and workers, from /proc,
+in cores), the client's, each worker's share of the calls (from the access
+log's `rpc` lines and their `pid`), and the peak RSS of the largest worker
+and of all processes.
 
 A program that prints figures, not a test: nothing here fails on time.
 """
@@ -34,7 +44,7 @@ from typing import TypeVar
 from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_jobs import peak_rss_kib, start_server
+from bench_jobs import channels_per_worker, columns, row, start_server, worker_counts
 
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.track.v2 import tracking_pb2
@@ -85,26 +95,20 @@ def track_request(n: int, account: str) -> bytes:
     return request.SerializeToString()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def load(
-    call: Callable[[bytes], Awaitable[bytes]], requests: list[bytes], clients: int
-) -> tuple[float, list[float]]:
-    """Sends every request with `clients` calls in flight; (seconds, latencies)."""
+async def load(calls: list[Callable[[bytes], Awaitable[bytes]]], requests: list[bytes]) -> tuple[float, list[float]]:
+    """Sends every request with one call in flight per client (each client
+    its own channel); (seconds, latencies)."""
     latencies: list[float] = []
     queue = iter(requests)
 
-    async def client() -> None:
+    async def client(call: Callable[[bytes], Awaitable[bytes]]) -> None:
         for body in queue:
             sent = time.perf_counter()
             await call(body)
             latencies.append(time.perf_counter() - sent)
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(call) for call in calls))
     return time.perf_counter() - started, latencies
 
 
@@ -113,67 +117,90 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def unfinished_bulk_jobs(db: Path) -> tuple[int, int]:
+def unfinished_bulk_jobs(db: Path) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         waiting = conn.execute("SELECT count(*) FROM bulk_jobs WHERE status IN ('QUEUED', 'PROCESSING')").fetchone()
-        events = conn.execute("SELECT count(*) FROM events").fetchone()
-        return int(waiting[0]), int(events[0])
+        return int(waiting[0])
     finally:
         conn.close()
 
 
-async def profiler(pid: int, out: Path | None) -> asyncio.subprocess.Process | None:
-    """py-spy sampling the server (collapsed stacks), when asked for."""
+def stored_events(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def all_complete(db: Path) -> None:
+    # Another process's commits: nothing here to wait on but the file.
+    while unfinished_bulk_jobs(db):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def profilers(pids: list[int], out: Path | None) -> list[asyncio.subprocess.Process]:
+    """py-spy sampling each server process (collapsed stacks), when asked for."""
     if out is None:
-        return None
-    spy = Path(sys.executable).parent / "py-spy"
-    return await asyncio.create_subprocess_exec(
-        str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--output", str(out),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        return []
+    spy = str(Path(sys.executable).parent / "py-spy")
+    spies = []
+    for i, pid in enumerate(pids):
+        output = str(out.with_suffix(f".{i}{out.suffix}"))
+        argv = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--idle", "--output", output]
+        devnull = asyncio.subprocess.DEVNULL
+        spies.append(await asyncio.create_subprocess_exec(*argv, stdout=devnull, stderr=devnull))
+    return spies
 
 
-async def run(kind: str, count: int, clients: int, profile: Path | None = None) -> dict[str, float]:
+async def run(kind: str, count: int, clients: int, workers: int, profile: Path | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         data = Path(tmp) / "data"
-        proc, port, token = await start_server(data, Path(tmp) / "server")
+        server = await start_server(data, Path(tmp) / "server", workers)
+        db = data / "batchgrpc.db"
         try:
-            async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            channels = await channels_per_worker(server, clients)
+            try:
                 metadata: tuple[tuple[str, str], ...]
                 if kind == "bulk":
-                    metadata = (("authorization", f"Klaviyo-API-Key {token}"), ("revision", "2026-07-15"))
+                    metadata = (("authorization", f"Klaviyo-API-Key {server.token}"), ("revision", "2026-07-15"))
                     requests = [bulk_request(n) for n in range(count)]
                 else:
-                    metadata = (("authorization", f"Bearer {token}"),)
+                    metadata = (("authorization", f"Bearer {server.token}"),)
                     requests = [track_request(n, "default") for n in range(count)]
-                # Bytes in, bytes out: the client never parses a message.
-                method: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-                    BULK if kind == "bulk" else BATCH
-                )
+                method = BULK if kind == "bulk" else BATCH
 
-                async def call(body: bytes) -> bytes:
-                    return await method(body, metadata=metadata)
+                def caller(ch: aio.Channel) -> Callable[[bytes], Awaitable[bytes]]:
+                    # Bytes in, bytes out: the client never parses a message.
+                    stub: aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(method)
 
-                await call(requests[0])  # warm-up: connection, key cache, first transaction
-                spy = await profiler(proc.pid, profile)
-                cpu_before = cpu_seconds(proc.pid)
+                    async def call(body: bytes) -> bytes:
+                        return await stub(body, metadata=metadata)
+
+                    return call
+
+                calls = [caller(ch) for _, ch in channels]
+                # Warm-up, one request per worker: its first transaction.
+                first_of = {pid: call for (pid, _), call in zip(channels, calls, strict=True)}
+                warm = len(first_of)
+                await asyncio.gather(*(call(body) for call, body in zip(first_of.values(), requests, strict=False)))
+                if kind == "bulk":
+                    await all_complete(db)
+                spies = await profilers(server.pids, profile)
+                since = server.log_size()
+                cpu_before, client_before = server.cpu_seconds(), time.process_time()
                 started = time.perf_counter()
-                seconds, latencies = await load(call, requests[1:], clients)
+                seconds, latencies = await load(calls, requests[warm:])
                 result = {
                     "requests_per_s": len(latencies) / seconds,
                     "p50_ms": pct(latencies, 0.50) * 1000,
                     "p99_ms": pct(latencies, 0.99) * 1000,
                 }
                 if kind == "bulk":
-                    while True:
-                        waiting, events = unfinished_bulk_jobs(data / "batchgrpc.db")
-                        if waiting == 0:
-                            break
-                        await asyncio.sleep(0.05)
+                    await all_complete(db)
                     durable = time.perf_counter() - started
                     sent_events = len(latencies) * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE
-                    assert events == count * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE, events
                     result |= {
                         "accepted_events_per_s": sent_events / seconds,
                         "durable_events_per_s": sent_events / durable,
@@ -183,14 +210,22 @@ async def run(kind: str, count: int, clients: int, profile: Path | None = None) 
                 else:
                     result["commands_per_s"] = result["requests_per_s"] * 2 * CUSTOMERS_PER_BATCH
                     wall = seconds
-                result["server_cpu"] = (cpu_seconds(proc.pid) - cpu_before) / wall
-                if spy is not None:
+                result["server_cpu"] = (server.cpu_seconds() - cpu_before) / wall
+                result["client_cpu"] = (time.process_time() - client_before) / wall
+                for spy in spies:
                     spy.send_signal(signal.SIGINT)
                     await spy.wait()
-                result["rss_mib"] = peak_rss_kib(proc.pid) / 1024
+                for i, answered in enumerate(server.answered(method, since)):
+                    result[f"answered_{i}"] = answered
+                if kind == "bulk":
+                    events = stored_events(db)
+                    assert events == count * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE, events
+                result["rss_worker_mib"], result["rss_total_mib"] = server.peak_rss_mib()
+            finally:
+                for _, ch in channels:
+                    await ch.close()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            await proc.wait()
+            await server.stop()
     return result
 
 
@@ -199,7 +234,6 @@ def phases(bulk_count: int, track_count: int) -> None:
     (no gRPC): the same code the server runs, timed per request."""
     from batchgrpc import _core
     from batchgrpc.events.bulk import ingest_items
-    from batchgrpc.events.servicers import bulk_violations
     from batchgrpc.store import IngestItem
     from batchgrpc.store.sqlite import connect, migrate
     from batchgrpc.store.sqlite_profiles import ingest
@@ -227,7 +261,7 @@ def phases(bulk_count: int, track_count: int) -> None:
         print(f"\nwhere a bulk request's server time goes (ms per 1,000-event request, {n} requests):")
         parse = bulk_pb2.CreateEventBulkCreateJobRequest.FromString
         messages = timed("parse protobuf", n, lambda: [parse(b) for b in bodies])
-        timed("validate (Rust core)", n, lambda: [bulk_violations(b, time.time()) for b in bodies])
+        timed("validate (Rust core)", n, lambda: [_core.validate_bulk_request(b, time.time()) for b in bodies])
         items = timed("request -> items", n, lambda: [ingest_items(m, "j", set(), time.time()) for m in messages])
         timed("store: upsert+insert", n, lambda: store(items))
 
@@ -246,45 +280,73 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bulk-requests", type=int, default=200, help="1,000-event requests per run")
     parser.add_argument("--track-requests", type=int, default=2000, help="50-command batches per run")
-    parser.add_argument("--clients", type=int, default=8, help="calls in flight")
+    parser.add_argument("--clients", type=int, default=8, help="calls in flight, each on its own connection")
+    parser.add_argument("--workers", type=worker_counts, default=[1, 2], help="worker counts, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("bulk", "track"))
     parser.add_argument("--no-phases", action="store_true", help="skip the phase breakdown")
-    parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks of the server's last run here")
+    parser.add_argument(
+        "--profile", type=Path, help="write py-spy collapsed stacks of each server process's last run here"
+    )
     args = parser.parse_args()
-    print(f"{os.cpu_count()} cores; {args.clients} calls in flight; median of {args.runs} runs")
+    print(
+        f"{os.cpu_count()} cores; {args.clients} calls in flight, one connection each, spread evenly over"
+        f" the workers; median of {args.runs} runs"
+    )
 
-    def median(kind: str, count: int) -> dict[str, float]:
-        profile = args.profile.with_suffix(f".{kind}.txt") if args.profile else None
-        runs = [asyncio.run(run(kind, count, args.clients, profile)) for _ in range(args.runs)]
-        return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    def median(kind: str, count: int, workers: int) -> dict[str, float]:
+        profile = args.profile.with_suffix(f".{kind}.{workers}w.txt") if args.profile else None
+        runs = [asyncio.run(run(kind, count, args.clients, workers, profile)) for _ in range(args.runs)]
+        m = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        m |= {key: max(r[key] for r in runs) for key in ("rss_worker_mib", "rss_total_mib")}
+        # Shares over every run's RPCs, not a median.
+        m |= {key: sum(r[key] for r in runs) for key in runs[0] if key.startswith("answered_")}
+        return m
 
+    def share(m: dict[str, float], workers: int) -> str:
+        answered = [m[f"answered_{i}"] for i in range(workers)]
+        return " / ".join(f"{100 * a / sum(answered):.0f}" for a in answered) + " %"
+
+    header, rule = columns(args.workers)
+    first = args.workers[0]
     if args.only in (None, "bulk"):
-        m = median("bulk", args.bulk_requests)
+        ms = [median("bulk", args.bulk_requests, n) for n in args.workers]
         print()
         print(f"(a) bulk create events: {args.bulk_requests} requests of 1,000 events")
-        print("| measure                         |         value |")
-        print("|---------------------------------|--------------:|")
-        print(f"| requests/s                      | {m['requests_per_s']:>13,.1f} |")
-        print(f"| events/s accepted (RPC OK)      | {m['accepted_events_per_s']:>13,.0f} |")
-        print(f"| events/s durable (jobs COMPLETE)| {m['durable_events_per_s']:>13,.0f} |")
-        print(f"| RPC latency p50                 | {m['p50_ms']:>10,.1f} ms |")
-        print(f"| RPC latency p99                 | {m['p99_ms']:>10,.1f} ms |")
-        print(f"| server CPU (cores busy)         | {m['server_cpu']:>13.2f} |")
-        print(f"| server peak RSS                 | {m['rss_mib']:>9,.0f} MiB |")
+        print(header)
+        print(rule)
+        print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
+        print(row("events/s accepted (RPC OK)", [f"{m['accepted_events_per_s']:,.0f}" for m in ms]))
+        print(row("events/s durable (jobs COMPLETE)", [f"{m['durable_events_per_s']:,.0f}" for m in ms]))
+        print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
+        print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
+        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
+        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
+        print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
+        print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
+        print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
+        for n, m in zip(args.workers[1:], ms[1:], strict=True):
+            ratio = m["durable_events_per_s"] / ms[0]["durable_events_per_s"]
+            print(f"events/s durable with {n} workers / with {first} = {ratio:.2f}")
         print("targets: >= 100,000 events/s durable, p99 < 100 ms")
     if args.only in (None, "track"):
-        m = median("track", args.track_requests)
+        ms = [median("track", args.track_requests, n) for n in args.workers]
         print()
         print(f"(b) tracking batch: {args.track_requests} batches of 50 commands")
-        print("| measure                         |         value |")
-        print("|---------------------------------|--------------:|")
-        print(f"| requests/s                      | {m['requests_per_s']:>13,.1f} |")
-        print(f"| commands/s                      | {m['commands_per_s']:>13,.0f} |")
-        print(f"| RPC latency p50                 | {m['p50_ms']:>10,.1f} ms |")
-        print(f"| RPC latency p99                 | {m['p99_ms']:>10,.1f} ms |")
-        print(f"| server CPU (cores busy)         | {m['server_cpu']:>13.2f} |")
-        print(f"| server peak RSS                 | {m['rss_mib']:>9,.0f} MiB |")
+        print(header)
+        print(rule)
+        print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
+        print(row("commands/s", [f"{m['commands_per_s']:,.0f}" for m in ms]))
+        print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
+        print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
+        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
+        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
+        print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
+        print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
+        print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
+        for n, m in zip(args.workers[1:], ms[1:], strict=True):
+            ratio = m["requests_per_s"] / ms[0]["requests_per_s"]
+            print(f"requests/s with {n} workers / with {first} = {ratio:.2f}")
         print("target: >= 1,000 requests/s")
     if not args.no_phases:
         phases(min(args.bulk_requests, 50), min(args.track_requests, 500))
