@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,13 @@ async def test_concurrent_writes_share_a_commit_and_a_failing_one_rolls_back_alo
     try:
         await store.write(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
         statements: list[str] = []
-        await store.run(lambda conn: conn.set_trace_callback(statements.append))
+        loop = asyncio.get_running_loop()
+
+        def on_writer(fn: Callable[[sqlite3.Connection], object]) -> asyncio.Future[object]:
+            # SQLite's own: the writing thread and connection, under the protocol.
+            return loop.run_in_executor(store._executor, fn, store._conn)
+
+        await on_writer(lambda conn: conn.set_trace_callback(statements.append))
 
         def insert(value: str, fail: bool = False) -> object:
             def _insert(conn: sqlite3.Connection) -> str:
@@ -55,11 +62,10 @@ async def test_concurrent_writes_share_a_commit_and_a_failing_one_rolls_back_alo
 
             return store.write(_insert)
 
-        # Hold the database thread so that the three writes queue up and
-        # are applied as one group.
+        # Hold the writing thread so that the three writes queue up and are
+        # applied as one group.
         gate = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        blocker = store.run(lambda _: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result())
+        blocker = on_writer(lambda _: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result())
         writes = asyncio.gather(insert("a"), insert("b", fail=True), insert("c"), return_exceptions=True)
         await asyncio.sleep(0.05)
         gate.set()

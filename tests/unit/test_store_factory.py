@@ -135,7 +135,8 @@ async def test_set_up_renames_the_old_default_file_with_what_its_wal_held(
     with caplog.at_level(logging.INFO, logger="batchgrpc.store"):
         store = await open_for_set_up(config)
     await store.close()
-    assert sorted(os.listdir(data)) == [DATABASE_NAME]
+    # The old file and its WAL are gone; the writers' lock file is the new one's.
+    assert sorted(os.listdir(data)) == [DATABASE_NAME, f"{DATABASE_NAME}-writer"]
     with sqlite3.connect(data / DATABASE_NAME) as db:
         assert db.execute("SELECT COUNT(*) FROM kept").fetchone() == (1000,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -1,9 +1,14 @@
 """The embedded store: one SQLite database file in WAL mode (by default in
 the data directory; `store/factory.py` opens it from its URL).
 
-Every statement runs on one dedicated thread that owns the connection, so the
-event loop never waits on disk and SQLite sees a single writer. WAL lets other
-processes (the `batchgrpc keys` CLI) read and write the same file meanwhile.
+Writes run on one dedicated thread that owns the writing connection, so the
+event loop never waits on disk and SQLite sees a single writer per process;
+reads run on a second thread with a connection of their own. WAL lets them
+read while a write is in progress, here or in another process: when another
+worker holds the database's write lock, this one's writes wait for it, and
+its reads (every RPC's key lookup among them) and the work around them go
+on, so the waiting writes pile up into one larger group instead of the whole
+process stalling behind the lock.
 """
 
 from __future__ import annotations
@@ -64,6 +69,13 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _open_reader(path: Path) -> sqlite3.Connection:
+    conn = connect(path)
+    # A reader never writes: a bug that tries fails instead of taking the lock.
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Applies the migrations not applied yet; returns the schema version."""
     conn.execute("BEGIN IMMEDIATE")
@@ -87,9 +99,17 @@ def migrate(conn: sqlite3.Connection) -> int:
 class SqliteStore:
     """The `batchgrpc.store.Store` on SQLite."""
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        reader: sqlite3.Connection,
+        reads: ThreadPoolExecutor,
+    ) -> None:
         self._conn = conn
         self._executor = executor
+        self._reader = reader
+        self._reads = reads
         self._writes = GroupCommit(conn, executor)
         # Typed as the protocols: that is all the rest of the code may use.
         self.keys: KeyStore = SqliteKeyStore(self)
@@ -119,17 +139,25 @@ class SqliteStore:
                 raise
             return conn
 
+        reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
         try:
             conn = await loop.run_in_executor(executor, _open)
+            try:
+                reader = await loop.run_in_executor(reads, _open_reader, path)
+            except BaseException:
+                await loop.run_in_executor(executor, conn.close)
+                raise
         except BaseException:
             executor.shutdown(wait=False)
+            reads.shutdown(wait=False)
             raise
-        return cls(conn, executor)
+        return cls(conn, executor, reader, reads)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs `fn(connection)` on the store's thread."""
+        """Runs `fn(connection)` on the store's reading thread: `fn` reads
+        only, and sees every write committed before it starts."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, self._conn)
+        return await loop.run_in_executor(self._reads, fn, self._reader)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn(connection)` as one atomic write, committed (possibly with
@@ -138,8 +166,12 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self.limits.close()
-        await self.run(lambda conn: conn.close())
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._reads, self._reader.close)
+        self._reads.shutdown(wait=True)
+        await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
+        self._writes.close()
 
 
 def _key_from_row(row: tuple) -> ApiKey:  # type: ignore[type-arg]
