@@ -263,7 +263,8 @@ async def test_keys_made_with_store_and_pepper_file_authenticate_on_a_server_giv
                 "--store", store, "--pepper-file", str(pepper), cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     key = json.loads(made.stdout)
-    assert sorted(p.name for p in shared.iterdir()) == ["keys.db", "keys.pepper"]
+    # The database (with its writers' lock file) and the pepper, nothing else.
+    assert sorted(p.name for p in shared.iterdir()) == ["keys.db", "keys.db-writer", "keys.pepper"]
     assert pepper.stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "batchgrpc-data").exists(), "no data directory was needed"
     listed = keys("list", "--json", "--store", store, "--pepper-file", str(pepper), cwd=tmp_path)
