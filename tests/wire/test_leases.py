@@ -21,30 +21,13 @@ from batchgrpc.store import BatchJob
 from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
 
 from ..conftest import eventually
+from ..store import build
 
 ROWS = 100_000
 
 
-def job(source_id: str) -> BatchJob:
-    return BatchJob(
-        id="job_leased",
-        account="acme",
-        name="",
-        event_name="signup",
-        default_event_name="",
-        status="PENDING",
-        tags=(),
-        event_data={},
-        event_columns=(),
-        columns=(),
-        scopes=(),
-        source_type="FILE_ASSET",
-        source_id=source_id,
-        source_ref_id="src_1",
-        source_format="CSV",
-        created_time=1.0,
-        updated_time=1.0,
-    )
+def job() -> BatchJob:
+    return build.job("job_leased", event_name="signup", created_time=1.0, updated_time=1.0)
 
 
 async def started(store: SqliteStore) -> bool:
@@ -80,7 +63,7 @@ async def test_a_worker_whose_lease_was_taken_stops_writing(tmp_path: Path, capl
     healthy_leases = Leases(second.leases, 0.5, owner="worker-b")
     healthy = runner(second, healthy_leases)
     try:
-        await first.jobs.create(job("people"), notification(job("people"), "batch_job_created", 1.0))
+        await first.jobs.create(job(), notification(job(), "batch_job_created", 1.0))
         caplog.set_level(logging.INFO, logger="batchgrpc.jobs")
         stalled.submit("job_leased")
         await eventually(lambda: started(first), every=0.01)
