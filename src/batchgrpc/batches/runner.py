@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchgrpc import core
-from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status
+from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status, may_move
 from batchgrpc.errors import DataFileError, InvalidJobSpec
 from batchgrpc.eventids import notification_id
 from batchgrpc.leases import Leases
@@ -234,6 +234,8 @@ class JobRunner:
         """Moves `job` on from its current status, while this worker holds
         it; None when someone else (a cancel, a worker that took the lease
         over) moved it first."""
+        if not may_move(job.status, to):
+            raise RuntimeError(f"job {job.id}: no move from {job.status} to {to} in the status table")
         now = self._clock()
         after, moved = await self._store.jobs.transition(
             job.id,

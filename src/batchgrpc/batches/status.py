@@ -43,6 +43,11 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
+def may_move(from_: str, to: str) -> bool:
+    """Whether the table allows a job in `from_` to move to `to`."""
+    return Status(to) in TRANSITIONS[Status(from_)]
+
+
 def sources_of(to: Status) -> tuple[Status, ...]:
     """The statuses a job may move to `to` from, in the table's order: what a
     store's conditional move is given as `allowed_from`."""
@@ -52,5 +57,4 @@ def sources_of(to: Status) -> tuple[Status, ...]:
 #: A finished job may be deleted; an unfinished one must be canceled first.
 DELETABLE: tuple[Status, ...] = tuple(s for s in Status if s in TERMINAL)
 #: Names as the store keeps them.
-TERMINAL_NAMES: tuple[str, ...] = tuple(sorted(TERMINAL))
 UNFINISHED_NAMES: tuple[str, ...] = tuple(s.value for s in Status if s in UNFINISHED)
