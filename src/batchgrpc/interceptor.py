@@ -23,7 +23,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from grpc import aio
 
-from batchgrpc import requests
+from batchgrpc import memory, requests
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
 from batchgrpc.errors import AmbiguousCredentials, BatchgrpcError, Internal, RateLimited
 from batchgrpc.events.revision import check_revision
@@ -173,7 +173,10 @@ class CallInterceptor(aio.ServerInterceptor):
             except aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
+                large = isinstance(request, bytes) and len(request) >= memory.TRIM_AFTER_BYTES
                 del request  # see _unary below
+                if large:
+                    memory.give_back_soon()
                 await call.fail(error)
             call.succeed()
             return response

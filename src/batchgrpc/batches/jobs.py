@@ -14,7 +14,7 @@ from typing import Any
 from batchgrpc import core, paging
 from batchgrpc.auth import CLIENT_ADMIN, CLIENT_SUPERUSER, Principal
 from batchgrpc.batches import convert
-from batchgrpc.batches.runner import Changes, JobRunner, give_back_memory, notification
+from batchgrpc.batches.runner import Changes, JobRunner, notification
 from batchgrpc.batches.sources import check_tags, new_id
 from batchgrpc.batches.status import DELETABLE, TERMINAL, Status, sources_of
 from batchgrpc.batches.v6 import batch_job_pb2, batch_job_pb2_grpc
@@ -31,6 +31,7 @@ from batchgrpc.errors import (
 )
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal
+from batchgrpc.memory import give_back_memory
 from batchgrpc.store import BatchJob, DataSource, JobFilter, Store
 
 pb = batch_job_pb2

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import time
@@ -37,30 +36,10 @@ from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status, may_mov
 from batchgrpc.errors import DataFileError, InvalidJobSpec
 from batchgrpc.eventids import notification_id
 from batchgrpc.leases import Leases
+from batchgrpc.memory import give_back_memory
 from batchgrpc.store import BatchJob, Event, JobChunk, Store
 
 log = logging.getLogger("batchgrpc.jobs")
-
-#: glibc's `malloc_trim`, where there is one.
-_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-_trimming = False
-
-
-async def give_back_memory() -> None:
-    """Returns the allocator's free memory to the system, in a worker thread.
-
-    glibc keeps what worker threads free in their arenas: after a job whose
-    patterns took 16 MiB the server stayed 34 MiB over idle, and ten refused
-    creates of that size left it 100 MiB over. Calls that arrive while one
-    runs share it."""
-    global _trimming
-    if _malloc_trim is None or _trimming:
-        return
-    _trimming = True
-    try:
-        await asyncio.to_thread(_malloc_trim, 0)
-    finally:
-        _trimming = False
 
 
 class Delivery(Protocol):
