@@ -307,6 +307,16 @@ def main() -> None:
         answered = [m[f"answered_{i}"] for i in range(workers)]
         return " / ".join(f"{100 * a / sum(answered):.0f}" for a in answered) + " %"
 
+    def shared_rows(ms: list[dict[str, float]]) -> None:
+        """The rows both tables have: latency, CPU, each worker's share, RSS."""
+        print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
+        print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
+        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
+        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
+        print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
+        print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
+        print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
+
     header, rule = columns(args.workers)
     first = args.workers[0]
     if args.only in (None, "bulk"):
@@ -318,13 +328,7 @@ def main() -> None:
         print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
         print(row("events/s accepted (RPC OK)", [f"{m['accepted_events_per_s']:,.0f}" for m in ms]))
         print(row("events/s durable (jobs COMPLETE)", [f"{m['durable_events_per_s']:,.0f}" for m in ms]))
-        print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
-        print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
-        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
-        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
-        print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
-        print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
-        print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
+        shared_rows(ms)
         for n, m in zip(args.workers[1:], ms[1:], strict=True):
             ratio = m["durable_events_per_s"] / ms[0]["durable_events_per_s"]
             print(f"events/s durable with {n} workers / with {first} = {ratio:.2f}")
@@ -337,13 +341,7 @@ def main() -> None:
         print(rule)
         print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
         print(row("commands/s", [f"{m['commands_per_s']:,.0f}" for m in ms]))
-        print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
-        print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
-        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
-        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
-        print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
-        print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
-        print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
+        shared_rows(ms)
         for n, m in zip(args.workers[1:], ms[1:], strict=True):
             ratio = m["requests_per_s"] / ms[0]["requests_per_s"]
             print(f"requests/s with {n} workers / with {first} = {ratio:.2f}")
