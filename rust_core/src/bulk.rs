@@ -12,7 +12,7 @@ use crate::limits::{
     MAX_NAME_CHARS, MAX_RESOURCE_ID_CHARS,
 };
 use crate::rules::{is_email, parse_timestamp};
-use crate::wire::{each_message, string, Values};
+use crate::wire::{each_message, string, Field, Values, Wire};
 
 /// One violation: where, a stable reason, and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,13 @@ pub struct Validation {
     /// levels), so no item of the request may go on to Python's protobuf
     /// decoder, which would fail on it before any rule could speak.
     pub fails_whole: bool,
+    /// The request's `request_id` (empty when none).
+    pub request_id: String,
+    /// The request's `partial_success`.
+    pub partial_success: bool,
+    /// Per item, its number of events: with the pointers of the violations,
+    /// what partial success leaves out.
+    pub item_events: Vec<usize>,
 }
 
 /// Most properties an event (or a profile) may have.
@@ -73,6 +80,8 @@ struct Profile {
     /// The profile's other free-form values, by their pointer below the
     /// profile resource: the location's coordinates, `patch_properties`.
     values: Vec<(&'static str, Value)>,
+    /// A `location` was sent (perhaps empty).
+    location: bool,
 }
 
 impl Profile {
@@ -187,19 +196,22 @@ fn decode_profile(bytes: &[u8], values: &mut Values) -> Result<Profile, CoreErro
                 match n {
                     // Fields 1..=11 of ProfileAttributes are its strings.
                     1..=11 => profile.set(PROFILE_FIELDS[(n - 1) as usize], string(b)?),
-                    12 => each_message(b, |n, b| {
-                        let at = match n {
-                            5 => "attributes/location/latitude",
-                            6 => "attributes/location/longitude",
-                            1..=4 | 7..=10 => {
-                                profile.set(LOCATION_FIELDS[(n - 1) as usize], string(b)?);
-                                return Ok(());
-                            }
-                            _ => return Ok(()),
-                        };
-                        profile.values.push((at, values.decode_value(b, 1)?));
-                        Ok(())
-                    })?,
+                    12 => {
+                        profile.location = true;
+                        each_message(b, |n, b| {
+                            let at = match n {
+                                5 => "attributes/location/latitude",
+                                6 => "attributes/location/longitude",
+                                1..=4 | 7..=10 => {
+                                    profile.set(LOCATION_FIELDS[(n - 1) as usize], string(b)?);
+                                    return Ok(());
+                                }
+                                _ => return Ok(()),
+                            };
+                            profile.values.push((at, values.decode_value(b, 1)?));
+                            Ok(())
+                        })?;
+                    }
                     13 => values.merge_struct(
                         b,
                         1,
@@ -296,6 +308,20 @@ struct Item {
     kind: String,
     profile: Option<Profile>,
     events: Vec<Event>,
+}
+
+/// The request's top-level scalars: `request_id` (2), `partial_success` (3).
+fn decode_options(bytes: &[u8]) -> Result<(String, bool), CoreError> {
+    let (mut request_id, mut partial) = (String::new(), false);
+    let mut wire = Wire::new(bytes);
+    while let Some((number, field)) = wire.field()? {
+        match (number, field) {
+            (2, Field::Bytes(b)) => request_id = string(b)?,
+            (3, Field::Varint(v)) => partial = v != 0,
+            _ => {}
+        }
+    }
+    Ok((request_id, partial))
 }
 
 /// The request's document type and items:
@@ -676,6 +702,7 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
     limits::check_bulk_request(bytes.len() as u64, 0)?;
     let mut values = Values::default();
     let (kind, items) = decode_request(bytes, &mut values)?;
+    let (request_id, partial_success) = decode_options(bytes)?;
     let events: usize = items.iter().map(|i| i.events.len()).sum();
     limits::check_bulk_request(bytes.len() as u64, events as u64)?;
     let currencies: HashSet<&str> = CURRENCIES.split(' ').collect();
@@ -865,7 +892,170 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
     Ok(Validation {
         violations: out,
         fails_whole: values.cut,
+        request_id,
+        partial_success,
+        item_events: items.iter().map(|i| i.events.len()).collect(),
     })
+}
+
+/// A bulk request as the store takes it: per item kept, its profile update;
+/// per event kept, its row (`ingest::EVENT_FIELDS`).
+pub struct BulkRows {
+    /// JSON array, per item kept: `{"item", "profile_id", "identifiers"
+    /// (pairs, in upstream's order), "attributes", "properties", "append",
+    /// "unappend", "unset"}`.
+    pub profiles: Vec<u8>,
+    /// JSON array of the events' rows; an event's `item` counts kept items.
+    pub events: Vec<u8>,
+    /// Per item kept, its number of events kept.
+    pub event_counts: Vec<usize>,
+}
+
+/// What the processor stores for a request that `validate_bulk` passed (or
+/// failed by item only, under `partial_success`): every item and event not
+/// in `rejected` (`(item, None)` for a whole item), `now` standing in for a
+/// missing time. Event times are whole seconds, as upstream keeps them.
+///
+/// # Errors
+/// Bytes that are not the request.
+///
+/// # Panics
+/// Never: only JSON values are serialized.
+pub fn bulk_rows<S: std::hash::BuildHasher>(
+    bytes: &[u8],
+    job_id: &str,
+    rejected: &HashSet<(usize, Option<usize>), S>,
+    now: f64,
+) -> Result<BulkRows, CoreError> {
+    let mut values = Values::default();
+    let (_, items) = decode_request(bytes, &mut values)?;
+    let mut profiles = Vec::new();
+    let mut events = Vec::with_capacity(bytes.len());
+    events.push(b'[');
+    let mut event_counts = Vec::new();
+    let empty = Profile::default();
+    for (i, item) in items.iter().enumerate() {
+        if rejected.contains(&(i, None)) {
+            continue;
+        }
+        let kept = event_counts.len();
+        profiles.push(profile_update(i, item.profile.as_ref().unwrap_or(&empty)));
+        let mut count = 0;
+        for (j, event) in item.events.iter().enumerate() {
+            if rejected.contains(&(i, Some(j))) {
+                continue;
+            }
+            count += 1;
+            if events.len() > 1 {
+                events.push(b',');
+            }
+            // The core validated the time; one it cannot read is now.
+            let time = if event.time.is_empty() {
+                now
+            } else {
+                parse_timestamp(&event.time).unwrap_or(now)
+            }
+            .trunc();
+            // Upstream: without a unique_id, the time to the second stands
+            // in, so a profile has at most one such event per metric and second.
+            let dedup = if event.unique_id.is_empty() {
+                format!("t:{time}")
+            } else {
+                format!("u:{}", event.unique_id)
+            };
+            let data = serde_json::to_string(event.properties.as_ref().unwrap_or(&Map::new()))
+                .expect("a JSON map serializes");
+            let value = match &event.value {
+                Some(Value::Number(n)) => n.as_f64(),
+                _ => None,
+            };
+            crate::ingest::write_event(
+                &mut events,
+                &crate::ingest::NewEvent {
+                    item: kept,
+                    source: "BULK_CREATE",
+                    job_id,
+                    row_number: j as u64,
+                    event_name: event.metric_name.as_deref().unwrap_or_default(),
+                    event_time: time,
+                    data: &data,
+                    dedup_key: &dedup,
+                    value,
+                    value_currency: &event.value_currency,
+                    unique_id: &event.unique_id,
+                },
+            );
+        }
+        event_counts.push(count);
+    }
+    events.push(b']');
+    Ok(BulkRows {
+        profiles: serde_json::to_vec(&profiles).expect("JSON values serialize"),
+        events,
+        event_counts,
+    })
+}
+
+/// An item's profile as the planner's `ProfileUpdate` reads it.
+fn profile_update(item: usize, profile: &Profile) -> Value {
+    let mut identifiers = Vec::new();
+    for name in IDENTIFIERS {
+        if let Some(value) = profile.attribute(name) {
+            // `_kx` has no presence: empty is unset.
+            if name != "_kx" || !value.is_empty() {
+                identifiers.push(Value::from(vec![Value::from(name), Value::from(value)]));
+            }
+        }
+    }
+    let mut attributes = Map::new();
+    for name in &PROFILE_FIELDS[5..] {
+        if let Some(value) = profile.attribute(name) {
+            attributes.insert((*name).to_owned(), Value::from(value));
+        }
+    }
+    let mut patch = Map::new();
+    if profile.location {
+        let mut location = Map::new();
+        for name in LOCATION_FIELDS.iter().filter(|n| !n.is_empty()) {
+            if let Some(value) = profile.attribute(name) {
+                location.insert(name["location/".len()..].to_owned(), Value::from(value));
+            }
+        }
+        for (at, value) in &profile.values {
+            if let Some(name) = at.strip_prefix("attributes/location/") {
+                location.insert(name.to_owned(), value.clone());
+            }
+        }
+        attributes.insert("location".into(), Value::Object(location));
+    }
+    for (at, value) in &profile.values {
+        if let Some(name) = at.strip_prefix("meta/patch_properties/") {
+            patch.insert(name.to_owned(), value.clone());
+        }
+    }
+    let unset = match patch.remove("unset") {
+        None => Value::Array(Vec::new()),
+        Some(Value::Array(values)) => Value::Array(values),
+        Some(other) => Value::Array(vec![other]),
+    };
+    let object = |name: &str, patch: &mut Map<String, Value>| {
+        patch
+            .remove(name)
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    };
+    let mut update = Map::new();
+    update.insert("item".into(), Value::from(item));
+    update.insert("profile_id".into(), Value::from(profile.id.as_str()));
+    update.insert("identifiers".into(), Value::Array(identifiers));
+    update.insert("attributes".into(), Value::Object(attributes));
+    update.insert(
+        "properties".into(),
+        Value::Object(profile.properties.clone().unwrap_or_default()),
+    );
+    update.insert("append".into(), object("append", &mut patch));
+    update.insert("unappend".into(), object("unappend", &mut patch));
+    update.insert("unset".into(), unset);
+    Value::Object(update)
 }
 
 #[cfg(test)]
@@ -914,6 +1104,84 @@ mod tests {
     /// One valid event with `properties`, for a profile with an email.
     fn request(properties: &[u8]) -> Vec<u8> {
         request_with("", &email("a@example.com"), &[event(properties, "Viewed")])
+    }
+
+    #[test]
+    fn validation_reads_the_request_id_partial_success_and_item_sizes() {
+        let mut bytes = request(&object(&[("a", string_value("b"))]));
+        bytes.extend(ld(2, b"req-1"));
+        bytes.extend([3 << 3, 1]);
+        let validation = validate_bulk(&bytes, NOW).unwrap();
+        assert_eq!(validation.request_id, "req-1");
+        assert!(validation.partial_success);
+        assert_eq!(validation.item_events, vec![1]);
+    }
+
+    #[test]
+    fn rows_keep_what_was_not_rejected_with_upstream_times_and_dedup_keys() {
+        let with_time = |time: &str, unique: &str| {
+            let mut e = event(&object(&[("sku", string_value("A"))]), "Viewed");
+            // The attributes are the event's second field: append to them.
+            let mut attributes = Vec::new();
+            each_message(&e, |n, b| {
+                if n == 2 {
+                    attributes = b.to_vec();
+                }
+                Ok(())
+            })
+            .unwrap();
+            attributes.extend(ld(3, time.as_bytes()));
+            attributes.extend(ld(6, unique.as_bytes()));
+            e = [ld(1, b"event"), ld(2, &attributes)].concat();
+            e
+        };
+        let profile = [email("a@example.com"), ld(6, b"Ann")].concat();
+        let bytes = request_with(
+            "",
+            &profile,
+            &[
+                with_time("2026-01-02T03:04:05.9Z", ""),
+                with_time("", "u1"),
+                with_time("2026-01-02", "u2"),
+            ],
+        );
+        let rejected: HashSet<(usize, Option<usize>)> = [(0, Some(2))].into_iter().collect();
+        let rows = bulk_rows(&bytes, "bulk_1", &rejected, 1_800_000_000.7).unwrap();
+        assert_eq!(rows.event_counts, vec![2]);
+        let events: Value = serde_json::from_slice(&rows.events).unwrap();
+        let t = 1_767_323_045.0; // 2026-01-02T03:04:05Z
+        assert_eq!(events[0][5].as_f64(), Some(t), "truncated to the second");
+        assert_eq!(events[0][7], format!("t:{t}"));
+        assert_eq!(
+            events[1][5].as_f64(),
+            Some(1_800_000_000.0),
+            "now, to the second"
+        );
+        assert_eq!(events[1][7], "u:u1");
+        assert_eq!(
+            (&events[0][0], &events[0][1], &events[0][2], &events[0][3]),
+            (
+                &Value::from(0),
+                &Value::from("BULK_CREATE"),
+                &Value::from("bulk_1"),
+                &Value::from(0)
+            )
+        );
+        assert_eq!(events[0][6], "{\"sku\":\"A\"}");
+        let profiles: Value = serde_json::from_slice(&rows.profiles).unwrap();
+        assert_eq!(
+            profiles[0]["identifiers"],
+            serde_json::json!([["email", "a@example.com"]])
+        );
+        assert_eq!(
+            profiles[0]["attributes"],
+            serde_json::json!({"first_name": "Ann"})
+        );
+        assert_eq!(profiles[0]["unset"], serde_json::json!([]));
+        // A rejected item leaves out its profile and events.
+        let whole: HashSet<(usize, Option<usize>)> = [(0, None)].into_iter().collect();
+        let none = bulk_rows(&bytes, "bulk_1", &whole, NOW).unwrap();
+        assert_eq!((none.events, none.event_counts), (b"[]".to_vec(), vec![]));
     }
 
     fn found(bytes: &[u8]) -> Vec<(String, &'static str)> {

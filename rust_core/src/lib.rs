@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod error;
 pub mod events;
 pub mod formats;
+pub mod ingest;
 pub mod limits;
 pub mod rules;
 pub mod track;

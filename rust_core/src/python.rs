@@ -1,10 +1,11 @@
 //! The only file that knows pyo3: turns the plain Rust results into Python
 //! values and `CoreError`s into the exceptions `batchgrpc.errors` defines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -12,6 +13,7 @@ use crate::bulk;
 use crate::error::{CoreError, ErrorKind};
 use crate::events::{self, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
+use crate::ingest;
 use crate::limits;
 use crate::rules::RuleSpec;
 use crate::track;
@@ -214,6 +216,12 @@ struct BulkValidation {
     /// nests past what the core decodes, so the request must never reach
     /// Python's protobuf decoder.
     fails_whole: bool,
+    /// The request's `request_id` (empty when none).
+    request_id: String,
+    /// The request's `partial_success`.
+    partial_success: bool,
+    /// Per item, its number of events.
+    item_events: Vec<usize>,
 }
 
 /// Validates a serialized `batchgrpc.events.v1.CreateEventBulkCreateJobRequest`
@@ -229,6 +237,111 @@ fn validate_bulk_request(py: Python<'_>, request: &[u8], now: f64) -> PyResult<B
             .map(|v| (v.pointer, v.reason, v.message))
             .collect(),
         fails_whole: validation.fails_whole,
+        request_id: validation.request_id,
+        partial_success: validation.partial_success,
+        item_events: validation.item_events,
+    })
+}
+
+/// A stored bulk request in the store's layout (`bulk::bulk_rows`).
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct BulkRows {
+    /// JSON array of the kept items' profile updates.
+    profiles: Py<PyBytes>,
+    /// JSON array of the kept events (`ingest::write_event`).
+    events: Py<PyBytes>,
+    /// Per kept item, its number of kept events.
+    event_counts: Vec<usize>,
+}
+
+/// The profile updates and events of a bulk request the core validated,
+/// leaving out the `rejected` items (`(item, None)`) and events.
+#[pyfunction]
+fn bulk_rows(
+    py: Python<'_>,
+    request: &[u8],
+    job_id: &str,
+    rejected: Vec<(usize, Option<usize>)>,
+    now: f64,
+) -> PyResult<BulkRows> {
+    let rejected: HashSet<(usize, Option<usize>)> = rejected.into_iter().collect();
+    let rows = py.detach(|| bulk::bulk_rows(request, job_id, &rejected, now))?;
+    Ok(BulkRows {
+        profiles: PyBytes::new(py, &rows.profiles).unbind(),
+        events: PyBytes::new(py, &rows.events).unbind(),
+        event_counts: rows.event_counts,
+    })
+}
+
+/// A request's event rows for the store (`ingest::event_rows`).
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct EventRows {
+    /// Per row, the parameters of the store's insert: `(id_high, id_low,
+    /// account, source, job_id, row_number, event_name, event_time,
+    /// profile_id, identity, data, value, value_currency, unique_id)`.
+    rows: Py<PyList>,
+    /// JSON array of `[id_high, id_low, item, deduplicated]` per row.
+    keys: Py<PyBytes>,
+    /// JSON array of `[row, item, id_high, id_low]`: other ids of rows.
+    aliases: Py<PyBytes>,
+    /// Per item, its repeats within the request.
+    repeats: Vec<u64>,
+}
+
+/// Gives the events their ids under each item's target
+/// `(profile_id, live_id, identity, aliases)` or None (not found).
+///
+/// The rows come back as tuples for `executemany`: measured, SQLite binds
+/// them faster than its `json_each` unpacks the same rows from one buffer
+/// (each `->>` renders and parses the row's JSON again).
+#[pyfunction]
+fn event_rows(
+    py: Python<'_>,
+    events: &[u8],
+    account: &str,
+    targets: Vec<Option<(String, String, String, Vec<String>)>>,
+) -> PyResult<EventRows> {
+    let targets: Vec<Option<ingest::Target>> = targets
+        .into_iter()
+        .map(|t| {
+            t.map(|(profile_id, live_id, identity, aliases)| ingest::Target {
+                profile_id,
+                live_id,
+                identity,
+                aliases,
+            })
+        })
+        .collect();
+    let out = py
+        .detach(|| ingest::event_rows(events, account, &targets))
+        .map_err(PyValueError::new_err)?;
+    let account = PyString::new(py, account);
+    let rows = PyList::empty(py);
+    for row in &out.rows {
+        let fields: [Bound<'_, PyAny>; 14] = [
+            row.id.0.into_pyobject(py)?.into_any(),
+            row.id.1.into_pyobject(py)?.into_any(),
+            account.clone().into_any(),
+            PyString::new(py, &row.source).into_any(),
+            PyString::new(py, &row.job_id).into_any(),
+            row.row_number.into_pyobject(py)?.into_any(),
+            PyString::new(py, &row.event_name).into_any(),
+            row.event_time.into_pyobject(py)?.into_any(),
+            PyString::new(py, &row.profile_id).into_any(),
+            PyString::new(py, &row.identity).into_any(),
+            PyString::new(py, &row.data).into_any(),
+            row.value.into_pyobject(py)?.into_any(),
+            PyString::new(py, &row.value_currency).into_any(),
+            PyString::new(py, &row.unique_id).into_any(),
+        ];
+        let tuple = PyTuple::new(py, fields)?;
+        rows.append(tuple)?;
+    }
+    Ok(EventRows {
+        rows: rows.unbind(),
+        keys: PyBytes::new(py, &out.keys).unbind(),
+        aliases: PyBytes::new(py, &out.aliases).unbind(),
+        repeats: out.repeats,
     })
 }
 
@@ -542,6 +655,8 @@ fn open_rows(
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(bulk_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(event_rows, m)?)?;
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(event_id, m)?)?;
@@ -556,6 +671,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TrackCommand>()?;
     m.add_class::<TrackBatch>()?;
     m.add_class::<BulkValidation>()?;
+    m.add_class::<BulkRows>()?;
+    m.add_class::<EventRows>()?;
     m.add(
         "BULK_EVENTS_MAX_REQUEST_BYTES",
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,

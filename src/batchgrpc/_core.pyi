@@ -14,17 +14,21 @@ __all__ = [
     "TRACK_MAX_COMMAND_BYTES",
     "TRACK_MAX_PROPERTY_VALUE_BYTES",
     "TRACK_MAX_REQUEST_BYTES",
+    "BulkRows",
     "BulkValidation",
+    "EventRows",
     "JobSpec",
     "RowChunk",
     "RowReader",
     "TrackBatch",
     "TrackCommand",
     "__version__",
+    "bulk_rows",
     "check_bulk_request",
     "check_track_batch",
     "event_id",
     "event_ids",
+    "event_rows",
     "open_rows",
     "prepare_track_batch",
     "prepare_track_command",
@@ -230,6 +234,64 @@ class BulkValidation:
         """The violations fail the request even with `partial_success`: a
         value nests past the 20 levels the core decodes. Only when this is
         false may the bytes go to Python's protobuf decoder."""
+    @property
+    def request_id(self) -> str:
+        """The request's `request_id`; empty when none."""
+    @property
+    def partial_success(self) -> bool:
+        """The request's `partial_success`."""
+    @property
+    def item_events(self) -> list[int]:
+        """Per item, its number of events."""
+
+@final
+class BulkRows:
+    """A validated bulk request in the store's layout."""
+
+    @property
+    def profiles(self) -> bytes:
+        """JSON array, per kept item: its profile update (`item`, `profile_id`,
+        `identifiers` as [name, value] pairs in upstream's order,
+        `attributes`, `properties`, `append`, `unappend`, `unset`)."""
+    @property
+    def events(self) -> bytes:
+        """JSON array of the kept events, `[item, source, job_id, row_number,
+        event_name, event_time, data, dedup_key, value, value_currency,
+        unique_id]`, `item` counting kept items."""
+    @property
+    def event_counts(self) -> list[int]:
+        """Per kept item, its number of kept events."""
+
+def bulk_rows(request: bytes, job_id: str, rejected: list[tuple[int, int | None]], now: float) -> BulkRows:
+    """The items and events of a request `validate_bulk_request` passed,
+    without the `rejected` ones ((item, None) for a whole item); `now` for
+    a missing time. Releases the interpreter."""
+
+@final
+class EventRows:
+    """A request's events as store rows, each event once."""
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Per row, the store's insert parameters: `(id_high, id_low,
+        account, source, job_id, row_number, event_name, event_time,
+        profile_id, identity, data, value, value_currency, unique_id)`."""
+    @property
+    def keys(self) -> bytes:
+        """JSON array of `[id_high, id_low, item, deduplicated]` per row."""
+    @property
+    def aliases(self) -> bytes:
+        """JSON array of `[row, item, id_high, id_low]`: the ids a row has
+        under profiles merged into its own."""
+    @property
+    def repeats(self) -> list[int]:
+        """Per item, its events that repeat an earlier one of the request."""
+
+def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, list[str]] | None]) -> EventRows:
+    """Gives each of `events` (`BulkRows.events`' layout) its id under its
+    item's target (profile id, live id, identity, aliases), None for an item
+    left out. Raises ValueError for a buffer of another layout. Releases
+    the interpreter."""
 
 def validate_bulk_request(request: bytes, now: float) -> BulkValidation:
     """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's

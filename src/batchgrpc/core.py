@@ -16,19 +16,32 @@ from os import PathLike
 from typing import TypeVar
 
 from batchgrpc import _core
-from batchgrpc._core import BulkValidation, JobSpec, RowChunk, RowReader, TrackBatch, TrackCommand
+from batchgrpc._core import (
+    BulkRows,
+    BulkValidation,
+    EventRows,
+    JobSpec,
+    RowChunk,
+    RowReader,
+    TrackBatch,
+    TrackCommand,
+)
 
 __all__ = [
+    "BulkRows",
     "BulkValidation",
+    "EventRows",
     "JobSpec",
     "RowChunk",
     "RowReader",
     "TrackBatch",
     "TrackCommand",
+    "bulk_rows",
     "check_event_settings",
     "compile_job",
     "event_id",
     "event_ids",
+    "event_rows",
     "next_chunk",
     "open_rows",
     "prepare_track_batch",
@@ -53,6 +66,19 @@ async def _sized(data: bytes, check: Callable[[bytes], T]) -> T:
 async def validate_bulk_request(data: bytes, now: float) -> BulkValidation:
     """Upstream's bulk-create rules over the request's bytes, all at once."""
     return await _sized(data, lambda d: _core.validate_bulk_request(d, now))
+
+
+async def bulk_rows(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> BulkRows:
+    """A validated bulk request's profile updates and events, in the store's
+    layout, without what partial success rejected."""
+    return await asyncio.to_thread(_core.bulk_rows, request, job_id, list(rejected), now)
+
+
+def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, list[str]] | None]) -> EventRows:
+    """A request's events with their ids under each item's profile, each
+    once. Called on the store's writing thread, never the event loop (a
+    thousand events take about a millisecond, the interpreter released)."""
+    return _core.event_rows(events, account, targets)
 
 
 async def prepare_track_batch(data: bytes, now: float) -> TrackBatch:

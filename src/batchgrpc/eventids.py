@@ -40,6 +40,11 @@ def row_event_id(job_id: str, row: int) -> str:
     return core.event_id("row", (job_id, str(row)))
 
 
+def row_event_ids(rows: Iterable[tuple[str, int]]) -> list[str]:
+    """`row_event_id` of each (job id, row number), in one call into the core."""
+    return core.event_ids("row", [(job_id, str(row)) for job_id, row in rows])
+
+
 def profile_event_id(account: str, profile_id: str, event_name: str, dedup_key: str) -> str:
     """The id of a profile's event (bulk create, tracking)."""
     return core.event_id("profile", (account, profile_id, event_name, dedup_key))

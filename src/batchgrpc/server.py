@@ -27,7 +27,7 @@ from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.v6 import audience_list_pb2, batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.config import Config
 from batchgrpc.events import servicers as events
-from batchgrpc.events.bulk import BulkProcessor, items_of
+from batchgrpc.events.bulk import BulkProcessor, batch_of
 from batchgrpc.events.v1 import event_bulk_create_job_pb2, event_pb2, profile_pb2
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import CallInterceptor
@@ -179,7 +179,7 @@ async def start(config: Config, *, worker: bool = False) -> Running:
         if released:
             log.info("released abandoned request ids", extra={"fields": {"claims": released}})
         batches.register(server, store, files, runner, changes, idempotency)
-        processor = BulkProcessor(store, leases, lambda request, *args: asyncio.to_thread(items_of, request, *args))
+        processor = BulkProcessor(store, leases, batch_of)
         events.register(server, store, processor, idempotency)
         track.register(server, store, idempotency)
         health_servicer = health.aio.HealthServicer()

@@ -67,14 +67,25 @@ def job(job_id: str, account: str = "acme", **changes: Any) -> BatchJob:
     return dataclasses.replace(base, **changes)
 
 
-def event(event_id: str, account: str = "acme", **changes: Any) -> Event:
+def event_id(label: str) -> str:
+    """A real-looking event id (32 hex digits) named by a label."""
+    return hashlib.sha256(label.encode()).hexdigest()[:32]
+
+
+def label(stored: Event) -> str:
+    """The label an `event` was made with; a notification's id otherwise."""
+    return str(json.loads(stored.data).get("id", stored.event_id))
+
+
+def event(label: str, account: str = "acme", **changes: Any) -> Event:
+    """A tracked event, its id from `label`."""
     base = Event(
-        event_id=event_id,
+        event_id=event_id(label),
         account=account,
         source="TRACKING",
         event_name="viewed",
         event_time=T0,
-        data=json.dumps({"id": event_id}),
+        data=json.dumps({"id": label}),
     )
     return dataclasses.replace(base, **changes)
 

@@ -7,6 +7,7 @@ from batchgrpc.store import (
     BulkJob,
     BulkTally,
     EventFilter,
+    IngestBatch,
     IngestItem,
     IngestOutcome,
     Lease,
@@ -19,16 +20,18 @@ from tests.store.build import T0, bulk_job
 LEASE = 30.0
 
 
-def items() -> list[IngestItem]:
+def items() -> IngestBatch:
     def viewed(key: str) -> NewEvent:
         return NewEvent("Viewed", T0, '{"page":"/"}', key, "BULK_CREATE", job_id="bulk_1")
 
-    return [
-        IngestItem(ProfileUpdate(identifiers={"email": "ann@example.com"}), (viewed("a"), viewed("a")), "/data/0"),
-        IngestItem(ProfileUpdate(identifiers={"email": "bob@example.com"}), (viewed("b"),), "/data/1"),
-        # A profile id nobody has: rejected, with its events.
-        IngestItem(ProfileUpdate(profile_id="01NOSUCHPROFILE0000000000"), (viewed("c"), viewed("d")), "/data/2"),
-    ]
+    return IngestBatch.of(
+        [
+            IngestItem(ProfileUpdate(identifiers={"email": "ann@example.com"}), (viewed("a"), viewed("a")), "/data/0"),
+            IngestItem(ProfileUpdate(identifiers={"email": "bob@example.com"}), (viewed("b"),), "/data/1"),
+            # A profile id nobody has: rejected, with its events.
+            IngestItem(ProfileUpdate(profile_id="01NOSUCHPROFILE0000000000"), (viewed("c"), viewed("d")), "/data/2"),
+        ]
+    )
 
 
 def tally(job: BulkJob, outcomes: list[IngestOutcome]) -> BulkTally:
@@ -104,7 +107,10 @@ async def test_claim_next_takes_the_oldest_job_whose_lease_expired(store: Store)
 async def test_claim_next_never_takes_a_finished_job(store: Store) -> None:
     await queued(store, "bulk_done", owner="w1")
     await store.bulk_jobs.start("bulk_done", holder="w1", now=T0)
-    assert await store.bulk_jobs.complete("bulk_done", [], tally=tally, now=T0 + 1, holder="w1") is not None
+    assert (
+        await store.bulk_jobs.complete("bulk_done", IngestBatch.of([]), tally=tally, now=T0 + 1, holder="w1")
+        is not None
+    )
     await queued(store, "bulk_failed", owner="w1", created=T0 + 1)
     await store.bulk_jobs.fail("bulk_failed", "boom", T0 + 2, holder="w1")
     assert await store.bulk_jobs.claim_next(owner="w2", now=T0 + 10 * LEASE, seconds=LEASE) is None

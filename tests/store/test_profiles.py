@@ -7,7 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from batchgrpc.store import Event, EventFilter, IngestItem, IngestOutcome, NewEvent, Profile, ProfileUpdate, Store
+from batchgrpc.store import (
+    Event,
+    EventFilter,
+    IngestBatch,
+    IngestItem,
+    IngestOutcome,
+    NewEvent,
+    Profile,
+    ProfileUpdate,
+    Store,
+)
 from tests.store.build import T0, pages
 from tests.store.conftest import OpenStore
 
@@ -28,7 +38,7 @@ def new_event(dedup_key: str, name: str = "Viewed", **changes: Any) -> NewEvent:
 
 
 async def one(store: Store, entry: IngestItem, now: float = T0, account: str = "acme") -> IngestOutcome:
-    (outcome,) = await store.profiles.ingest(account, [entry], now)
+    (outcome,) = await store.profiles.ingest(account, IngestBatch.of([entry]), now)
     return outcome
 
 
@@ -186,10 +196,12 @@ async def test_an_unknown_profile_id_alone_is_an_error_outcome_and_changes_nothi
     known = await one(store, item({"email": "ann@example.com"}))
     outcomes = await store.profiles.ingest(
         "acme",
-        [
-            item(None, new_event("lost"), profile_id="01NOSUCHPROFILE0000000000", attributes={"first_name": "X"}),
-            item({"email": "ann@example.com"}, new_event("kept"), attributes={"first_name": "Ann"}),
-        ],
+        IngestBatch.of(
+            [
+                item(None, new_event("lost"), profile_id="01NOSUCHPROFILE0000000000", attributes={"first_name": "X"}),
+                item({"email": "ann@example.com"}, new_event("kept"), attributes={"first_name": "Ann"}),
+            ]
+        ),
         T0 + 1,
     )
     assert outcomes[0].error
@@ -218,7 +230,9 @@ async def test_events_are_deduplicated_by_id_with_exact_counts(store: Store) -> 
 
 async def test_a_repeat_across_items_of_one_request_counts_once(store: Store) -> None:
     email = {"email": "ann@example.com"}
-    outcomes = await store.profiles.ingest("acme", [item(email, new_event("k1")), item(email, new_event("k1"))], T0)
+    outcomes = await store.profiles.ingest(
+        "acme", IngestBatch.of([item(email, new_event("k1")), item(email, new_event("k1"))]), T0
+    )
     assert [(o.accepted, o.deduplicated) for o in outcomes] == [(1, 0), (0, 1)]
     assert outcomes[0].profile_id == outcomes[1].profile_id
     assert len(await events_of(store, outcomes[0].profile_id)) == 1
@@ -286,7 +300,9 @@ async def test_two_stores_ingesting_one_new_person_at_once_make_one_profile(open
     async def send(on: Store, name: str) -> list[IngestOutcome]:
         outcomes = []
         for i in range(10):
-            outcomes += await on.profiles.ingest("acme", [item(email, new_event(f"{name}-{i}"))], T0 + i)
+            outcomes += await on.profiles.ingest(
+                "acme", IngestBatch.of([item(email, new_event(f"{name}-{i}"))]), T0 + i
+            )
         return outcomes
 
     one_side, other_side = await asyncio.gather(send(first, "a"), send(second, "b"))

@@ -10,18 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from batchgrpc import core
 from batchgrpc.eventids import profile_event_id
 from batchgrpc.events.profiles import (
     NO_SUCH_PROFILE,
     ProfileState,
     Snapshot,
     StoredProfile,
+    Target,
     apply,
     identifier_pairs,
     merge,
     plan_ingest,
 )
-from batchgrpc.store import IngestItem, IngestOutcome, NewEvent, ProfileUpdate
+from batchgrpc.store import IngestBatch, IngestItem, IngestOutcome, NewEvent, ProfileUpdate
+from batchgrpc.store.migrations import id_text
 from batchgrpc.store.sqlite import connect, migrate
 from batchgrpc.store.sqlite_profiles import ingest
 
@@ -31,6 +34,10 @@ EMPTY = Snapshot({}, {}, {})
 
 def event(name: str = "Viewed", key: str = "t:1") -> NewEvent:
     return NewEvent(event_name=name, event_time=NOW, data="{}", dedup_key=key, source="BULK_CREATE")
+
+
+def profiles(items: list[IngestItem]) -> list[ProfileUpdate]:
+    return [item.profile for item in items]
 
 
 def by_email(email: str, *events: NewEvent) -> IngestItem:
@@ -114,7 +121,7 @@ def test_items_see_what_earlier_items_created_and_merged() -> None:
         IngestItem(ProfileUpdate(identifiers={"phone_number": "+1", "email": "a@x"}), (event("C"),)),
         IngestItem(ProfileUpdate(identifiers={"phone_number": "+1"}), (event("D"),)),
     ]
-    plan = plan_ingest(EMPTY, "acme", items, NOW)
+    plan = plan_ingest(EMPTY, profiles(items), NOW)
     first, second = plan.created
     # The older profile (created first) survives, whichever identifier comes first.
     assert plan.merged_into == {second: first}
@@ -122,13 +129,19 @@ def test_items_see_what_earlier_items_created_and_merged() -> None:
     assert plan.profiles[first].attributes == {"email": "a@x", "phone_number": "+1", "first_name": "Pat"}
     assert plan.identifiers == {("email", "a@x"): first, ("phone_number", "+1"): first}
     # Every event ends on the survivor; its id names the profile its item applied to.
-    assert [(e.profile_id, e.event_id) for e in plan.events] == [
-        (first, profile_event_id("acme", first, "A", "t:1")),
-        (first, profile_event_id("acme", second, "B", "t:1")),
-        (first, profile_event_id("acme", first, "C", "t:1")),
-        (first, profile_event_id("acme", first, "D", "t:1")),
+    assert plan.targets == [
+        Target(first, first, "a@x", []),
+        Target(second, first, "+1", []),
+        Target(first, first, "+1", [second]),
+        Target(first, first, "+1", [second]),
     ]
-    assert [e.identity for e in plan.events] == ["a@x", "+1", "+1", "+1"]
+    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets).rows
+    assert [(r[8], id_text(r[0], r[1]), r[9]) for r in rows] == [
+        (first, profile_event_id("acme", first, "A", "t:1"), "a@x"),
+        (first, profile_event_id("acme", second, "B", "t:1"), "+1"),
+        (first, profile_event_id("acme", first, "C", "t:1"), "+1"),
+        (first, profile_event_id("acme", first, "D", "t:1"), "+1"),
+    ]
 
 
 def test_the_oldest_stored_profile_survives_and_merged_ids_resolve() -> None:
@@ -142,7 +155,7 @@ def test_the_oldest_stored_profile_survives_and_merged_ids_resolve() -> None:
         # An id merged before this request resolves to where it went, then on.
         IngestItem(ProfileUpdate(profile_id="gone", attributes={"title": "CEO"})),
     ]
-    plan = plan_ingest(snapshot, "acme", items, NOW)
+    plan = plan_ingest(snapshot, profiles(items), NOW)
     assert plan.created == []
     assert plan.merged_into == {"young": "old"}
     assert plan.live("young") == "old"
@@ -161,16 +174,19 @@ def test_an_unknown_profile_id_alone_is_an_error_with_identifiers_a_new_profile(
         IngestItem(ProfileUpdate(profile_id="nobody", identifiers={"email": "a@x"}), (event(),)),
         IngestItem(ProfileUpdate()),
     ]
-    plan = plan_ingest(EMPTY, "acme", items, NOW)
+    plan = plan_ingest(EMPTY, profiles(items), NOW)
     [created] = plan.created
     assert plan.outcomes == [
         IngestOutcome(error=NO_SUCH_PROFILE),
         IngestOutcome(created),
         IngestOutcome(error=NO_SUCH_PROFILE),
     ]
-    assert [e.item for e in plan.events] == [1]
-    _, outcomes = plan.settle([])
-    assert outcomes[0] == IngestOutcome(error=NO_SUCH_PROFILE)
+    assert plan.targets == [None, Target(created, created, "a@x", []), None]
+    # The events of an item without a target are left out.
+    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
+    assert [key[2] for key in json.loads(rows.keys)] == [1]
+    outcomes = plan.settle([1, 1, 0], rows.repeats)
+    assert outcomes == [IngestOutcome(error=NO_SUCH_PROFILE), IngestOutcome(created, "", 1, 0), plan.outcomes[2]]
 
 
 def test_repeats_within_the_request_and_in_the_store_are_deduplicated() -> None:
@@ -179,16 +195,37 @@ def test_repeats_within_the_request_and_in_the_store_are_deduplicated() -> None:
         by_email("a@x", event("V", "t:2"), event("V", "t:3"), event("W", "t:1")),
         by_email("b@x", event("V", "t:1")),
     ]
-    plan = plan_ingest(EMPTY, "acme", items, NOW)
+    plan = plan_ingest(EMPTY, profiles(items), NOW)
     a, b = plan.created
-    stored_already = [profile_event_id("acme", a, "V", "t:3")]
-    new, outcomes = plan.settle(stored_already)
+    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
+    # Within the request, the core keeps each event's first occurrence.
+    assert rows.repeats == [1, 1, 0]
+    assert [(r[8], id_text(r[0], r[1])) for r in rows.rows] == [
+        (a, profile_event_id("acme", a, "V", "t:1")),
+        (a, profile_event_id("acme", a, "V", "t:2")),
+        (a, profile_event_id("acme", a, "V", "t:3")),
+        (a, profile_event_id("acme", a, "W", "t:1")),
+        (b, profile_event_id("acme", b, "V", "t:1")),
+    ]
+    # One more of the second item's was stored already.
+    outcomes = plan.settle([3, 3, 1], [1, 2, 0])
     assert [(o.accepted, o.deduplicated) for o in outcomes] == [(2, 1), (1, 2), (1, 0)]
-    assert [(e.profile_id, e.event.event_name, e.event.dedup_key) for e in new] == [
-        (a, "V", "t:1"),
-        (a, "V", "t:2"),
-        (a, "W", "t:1"),
-        (b, "V", "t:1"),
+
+
+def test_an_event_stored_under_a_profile_merged_since_is_found_by_its_alias() -> None:
+    old, young = stored(1, "old", email="a@x"), stored(2, "young", phone_number="+1")
+    snapshot = Snapshot({("email", "a@x"): "old", ("phone_number", "+1"): "young"}, {}, {"old": old, "young": young})
+    items = [
+        IngestItem(ProfileUpdate(identifiers={"email": "a@x", "phone_number": "+1"})),
+        by_email("a@x", event("V", "u:1"), event("V", "u:2")),
+    ]
+    plan = plan_ingest(snapshot, profiles(items), NOW)
+    assert plan.targets[1] == Target("old", "old", "a@x", ["young"])
+    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
+    # Each event's id under the merged profile, for the store to look up.
+    assert [(row, item, id_text(high, low)) for row, item, high, low in json.loads(rows.aliases)] == [
+        (0, 1, profile_event_id("acme", "young", "V", "u:1")),
+        (1, 1, profile_event_id("acme", "young", "V", "u:2")),
     ]
 
 
@@ -205,7 +242,7 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 def run(conn: sqlite3.Connection, items: list[IngestItem], account: str = "acme") -> list[IngestOutcome]:
     conn.execute("BEGIN IMMEDIATE")
-    outcomes = ingest(conn, account, items, NOW)
+    outcomes = ingest(conn, account, IngestBatch.of(items), NOW)
     conn.execute("COMMIT")
     return outcomes
 

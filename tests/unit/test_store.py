@@ -4,12 +4,14 @@ The protocols' behaviour is the contract suite's, `tests/store/`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from batchgrpc.eventids import profile_event_id, row_event_id
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite import DATABASE_NAME, SchemaTooNew, SqliteStore
 
@@ -38,6 +40,40 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(SchemaTooNew):
         await SqliteStore.open(tmp_path / DATABASE_NAME)
+
+
+async def test_the_event_log_keeps_its_events_and_ids_through_the_v8_migration(tmp_path: Path) -> None:
+    # A database as version 7 left it: text ids, a batch row's among them.
+    conn = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+    for statements in MIGRATIONS[:7]:
+        for step in statements:
+            assert isinstance(step, str)
+            conn.execute(step)
+    conn.execute("PRAGMA user_version = 7")
+    bulk = profile_event_id("acme", "01P", "Viewed", "u:1")
+    high_bit = "f" + bulk[1:]  # an id whose halves are negative as integers
+    rows = [
+        (bulk, "BULK_CREATE", "bulk_1", 0, "01P"),
+        (high_bit, "TRACKING", "", 0, "01P"),
+        (row_event_id("job_1", 7), "BATCH_JOB", "job_1", 7, ""),
+    ]
+    conn.executemany(
+        "INSERT INTO events (event_id, account, source, job_id, row_number, event_name, event_time, profile_id,"
+        " identity, data, value, value_currency, unique_id) VALUES (?, 'acme', ?, ?, ?, 'Viewed', 1.0, ?, '', '{}',"
+        " NULL, '', '')",
+        rows,
+    )
+    conn.close()
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
+    try:
+        stored = await store.events.after(0, limit=10)
+        assert [(e.event_id, e.source, e.job_id, e.row_number) for e in stored] == [r[:4] for r in rows]
+        # What upstream deduplicates is still found by its id.
+        assert await store.events.append([dataclasses.replace(stored[0], position=0)]) == 0
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / DATABASE_NAME)
+    assert conn.execute("SELECT count(*) FROM events WHERE id_high IS NULL").fetchone() == (1,)
 
 
 async def test_concurrent_writes_share_a_commit_and_a_failing_one_rolls_back_alone(tmp_path: Path) -> None:

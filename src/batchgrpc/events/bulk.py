@@ -15,21 +15,15 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
 
-from google.protobuf import json_format
-
-from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
+from batchgrpc import core
 from batchgrpc.leases import Leases
-from batchgrpc.store import BulkJob, BulkTally, IngestItem, IngestOutcome, Lease, NewEvent, ProfileUpdate, Store
+from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, ProfileUpdate, Store
 
 log = logging.getLogger("batchgrpc.bulk")
 
 ITEMS = "/data/attributes/events-bulk-create/data"
 _ITEM_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
-IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id")
-PROFILE_FIELDS = ("first_name", "last_name", "organization", "locale", "title", "image")
 
 
 def rejected_by(pointer: str) -> tuple[int, int | None] | None:
@@ -43,100 +37,39 @@ def rejected_by(pointer: str) -> tuple[int, int | None] | None:
     return int(item), None if event is None else int(event)
 
 
-def event_count(request: bulk_pb2.CreateEventBulkCreateJobRequest) -> int:
-    return sum(len(e.attributes.events.data) for e in request.data.attributes.events_bulk_create.data)
-
-
-def _struct(message: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _seconds(text: str, now: float) -> float:
-    """An event time as Unix seconds, truncated to the second as upstream;
-    `now` when absent. The core validated the text already."""
-    if not text:
-        return float(int(now))
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return float(int(moment.timestamp()))
-
-
-def _profile_update(resource: bulk_pb2.ProfileResource) -> ProfileUpdate:
-    attributes = resource.attributes
-    identifiers = {name: getattr(attributes, name) for name in IDENTIFIERS if attributes.HasField(name)}
-    if attributes.kx:
-        identifiers["_kx"] = attributes.kx
-    changes: dict[str, Any] = {name: getattr(attributes, name) for name in PROFILE_FIELDS if attributes.HasField(name)}
-    if attributes.HasField("location"):
-        changes["location"] = _struct(attributes.location)
-    patch = resource.meta.patch_properties
-    unset: Any = json_format.MessageToDict(patch.unset) if patch.HasField("unset") else []
-    return ProfileUpdate(
-        identifiers=identifiers,
-        profile_id=resource.id,
-        attributes=changes,
-        properties=_struct(attributes.properties),
-        append=_struct(patch.append),
-        unappend=_struct(patch.unappend),
-        unset=tuple(unset if isinstance(unset, list) else [unset]),
-    )
-
-
-def ingest_items(
-    request: bulk_pb2.CreateEventBulkCreateJobRequest,
-    job_id: str,
-    rejected: set[tuple[int, int | None]],
-    now: float,
-) -> list[IngestItem]:
-    """The profile updates and events of a request, leaving out what
-    partial success rejected."""
-    items = []
-    for i, entry in enumerate(request.data.attributes.events_bulk_create.data):
-        if (i, None) in rejected:
-            continue
-        events = []
-        for j, resource in enumerate(entry.attributes.events.data):
-            if (i, j) in rejected:
-                continue
-            attributes = resource.attributes
-            moment = _seconds(attributes.time, now)
-            value: Any = json_format.MessageToDict(attributes.value) if attributes.HasField("value") else None
-            events.append(
-                NewEvent(
-                    event_name=attributes.metric.data.attributes.name,
-                    event_time=moment,
-                    data=json.dumps(_struct(attributes.properties), separators=(",", ":")),
-                    # Upstream: without a unique_id, the time to the second
-                    # stands in, so one profile has at most one such event
-                    # per metric and second.
-                    dedup_key=f"u:{attributes.unique_id}" if attributes.unique_id else f"t:{int(moment)}",
-                    source="BULK_CREATE",
-                    job_id=job_id,
-                    row_number=j,
-                    value=float(value) if value is not None else None,
-                    value_currency=attributes.value_currency,
-                    unique_id=attributes.unique_id,
-                )
-            )
-        items.append(
-            IngestItem(
-                profile=_profile_update(entry.attributes.profile.data), events=tuple(events), pointer=f"{ITEMS}/{i}"
+async def batch_of(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> IngestBatch:
+    """The profile updates and events of a stored request, leaving out what
+    partial success rejected: decoded by the core (off the event loop), the
+    events one buffer, a Python object only per profile."""
+    rows = await core.bulk_rows(request, job_id, rejected, now)
+    profiles = []
+    pointers = []
+    for entry in json.loads(rows.profiles):
+        profiles.append(
+            ProfileUpdate(
+                identifiers=dict(entry["identifiers"]),
+                profile_id=entry["profile_id"],
+                attributes=entry["attributes"],
+                properties=entry["properties"],
+                append=entry["append"],
+                unappend=entry["unappend"],
+                unset=tuple(entry["unset"]),
             )
         )
-    return items
+        pointers.append(f"{ITEMS}/{entry['item']}")
+    return IngestBatch(profiles, rows.events, rows.event_counts, pointers)
 
 
-def tally(job: BulkJob, items: list[IngestItem], outcomes: list[IngestOutcome]) -> BulkTally:
+def tally(job: BulkJob, batch: IngestBatch, outcomes: list[IngestOutcome]) -> BulkTally:
     """A job's counts once its items are applied: an item whose profile id
     matches nobody is rejected with its events (upstream's 404 for that
     profile), beside what validation rejected at create."""
     rejected = job.rejected_count
     errors = list(job.errors)
-    for item, outcome in zip(items, outcomes, strict=True):
+    for count, pointer, outcome in zip(batch.event_counts, batch.pointers, outcomes, strict=True):
         if outcome.error:
-            rejected += len(item.events)
-            errors.append((f"{item.pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error))
+            rejected += count
+            errors.append((f"{pointer}/attributes/profile/data/id", "PROFILE_NOT_FOUND", outcome.error))
     return BulkTally(
         accepted=sum(o.accepted for o in outcomes),
         deduplicated=sum(o.deduplicated for o in outcomes),
@@ -157,7 +90,7 @@ class BulkProcessor:
         self,
         store: Store,
         leases: Leases,
-        items: Callable[[bytes, str, set[tuple[int, int | None]], float], Awaitable[list[IngestItem]]],
+        items: Callable[[bytes, str, set[tuple[int, int | None]], float], Awaitable[IngestBatch]],
         *,
         max_taken: int = 4,
         clock: Callable[[], float] = time.time,
@@ -227,9 +160,9 @@ class BulkProcessor:
             if job is None:
                 return
             rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
-            items = await self._items(job.request, job.id, rejected, job.created_time)
+            batch = await self._items(job.request, job.id, rejected, job.created_time)
             done = await self._store.bulk_jobs.complete(
-                job.id, items, tally=lambda job, outcomes: tally(job, items, outcomes), now=self._clock(), holder=owner
+                job.id, batch, tally=lambda job, outcomes: tally(job, batch, outcomes), now=self._clock(), holder=owner
             )
             if done is None:
                 log.info("bulk job lease lost", extra={"fields": {"job_id": job_id}})
@@ -240,8 +173,3 @@ class BulkProcessor:
             await self._store.bulk_jobs.fail(
                 job_id, "The job stopped on an internal error.", self._clock(), holder=owner
             )
-
-
-def items_of(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> list[IngestItem]:
-    """The profile updates and events of a stored request's bytes."""
-    return ingest_items(bulk_pb2.CreateEventBulkCreateJobRequest.FromString(request), job_id, rejected, now)

@@ -9,17 +9,24 @@ values, takes from the other what it lacks, and the other points at it
 A store backend reads the `Snapshot` of what a request touches, calls
 `plan_ingest`, and writes the `Plan` back; the rules are here so that every
 backend applies the same ones.
+
+An event is one of its profile's: its id is a hash of the profile it was
+stored under, its name and its dedup key (`batchgrpc.eventids`), and an
+event whose id (or an id under a profile merged into its own, a `Target`
+alias) is stored already or earlier in the request is a repeat, counted and
+not stored again. The core computes the ids and the repeats within the
+request for the whole request at once; the store's unique index finds the
+stored ones.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from batchgrpc.eventids import profile_event_ids
-from batchgrpc.store import IngestItem, IngestOutcome, NewEvent, ProfileUpdate
+from batchgrpc.store import IngestOutcome, ProfileUpdate
 
 #: What an item names only by a profile id that nothing has.
 NO_SUCH_PROFILE = "no profile has this id"
@@ -129,21 +136,21 @@ class Snapshot:
     absorbed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-class PlannedEvent(NamedTuple):
-    """An event to store: its id, the live profile it belongs to at the end
-    of the request, and its identity key (the item's first identifier). A
-    tuple: a request plans a thousand of them, and a frozen dataclass takes
-    2.5 times as long to make."""
+class Target(NamedTuple):
+    """Whom an item's events belong to: the core gives each event its id
+    from `profile_id` and stores it under `live_id` (`rust_core/src/ingest.rs`)."""
 
-    item: int
-    event_id: str
+    #: The profile the item applied to: an event's id names it, and keeps it
+    #: when a later merge moves the event to the survivor.
     profile_id: str
+    #: The profile it is at the end of the request.
+    live_id: str
+    #: The event's identity key: the item's first identifier, as sent.
     identity: str
-    event: NewEvent
-    #: The ids this event has under the profiles merged into its profile: an
-    #: event stored before a merge keeps the id of the profile it had then,
-    #: so a repeat arriving after the merge is a repeat of any of these.
-    aliases: tuple[str, ...] = ()
+    #: The profiles merged into `profile_id`: an event stored under one of
+    #: them before the merge has the id it had then, so a repeat arriving
+    #: after the merge is a repeat of any of these.
+    aliases: list[str]
 
 
 @dataclass
@@ -160,8 +167,8 @@ class Plan:
     profiles: dict[str, ProfileState]
     #: Identifiers to (re)assign: (kind, value) -> live profile.
     identifiers: dict[Identifier, str]
-    #: Every event of the request, in order, repeats included.
-    events: list[PlannedEvent]
+    #: Per item, whom its events belong to; None when its profile was not found.
+    targets: list[Target | None]
     #: Per item: the profile it applied to (then), or `NO_SUCH_PROFILE`;
     #: without counts, which `settle` adds.
     outcomes: list[IngestOutcome]
@@ -172,32 +179,22 @@ class Plan:
             profile_id = self.merged_into[profile_id]
         return profile_id
 
-    def settle(self, stored: Collection[str]) -> tuple[list[PlannedEvent], list[IngestOutcome]]:
-        """The events to store and each item's outcome with its counts, given
-        the ids among `events` that are `stored` already: an event stored
-        already, or earlier in this request, is counted as deduplicated."""
-        seen = set(stored)
-        new: list[PlannedEvent] = []
-        accepted = [0] * len(self.outcomes)
-        repeats = [0] * len(self.outcomes)
-        for planned in self.events:
-            if planned.event_id in seen or any(alias in seen for alias in planned.aliases):
-                repeats[planned.item] += 1
-            else:
-                seen.add(planned.event_id)
-                new.append(planned)
-                accepted[planned.item] += 1
-        outcomes = [
-            outcome if outcome.error else IngestOutcome(outcome.profile_id, "", accepted[i], repeats[i])
+    def settle(self, event_counts: Sequence[int], repeats: Sequence[int]) -> list[IngestOutcome]:
+        """Each item's outcome with its counts, given per item how many of
+        its events repeat one stored already or earlier in the request
+        (deduplicated: stored once)."""
+        return [
+            outcome
+            if outcome.error
+            else IngestOutcome(outcome.profile_id, "", event_counts[i] - repeats[i], repeats[i])
             for i, outcome in enumerate(self.outcomes)
         ]
-        return new, outcomes
 
 
-def plan_ingest(snapshot: Snapshot, account: str, items: list[IngestItem], now: float) -> Plan:
-    """Plans `items` in order over the evolving state: an item sees the
-    profiles earlier items created and merged."""
-    return _Planner(snapshot, now).run(account, items)
+def plan_ingest(snapshot: Snapshot, updates: Sequence[ProfileUpdate], now: float) -> Plan:
+    """Plans `updates` (a request's items) in order over the evolving state:
+    an item sees the profiles earlier items created and merged."""
+    return _Planner(snapshot, now).run(updates)
 
 
 class _Planner:
@@ -263,31 +260,20 @@ class _Planner:
         apply(self._state(profile_id), update, self._now)
         return profile_id
 
-    def run(self, account: str, items: list[IngestItem]) -> Plan:
+    def run(self, updates: Sequence[ProfileUpdate]) -> Plan:
         outcomes: list[IngestOutcome] = []
-        keyed: list[tuple[int, str, str, NewEvent, tuple[str, ...]]] = []
-        for i, item in enumerate(items):
-            pairs = identifier_pairs(item.profile)
-            profile_id = self._upsert(item.profile, pairs)
+        applied: list[tuple[str, str, list[str]] | None] = []
+        for update in updates:
+            pairs = identifier_pairs(update)
+            profile_id = self._upsert(update, pairs)
             if profile_id is None:
                 outcomes.append(IngestOutcome(error=NO_SUCH_PROFILE))
+                applied.append(None)
                 continue
             # The event's identity key: the profile's first identifier, as sent.
             identity = pairs[0][1] if pairs else ""
-            aliases = tuple(sorted(self._absorbed.get(profile_id, ())))
-            keyed += [(i, profile_id, identity, e, aliases) for e in item.events]
+            applied.append((profile_id, identity, sorted(self._absorbed.get(profile_id, ()))))
             outcomes.append(IngestOutcome(profile_id))
-        # An event's id names the profile its item applied to; a later merge
-        # moves the event to the survivor but keeps its id.
-        ids = profile_event_ids([(account, pid, e.event_name, e.dedup_key) for _, pid, _, e, _ in keyed])
-        # Rare (a profile that absorbed others): their ids, in one call too.
-        alias_keys = [(account, a, e.event_name, e.dedup_key) for _, _, _, e, aliases in keyed for a in aliases]
-        alias_ids = iter(profile_event_ids(alias_keys) if alias_keys else ())
-        final = {pid: self._live(pid) for pid in self._profiles}
-        events = [
-            PlannedEvent(i, event_id, final[pid], identity, e, tuple(next(alias_ids) for _ in aliases))
-            for (i, pid, identity, e, aliases), event_id in zip(keyed, ids, strict=True)
-        ]
         snapshot = self._snapshot.identifiers
         return Plan(
             created=self._created,
@@ -296,6 +282,6 @@ class _Planner:
             identifiers={
                 pair: live for pair, pid in self._identifiers.items() if snapshot.get(pair) != (live := self._live(pid))
             },
-            events=events,
+            targets=[None if hit is None else Target(hit[0], self._live(hit[0]), hit[1], hit[2]) for hit in applied],
             outcomes=outcomes,
         )

@@ -16,7 +16,7 @@ from batchgrpc.batches.convert import timestamp
 from batchgrpc.batches.jobs import visible
 from batchgrpc.batches.sources import new_id
 from batchgrpc.errors import FieldViolation, InvalidArgument, MalformedRequest, NotFound
-from batchgrpc.events.bulk import BulkProcessor, event_count, rejected_by
+from batchgrpc.events.bulk import BulkProcessor, rejected_by
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.events.v1 import (
     event_bulk_create_job_pb2_grpc,
@@ -94,21 +94,18 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
             # Nested past what the core decodes: the request fails whole even
             # with partial_success, and is never decoded in Python.
             raise invalid(violations)
-        # Up to 5 MB of protobuf for Python's decoder: on a thread.
-        request = await asyncio.to_thread(decode_checked, data)
         rejected_events = 0
         if violations:
             # All or nothing, as upstream; with partial_success, the items
             # and events the violations point into are left out instead.
             whole = [v for v in violations if rejected_by(v[0]) is None]
-            if not request.partial_success or whole:
+            if not validation.partial_success or whole:
                 raise invalid(whole or violations)
-            items = request.data.attributes.events_bulk_create.data
             rejected = {hit for v in violations if (hit := rejected_by(v[0])) is not None}
             rejected_events = sum(
                 1
-                for i, item in enumerate(items)
-                for j in range(len(item.attributes.events.data))
+                for i, count in enumerate(validation.item_events)
+                for j in range(count)
                 if (i, None) in rejected or (i, j) in rejected
             )
 
@@ -117,7 +114,7 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
                 id=new_id("bulk"),
                 account=account,
                 status="QUEUED",
-                event_count=event_count(request),
+                event_count=sum(validation.item_events),
                 accepted_count=0,
                 deduplicated_count=0,
                 rejected_count=rejected_events,
@@ -131,11 +128,15 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
             self._processor.submit(job.id)
             return bulk_pb2.CreateEventBulkCreateJobResponse(event_bulk_create_job=bulk_job_message(job))
 
+        if not validation.request_id:
+            return await create()
+        # Decoded for its fingerprint, so that maps in another order are the
+        # same request: up to 5 MB of protobuf for Python, on a thread.
+        request = await asyncio.to_thread(decode_checked, data)
         return await self._idempotency.once(
             account=account,
             method="CreateEventBulkCreateJob",
-            request_id=request.request_id,
-            # Decoded, so that maps in another order are the same request.
+            request_id=validation.request_id,
             request=request,
             response_type=bulk_pb2.CreateEventBulkCreateJobResponse,
             create=create,

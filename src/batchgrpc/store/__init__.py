@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -453,6 +454,36 @@ class IngestItem:
 
 
 @dataclass(frozen=True)
+class IngestBatch:
+    """A request's profile updates and their events, as the store takes
+    them: the events stay one buffer, in the core's layout, from the decoder
+    to SQLite, never a Python object each."""
+
+    profiles: Sequence[ProfileUpdate]
+    #: A JSON array of `[item, source, job_id, row_number, event_name,
+    #: event_time, data, dedup_key, value, value_currency, unique_id]` per
+    #: event, `item` its index in `profiles` (`rust_core/src/ingest.rs`).
+    events: bytes
+    #: Per profile, its number of events.
+    event_counts: Sequence[int]
+    #: Per profile, where its item is in the request, for a job's errors.
+    pointers: Sequence[str] = ()
+
+    @classmethod
+    def of(cls, items: Sequence[IngestItem]) -> IngestBatch:
+        """A batch of items made in Python (a tracking batch's few events)."""
+        fields: tuple[str, ...] = ("source", "job_id", "row_number", "event_name", "event_time", "data")
+        fields += ("dedup_key", "value", "value_currency", "unique_id")
+        events = [[i, *(getattr(e, f) for f in fields)] for i, item in enumerate(items) for e in item.events]
+        return cls(
+            profiles=[item.profile for item in items],
+            events=json.dumps(events, separators=(",", ":")).encode(),
+            event_counts=[len(item.events) for item in items],
+            pointers=[item.pointer for item in items],
+        )
+
+
+@dataclass(frozen=True)
 class IngestOutcome:
     """Per item: the profile id, or why the item could not be applied."""
 
@@ -480,9 +511,10 @@ class BulkJob:
 
 
 class ProfileStore(Protocol):
-    async def ingest(self, account: str, items: builtins.list[IngestItem], now: float) -> builtins.list[IngestOutcome]:
-        """Applies every item in one transaction; an item that cannot be
-        applied (an unknown profile id alone) changes nothing of its own."""
+    async def ingest(self, account: str, batch: IngestBatch, now: float) -> builtins.list[IngestOutcome]:
+        """Applies every item (profile update and its events) in one
+        transaction; an item that cannot be applied (an unknown profile id
+        alone) changes nothing of its own."""
 
     async def get(self, account: str, profile_id: str) -> Profile | None:
         """The profile (following merges), or None."""
@@ -521,13 +553,13 @@ class BulkJobStore(Protocol):
     async def complete(
         self,
         job_id: str,
-        items: builtins.list[IngestItem],
+        batch: IngestBatch,
         *,
         tally: Callable[[BulkJob, builtins.list[IngestOutcome]], BulkTally],
         now: float,
         holder: str,
     ) -> tuple[BulkJob, builtins.list[IngestOutcome]] | None:
-        """Ingests `items` and marks the job COMPLETE with the counts and
+        """Ingests `batch` and marks the job COMPLETE with the counts and
         errors `tally` makes of the job and the outcomes, in one
         transaction, while the job is PROCESSING and `holder` holds it (None,
         and nothing stored, when not: another worker applies it, or it is

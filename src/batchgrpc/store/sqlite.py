@@ -86,8 +86,11 @@ def migrate(conn: sqlite3.Connection) -> int:
                 f"database schema version {version} is newer than this batchgrpc understands ({len(MIGRATIONS)})"
             )
         for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in statements:
-                conn.execute(statement)
+            for step in statements:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
             conn.execute(f"PRAGMA user_version={number}")
         conn.execute("COMMIT")
     except BaseException:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from batchgrpc.store import BulkJob, BulkTally, IngestItem, IngestOutcome, Lease
+from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -111,7 +111,7 @@ class SqliteBulkJobStore:
     async def complete(
         self,
         job_id: str,
-        items: builtins.list[IngestItem],
+        batch: IngestBatch,
         *,
         tally: Callable[[BulkJob, builtins.list[IngestOutcome]], BulkTally],
         now: float,
@@ -121,7 +121,7 @@ class SqliteBulkJobStore:
             job = _get_bulk(conn, job_id)
             if job is None or job.status != "PROCESSING" or not _holds(conn, job_id, holder):
                 return None
-            outcomes = ingest(conn, job.account, items, now)
+            outcomes = ingest(conn, job.account, batch, now)
             counts = tally(job, outcomes)
             conn.execute(
                 "UPDATE bulk_jobs SET status = 'COMPLETE', accepted_count = ?, deduplicated_count = ?,"

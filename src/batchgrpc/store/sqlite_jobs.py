@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from batchgrpc.eventids import row_event_ids
 from batchgrpc.store import (
     BatchJob,
     DataSource,
@@ -27,6 +28,7 @@ from batchgrpc.store import (
     RowError,
     SourceInUse,
 )
+from batchgrpc.store.migrations import id_halves, id_text
 from batchgrpc.store.sqlite_tx import Runs
 
 _SOURCE_COLUMNS = (
@@ -68,7 +70,6 @@ _JOB_FIELDS = (
 _JOB_COLUMNS = "seq, " + ", ".join(_JOB_FIELDS)
 
 _EVENT_FIELDS = (
-    "event_id",
     "account",
     "source",
     "job_id",
@@ -82,7 +83,11 @@ _EVENT_FIELDS = (
     "value_currency",
     "unique_id",
 )
-_EVENT_COLUMNS = "seq, " + ", ".join(_EVENT_FIELDS)
+_EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(_EVENT_FIELDS)
+
+#: The events whose id is unique-indexed; a lookup by id says this too, so
+#: that SQLite uses the (partial) index.
+DEDUPLICATED = "source IN ('BULK_CREATE', 'NOTIFICATION')"
 
 
 def page_of(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
@@ -121,8 +126,18 @@ def _job(row: tuple[Any, ...]) -> BatchJob:
     return BatchJob(**values)
 
 
-def _event(row: tuple[Any, ...]) -> Event:
-    return Event(**dict(zip(_EVENT_FIELDS, row[1:], strict=True)), position=row[0])
+def events_of(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
+    """Events from rows of `_EVENT_COLUMNS`. A batch row's id is not stored:
+    it is computed from its job and row, for the whole page in one call."""
+    rows_ids = iter(row_event_ids([(r[5], r[6]) for r in rows if r[1] is None]))
+    return [
+        Event(
+            next(rows_ids) if r[1] is None else id_text(r[1], r[2]),
+            **dict(zip(_EVENT_FIELDS, r[3:], strict=True)),
+            position=r[0],
+        )
+        for r in rows
+    ]
 
 
 def _encode_job_value(name: str, value: object) -> object:
@@ -133,11 +148,17 @@ def _encode_job_value(name: str, value: object) -> object:
     return value
 
 
+def _stored_id(event: Event) -> tuple[int, int] | tuple[None, None]:
+    # A batch row's id is its (job, row): not stored.
+    return (None, None) if event.source == "BATCH_JOB" else id_halves(event.event_id)
+
+
 def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> int:
     before = conn.total_changes
     conn.executemany(
-        f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_FIELDS)}) VALUES ({', '.join('?' * len(_EVENT_FIELDS))})",
-        [tuple(getattr(e, f) for f in _EVENT_FIELDS) for e in events],
+        f"INSERT OR IGNORE INTO events (id_high, id_low, {', '.join(_EVENT_FIELDS)})"
+        f" VALUES ({', '.join('?' * (len(_EVENT_FIELDS) + 2))})",
+        [(*_stored_id(e), *(getattr(e, f) for f in _EVENT_FIELDS)) for e in events],
     )
     return conn.total_changes - before
 
@@ -344,10 +365,11 @@ class SqliteJobStore:
             if chunk.good:
                 # CAST: the buffer arrives as a BLOB, which newer SQLite
                 # would read as JSONB; as TEXT it is the JSON it is.
+                # No id: a batch row's is its (job_id, row_number).
                 conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name,"
+                    "INSERT INTO events (account, source, job_id, row_number, event_name,"
                     " event_time, profile_id, identity, data, value, value_currency, unique_id)"
-                    " SELECT value->>0, ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
+                    " SELECT ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
                     " NULL, '', '' FROM json_each(CAST(? AS TEXT))",
                     (account, chunk.job_id, chunk.event_time, chunk.encoded),
                 )
@@ -487,7 +509,8 @@ class SqliteEventLog:
                     params.append(value)
             # Oldest first: a job's events come back in row order.
             rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()
-            return page_of(rows, limit, _event)
+            page = page_of(rows, limit, lambda r: r)
+            return Page(events_of(page.items), page.next_cursor)
 
         return await self._store.run(_list)
 
@@ -496,7 +519,7 @@ class SqliteEventLog:
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (position, limit)
             ).fetchall()
-            return [_event(r) for r in rows]
+            return events_of(rows)
 
         return await self._store.run(_after)
 

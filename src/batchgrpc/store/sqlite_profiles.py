@@ -12,8 +12,10 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
+from batchgrpc import core
 from batchgrpc.events.profiles import (
     Identifier,
     Plan,
@@ -23,8 +25,8 @@ from batchgrpc.events.profiles import (
     identifier_pairs,
     plan_ingest,
 )
-from batchgrpc.store import IngestItem, IngestOutcome, Page, Profile
-from batchgrpc.store.sqlite_jobs import page_of
+from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile, ProfileUpdate
+from batchgrpc.store.sqlite_jobs import DEDUPLICATED, page_of
 from batchgrpc.store.sqlite_tx import Runs
 
 _PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
@@ -76,10 +78,10 @@ def _resolve_all(conn: sqlite3.Connection, account: str, profile_ids: list[str])
     return resolved
 
 
-def _snapshot(conn: sqlite3.Connection, account: str, items: list[IngestItem]) -> Snapshot:
-    """The identifiers, profile ids and profiles `items` name, as stored."""
-    pairs = list(dict.fromkeys(pair for item in items for pair in identifier_pairs(item.profile)))
-    named = list(dict.fromkeys(item.profile.profile_id for item in items if item.profile.profile_id))
+def _snapshot(conn: sqlite3.Connection, account: str, updates: Sequence[ProfileUpdate]) -> Snapshot:
+    """The identifiers, profile ids and profiles `updates` name, as stored."""
+    pairs = list(dict.fromkeys(pair for update in updates for pair in identifier_pairs(update)))
+    named = list(dict.fromkeys(update.profile_id for update in updates if update.profile_id))
     identifiers: dict[Identifier, str] = {}
     if pairs:
         rows = conn.execute(
@@ -131,7 +133,7 @@ def _state_row(state: ProfileState) -> tuple[str, str, str]:
     return json.dumps(state.attributes), json.dumps(state.times), json.dumps(state.customer_ids)
 
 
-def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> list[IngestOutcome]:
+def _write(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatch, now: float) -> list[IngestOutcome]:
     created = set(plan.created)
     # In creation order, so `seq` keeps their age.
     conn.executemany(
@@ -160,63 +162,64 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, now: float) -> li
         " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
         [(account, kind, value, pid) for (kind, value), pid in plan.identifiers.items()],
     )
-    # Every event's first occurrence is offered; those stored already are
-    # ignored. When any were, the rows past the newest before the insert are
-    # the ones it added, and the others were stored already.
-    aliases = [alias for p in plan.events for alias in p.aliases]
-    stored_aliases: list[str] = []
-    if aliases:
-        rows = conn.execute(
-            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(aliases),)
+    return _store_events(conn, account, plan, batch)
+
+
+def _store_events(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatch) -> list[IngestOutcome]:
+    """Stores each event of the batch that is not a repeat, in a statement
+    or three, and settles the counts."""
+    found = core.event_rows(batch.events, account, plan.targets)
+    repeats = list(found.repeats)
+    rows = found.rows
+    # Rows whose id under a profile since merged into theirs is stored: rare.
+    excluded: set[int] = set()
+    if found.aliases != b"[]":
+        stored = conn.execute(
+            "SELECT DISTINCT a.value ->> 0, a.value ->> 1 FROM json_each(CAST(? AS TEXT)) AS a"
+            " WHERE EXISTS (SELECT 1 FROM events AS e"
+            f" WHERE e.id_high = a.value ->> 2 AND e.id_low = a.value ->> 3 AND e.{DEDUPLICATED})",
+            (found.aliases,),
         )
-        stored_aliases = [r[0] for r in rows]
-    offered, outcomes = plan.settle(stored_aliases)
+        for row, item in stored:
+            excluded.add(row)
+            repeats[item] += 1
+        rows = [r for i, r in enumerate(rows) if i not in excluded]
     newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
     changes = conn.total_changes
     conn.executemany(
-        "INSERT OR IGNORE INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
+        "INSERT OR IGNORE INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
         " profile_id, identity, data, value, value_currency, unique_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                p.event_id,
-                account,
-                e.source,
-                e.job_id,
-                e.row_number,
-                e.event_name,
-                e.event_time,
-                p.profile_id,
-                p.identity,
-                e.data,
-                e.value,
-                e.value_currency,
-                e.unique_id,
-            )
-            for p in offered
-            for e in (p.event,)
-        ],
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
     )
-    if conn.total_changes - changes < len(offered):
-        added = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (newest,))}
-        ignored = [p.event_id for p in offered if p.event_id not in added]
-        _, outcomes = plan.settle([*stored_aliases, *ignored])
-    return outcomes
+    if conn.total_changes - changes < len(rows):
+        # Some were stored already: the rows not among those just added.
+        ignored = conn.execute(
+            "SELECT j.value ->> 2, count(*) FROM json_each(CAST(? AS TEXT)) AS j"
+            " WHERE j.value ->> 3 = 1 AND j.key NOT IN (SELECT value FROM json_each(?))"
+            " AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.id_high = j.value ->> 0"
+            f" AND e.id_low = j.value ->> 1 AND e.{DEDUPLICATED} AND e.seq > ?) GROUP BY 1",
+            (found.keys, json.dumps(sorted(excluded)), newest),
+        )
+        for item, count in ignored:
+            repeats[item] += count
+    return plan.settle(batch.event_counts, repeats)
 
 
-def ingest(conn: sqlite3.Connection, account: str, items: list[IngestItem], now: float) -> list[IngestOutcome]:
+def ingest(conn: sqlite3.Connection, account: str, batch: IngestBatch, now: float) -> list[IngestOutcome]:
     """Upserts each item's profile and stores its events; runs inside the
     caller's transaction."""
-    return _write(conn, account, plan_ingest(_snapshot(conn, account, items), account, items, now), now)
+    plan = plan_ingest(_snapshot(conn, account, batch.profiles), batch.profiles, now)
+    return _write(conn, account, plan, batch, now)
 
 
 class SqliteProfileStore:
     def __init__(self, store: Runs) -> None:
         self._store = store
 
-    async def ingest(self, account: str, items: builtins.list[IngestItem], now: float) -> builtins.list[IngestOutcome]:
+    async def ingest(self, account: str, batch: IngestBatch, now: float) -> builtins.list[IngestOutcome]:
         def _ingest(conn: sqlite3.Connection) -> list[IngestOutcome]:
-            return ingest(conn, account, items, now)
+            return ingest(conn, account, batch, now)
 
         return await self._store.write(_ingest)
 

@@ -18,7 +18,7 @@ from batchgrpc.errors import FieldViolation, InvalidArgument, ProjectTokenMismat
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal, raw_request
 from batchgrpc.requests import MAX_ID
-from batchgrpc.store import Store
+from batchgrpc.store import IngestBatch, Store
 from batchgrpc.track.commands import CUSTOMERS, EVENTS, Outcome, field_violations, plan
 from batchgrpc.track.v2 import tracking_pb2, tracking_pb2_grpc
 
@@ -70,7 +70,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         principal = current_principal()
         outcomes, items = plan(commands, principal.scopes, now)
         if items:
-            await self._store.profiles.ingest(principal.account, items, now)
+            await self._store.profiles.ingest(principal.account, IngestBatch.of(items), now)
         return outcomes
 
     @raw_request
