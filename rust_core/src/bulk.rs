@@ -1237,7 +1237,13 @@ mod tests {
     fn a_valid_request_has_no_violations() {
         let validation =
             validate_bulk(&request(&object(&[("a", string_value("b"))])), NOW).unwrap();
-        assert_eq!(validation, Validation::default());
+        assert_eq!(
+            validation,
+            Validation {
+                item_events: vec![1],
+                ..Validation::default()
+            }
+        );
     }
 
     #[test]

@@ -104,9 +104,9 @@ pub struct Target {
     pub live_id: String,
     /// The item's first identifier, as sent.
     pub identity: String,
-    /// Profiles merged into `profile_id`: an event stored under one of them
-    /// before the merge is this event.
-    pub aliases: Vec<String>,
+    /// The live profile existed before the request, so the store may hold
+    /// repeats of its events (a profile the request created holds none).
+    pub stored: bool,
 }
 
 /// One event as the store inserts it.
@@ -138,19 +138,19 @@ pub struct Row {
     pub value_currency: String,
     /// See `NewEvent`.
     pub unique_id: String,
+    /// See `NewEvent`; kept for a bulk event only (what the store finds
+    /// repeats by), empty for others.
+    pub dedup_key: String,
 }
 
 /// A request's event rows, ready for the store.
 pub struct EventRows {
     /// Each event once, in request order.
     pub rows: Vec<Row>,
-    /// JSON array of `[id_high, id_low, item, deduplicated]` per row, for
-    /// the store's look-ups by id (`deduplicated`: 1 when the source is one
-    /// whose ids are unique-indexed).
-    pub keys: Vec<u8>,
-    /// JSON array of `[row, item, id_high, id_low]`: the other ids of rows
-    /// whose profile absorbed others (rare; `[]` otherwise).
-    pub aliases: Vec<u8>,
+    /// JSON array of `[row, item, profile_id, event_name, dedup_key]`: the
+    /// rows the store may hold already (a bulk event of a profile that
+    /// existed before the request), for its one look-up.
+    pub lookups: Vec<u8>,
     /// Per item, its events that repeat an earlier one of the request.
     pub repeats: Vec<u64>,
 }
@@ -167,14 +167,14 @@ fn profile_event_id(account: &str, profile: &str, name: &str, dedup: &str) -> u1
     event_id("profile", &[account, profile, name, dedup])
 }
 
-/// Sources whose event ids the store's unique index covers: what upstream
-/// deduplicates.
-const DEDUPLICATED: [&str; 2] = ["BULK_CREATE", "NOTIFICATION"];
+/// The source whose events upstream deduplicates (Klaviyo's bulk create).
+const DEDUPLICATED: &str = "BULK_CREATE";
 
 /// Gives each event of `events` (`write_event`'s arrays) its id under its
 /// item's target, in `account`; an item without a target (its profile was
-/// not found) has its events left out. A repeat of an earlier event of the
-/// request (by id, or by an alias of it) is counted, not written.
+/// not found) has its events left out. A bulk event that repeats an earlier
+/// one of the request (the same live profile, name and dedup key) is
+/// counted, not written.
 ///
 /// # Errors
 /// `events` is not what `write_event` writes, or names an item past
@@ -187,9 +187,7 @@ pub fn event_rows(
     let events: Vec<EventTuple> =
         serde_json::from_slice(events).map_err(|e| format!("event rows: {e}"))?;
     let mut rows = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len() * 48);
-    keys.push(b'[');
-    let mut aliases = Vec::from(&b"["[..]);
+    let mut lookups = Vec::from(&b"["[..]);
     let mut repeats = vec![0u64; targets.len()];
     let mut seen: HashSet<u128> = HashSet::with_capacity(events.len());
     for (item, source, job_id, row_number, name, time, data, dedup, value, currency, unique_id) in
@@ -199,37 +197,32 @@ pub fn event_rows(
             .get(item)
             .ok_or_else(|| format!("event rows: no item {item}"))?;
         let Some(target) = target else { continue };
-        let id = profile_event_id(account, &target.profile_id, &name, &dedup);
-        let others: Vec<u128> = target
-            .aliases
-            .iter()
-            .map(|alias| profile_event_id(account, alias, &name, &dedup))
-            .collect();
-        if seen.contains(&id) || others.iter().any(|other| seen.contains(other)) {
-            repeats[item] += 1;
-            continue;
-        }
-        seen.insert(id);
-        let row = rows.len();
-        let mut text = String::new();
-        for other in others {
-            let (high, low) = id_halves(other);
-            if aliases.len() > 1 {
-                aliases.push(b',');
+        let deduplicated = source == DEDUPLICATED;
+        if deduplicated {
+            // What makes two events one, hashed: the live profile's key.
+            if !seen.insert(profile_event_id(account, &target.live_id, &name, &dedup)) {
+                repeats[item] += 1;
+                continue;
             }
-            let _ = write!(text, "[{row},{item},{high},{low}]");
-            aliases.extend_from_slice(text.as_bytes());
-            text.clear();
+            if target.stored {
+                if lookups.len() > 1 {
+                    lookups.push(b',');
+                }
+                lookups.push(b'[');
+                write_int(&mut lookups, rows.len());
+                lookups.push(b',');
+                write_int(&mut lookups, item);
+                lookups.push(b',');
+                write_json_string(&mut lookups, &target.live_id);
+                lookups.push(b',');
+                write_json_string(&mut lookups, &name);
+                lookups.push(b',');
+                write_json_string(&mut lookups, &dedup);
+                lookups.push(b']');
+            }
         }
-        let (high, low) = id_halves(id);
-        if row > 0 {
-            keys.push(b',');
-        }
-        let deduplicated = u8::from(DEDUPLICATED.contains(&source.as_str()));
-        let _ = write!(text, "[{high},{low},{item},{deduplicated}]");
-        keys.extend_from_slice(text.as_bytes());
         rows.push(Row {
-            id: (high, low),
+            id: id_halves(profile_event_id(account, &target.profile_id, &name, &dedup)),
             item,
             source,
             job_id,
@@ -242,14 +235,13 @@ pub fn event_rows(
             value,
             value_currency: currency,
             unique_id,
+            dedup_key: if deduplicated { dedup } else { String::new() },
         });
     }
-    keys.push(b']');
-    aliases.push(b']');
+    lookups.push(b']');
     Ok(EventRows {
         rows,
-        keys,
-        aliases,
+        lookups,
         repeats,
     })
 }
@@ -285,12 +277,13 @@ mod tests {
         out
     }
 
-    fn target(profile: &str, live: &str, aliases: &[&str]) -> Option<Target> {
+    #[allow(clippy::unnecessary_wraps)] // the shape `targets` takes
+    fn target(profile: &str, live: &str, stored: bool) -> Option<Target> {
         Some(Target {
             profile_id: profile.into(),
             live_id: live.into(),
             identity: "a@x".into(),
-            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            stored,
         })
     }
 
@@ -299,7 +292,7 @@ mod tests {
         let out = event_rows(
             &events(&[(0, "V", "t:1")]),
             "acme",
-            &[target("p", "q", &[])],
+            &[target("p", "q", false)],
         )
         .unwrap();
         let [row] = &out.rows[..] else {
@@ -314,11 +307,15 @@ mod tests {
             (row.data.as_str(), row.value),
             ("{\"a\":\"\\\"q\\\"\"}", Some(9.5))
         );
-        assert_eq!(row.event_time, 1_790_000_000.0);
+        assert!((row.event_time - 1_790_000_000.0).abs() < f64::EPSILON);
+        assert_eq!(
+            out.lookups, b"[]",
+            "a profile new in the request holds nothing"
+        );
     }
 
     #[test]
-    fn repeats_within_the_request_count_once_per_item_and_items_without_a_target_are_left_out() {
+    fn repeats_of_the_live_profile_count_once_and_items_without_a_target_are_left_out() {
         let list = [
             (0, "V", "t:1"),
             (0, "V", "t:1"),
@@ -326,7 +323,8 @@ mod tests {
             (2, "V", "t:1"),
             (1, "W", "t:1"),
         ];
-        let targets = [target("p", "p", &[]), target("p", "p", &[]), None];
+        // Items 0 and 1 applied to two profiles merged into one by the end.
+        let targets = [target("p", "s", true), target("s", "s", true), None];
         let out = event_rows(&events(&list), "acme", &targets).unwrap();
         assert_eq!(out.repeats, vec![1, 1, 0]);
         let names: Vec<(usize, &str)> = out
@@ -335,29 +333,14 @@ mod tests {
             .map(|r| (r.item, r.event_name.as_str()))
             .collect();
         assert_eq!(names, vec![(0, "V"), (1, "W")]);
-        let keys: serde_json::Value = serde_json::from_slice(&out.keys).unwrap();
-        assert_eq!(keys.as_array().unwrap().len(), 2);
-        assert_eq!(keys[0][3], 1, "a bulk event's id is deduplicated");
-    }
-
-    #[test]
-    fn an_alias_matches_an_earlier_event_and_is_listed_for_the_store() {
-        // Item 0 under `young`; item 1's profile `old` absorbed `young`.
-        let list = [(0, "V", "u:1"), (1, "V", "u:1"), (1, "V", "u:2")];
-        let out = event_rows(
-            &events(&list),
-            "acme",
-            &[
-                target("young", "old", &[]),
-                target("old", "old", &["young"]),
-            ],
-        )
-        .unwrap();
-        assert_eq!(out.repeats, vec![0, 1]);
-        let (high, low) = id_halves(profile_event_id("acme", "young", "V", "u:2"));
         assert_eq!(
-            String::from_utf8(out.aliases).unwrap(),
-            format!("[[1,1,{high},{low}]]")
+            out.rows[0].dedup_key, "t:1",
+            "kept for the store's look-ups"
+        );
+        let lookups: serde_json::Value = serde_json::from_slice(&out.lookups).unwrap();
+        assert_eq!(
+            lookups,
+            serde_json::json!([[0, 0, "s", "V", "t:1"], [1, 1, "s", "W", "t:1"]])
         );
     }
 

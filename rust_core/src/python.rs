@@ -278,18 +278,18 @@ fn bulk_rows(
 struct EventRows {
     /// Per row, the parameters of the store's insert: `(id_high, id_low,
     /// account, source, job_id, row_number, event_name, event_time,
-    /// profile_id, identity, data, value, value_currency, unique_id)`.
+    /// profile_id, identity, data, value, value_currency, unique_id,
+    /// dedup_key)`.
     rows: Py<PyList>,
-    /// JSON array of `[id_high, id_low, item, deduplicated]` per row.
-    keys: Py<PyBytes>,
-    /// JSON array of `[row, item, id_high, id_low]`: other ids of rows.
-    aliases: Py<PyBytes>,
+    /// JSON array of `[row, item, profile_id, event_name, dedup_key]`: the
+    /// rows the store may hold already.
+    lookups: Py<PyBytes>,
     /// Per item, its repeats within the request.
     repeats: Vec<u64>,
 }
 
 /// Gives the events their ids under each item's target
-/// `(profile_id, live_id, identity, aliases)` or None (not found).
+/// `(profile_id, live_id, identity, stored)` or None (not found).
 ///
 /// The rows come back as tuples for `executemany`: measured, SQLite binds
 /// them faster than its `json_each` unpacks the same rows from one buffer
@@ -299,16 +299,16 @@ fn event_rows(
     py: Python<'_>,
     events: &[u8],
     account: &str,
-    targets: Vec<Option<(String, String, String, Vec<String>)>>,
+    targets: Vec<Option<(String, String, String, bool)>>,
 ) -> PyResult<EventRows> {
     let targets: Vec<Option<ingest::Target>> = targets
         .into_iter()
         .map(|t| {
-            t.map(|(profile_id, live_id, identity, aliases)| ingest::Target {
+            t.map(|(profile_id, live_id, identity, stored)| ingest::Target {
                 profile_id,
                 live_id,
                 identity,
-                aliases,
+                stored,
             })
         })
         .collect();
@@ -318,7 +318,7 @@ fn event_rows(
     let account = PyString::new(py, account);
     let rows = PyList::empty(py);
     for row in &out.rows {
-        let fields: [Bound<'_, PyAny>; 14] = [
+        let fields: [Bound<'_, PyAny>; 15] = [
             row.id.0.into_pyobject(py)?.into_any(),
             row.id.1.into_pyobject(py)?.into_any(),
             account.clone().into_any(),
@@ -333,14 +333,14 @@ fn event_rows(
             row.value.into_pyobject(py)?.into_any(),
             PyString::new(py, &row.value_currency).into_any(),
             PyString::new(py, &row.unique_id).into_any(),
+            PyString::new(py, &row.dedup_key).into_any(),
         ];
         let tuple = PyTuple::new(py, fields)?;
         rows.append(tuple)?;
     }
     Ok(EventRows {
         rows: rows.unbind(),
-        keys: PyBytes::new(py, &out.keys).unbind(),
-        aliases: PyBytes::new(py, &out.aliases).unbind(),
+        lookups: PyBytes::new(py, &out.lookups).unbind(),
         repeats: out.repeats,
     })
 }

@@ -275,22 +275,22 @@ class EventRows:
     def rows(self) -> list[tuple[Any, ...]]:
         """Per row, the store's insert parameters: `(id_high, id_low,
         account, source, job_id, row_number, event_name, event_time,
-        profile_id, identity, data, value, value_currency, unique_id)`."""
+        profile_id, identity, data, value, value_currency, unique_id,
+        dedup_key)`; `dedup_key` empty but for a bulk event."""
     @property
-    def keys(self) -> bytes:
-        """JSON array of `[id_high, id_low, item, deduplicated]` per row."""
-    @property
-    def aliases(self) -> bytes:
-        """JSON array of `[row, item, id_high, id_low]`: the ids a row has
-        under profiles merged into its own."""
+    def lookups(self) -> bytes:
+        """JSON array of `[row, item, profile_id, event_name, dedup_key]`:
+        the bulk events of profiles that existed before the request, which
+        the store may hold already."""
     @property
     def repeats(self) -> list[int]:
         """Per item, its events that repeat an earlier one of the request."""
 
-def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, list[str]] | None]) -> EventRows:
+def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, bool] | None]) -> EventRows:
     """Gives each of `events` (`BulkRows.events`' layout) its id under its
-    item's target (profile id, live id, identity, aliases), None for an item
-    left out. Raises ValueError for a buffer of another layout. Releases
+    item's target (profile id, live id, identity, stored), None for an item
+    left out, and drops the bulk events that repeat an earlier one of the
+    request. Raises ValueError for a buffer of another layout. Releases
     the interpreter."""
 
 def validate_bulk_request(request: bytes, now: float) -> BulkValidation:

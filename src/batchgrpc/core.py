@@ -74,7 +74,7 @@ async def bulk_rows(request: bytes, job_id: str, rejected: set[tuple[int, int | 
     return await asyncio.to_thread(_core.bulk_rows, request, job_id, list(rejected), now)
 
 
-def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, list[str]] | None]) -> EventRows:
+def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, bool] | None]) -> EventRows:
     """A request's events with their ids under each item's profile, each
     once. Called on the store's writing thread, never the event loop (a
     thousand events take about a millisecond, the interpreter released)."""

@@ -130,10 +130,10 @@ def test_items_see_what_earlier_items_created_and_merged() -> None:
     assert plan.identifiers == {("email", "a@x"): first, ("phone_number", "+1"): first}
     # Every event ends on the survivor; its id names the profile its item applied to.
     assert plan.targets == [
-        Target(first, first, "a@x", []),
-        Target(second, first, "+1", []),
-        Target(first, first, "+1", [second]),
-        Target(first, first, "+1", [second]),
+        Target(first, first, "a@x", False),
+        Target(second, first, "+1", False),
+        Target(first, first, "+1", False),
+        Target(first, first, "+1", False),
     ]
     rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets).rows
     assert [(r[8], id_text(r[0], r[1]), r[9]) for r in rows] == [
@@ -181,10 +181,10 @@ def test_an_unknown_profile_id_alone_is_an_error_with_identifiers_a_new_profile(
         IngestOutcome(created),
         IngestOutcome(error=NO_SUCH_PROFILE),
     ]
-    assert plan.targets == [None, Target(created, created, "a@x", []), None]
+    assert plan.targets == [None, Target(created, created, "a@x", False), None]
     # The events of an item without a target are left out.
     rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
-    assert [key[2] for key in json.loads(rows.keys)] == [1]
+    assert len(rows.rows) == 1
     outcomes = plan.settle([1, 1, 0], rows.repeats)
     assert outcomes == [IngestOutcome(error=NO_SUCH_PROFILE), IngestOutcome(created, "", 1, 0), plan.outcomes[2]]
 
@@ -212,21 +212,24 @@ def test_repeats_within_the_request_and_in_the_store_are_deduplicated() -> None:
     assert [(o.accepted, o.deduplicated) for o in outcomes] == [(2, 1), (1, 2), (1, 0)]
 
 
-def test_an_event_stored_under_a_profile_merged_since_is_found_by_its_alias() -> None:
+def test_only_the_events_of_profiles_that_existed_are_looked_up_under_the_survivor() -> None:
     old, young = stored(1, "old", email="a@x"), stored(2, "young", phone_number="+1")
     snapshot = Snapshot({("email", "a@x"): "old", ("phone_number", "+1"): "young"}, {}, {"old": old, "young": young})
     items = [
+        # Merges young into old; a profile new in the request holds nothing.
+        IngestItem(ProfileUpdate(identifiers={"phone_number": "+1"}), (event("V", "u:1"),)),
         IngestItem(ProfileUpdate(identifiers={"email": "a@x", "phone_number": "+1"})),
-        by_email("a@x", event("V", "u:1"), event("V", "u:2")),
+        by_email("new@x", event("V", "u:2")),
     ]
     plan = plan_ingest(snapshot, profiles(items), NOW)
-    assert plan.targets[1] == Target("old", "old", "a@x", ["young"])
-    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
-    # Each event's id under the merged profile, for the store to look up.
-    assert [(row, item, id_text(high, low)) for row, item, high, low in json.loads(rows.aliases)] == [
-        (0, 1, profile_event_id("acme", "young", "V", "u:1")),
-        (1, 1, profile_event_id("acme", "young", "V", "u:2")),
+    [new] = plan.created
+    assert plan.targets == [
+        Target("young", "old", "+1", True),
+        Target("old", "old", "a@x", True),
+        Target(new, new, "new@x", False),
     ]
+    rows = core.event_rows(IngestBatch.of(items).events, "acme", plan.targets)
+    assert json.loads(rows.lookups) == [[0, 0, "old", "V", "u:1"]]
 
 
 # --- the SQLite backend -------------------------------------------------------

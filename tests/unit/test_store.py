@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchgrpc.eventids import profile_event_id, row_event_id
+from batchgrpc.eventids import notification_id, profile_event_id, row_event_id
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite import DATABASE_NAME, SchemaTooNew, SqliteStore
 
@@ -56,6 +56,7 @@ async def test_the_event_log_keeps_its_events_and_ids_through_the_v8_migration(t
         (bulk, "BULK_CREATE", "bulk_1", 0, "01P"),
         (high_bit, "TRACKING", "", 0, "01P"),
         (row_event_id("job_1", 7), "BATCH_JOB", "job_1", 7, ""),
+        (notification_id("job_1", "batch_job_created"), "NOTIFICATION", "", 0, ""),
     ]
     conn.executemany(
         "INSERT INTO events (event_id, account, source, job_id, row_number, event_name, event_time, profile_id,"
@@ -68,8 +69,8 @@ async def test_the_event_log_keeps_its_events_and_ids_through_the_v8_migration(t
     try:
         stored = await store.events.after(0, limit=10)
         assert [(e.event_id, e.source, e.job_id, e.row_number) for e in stored] == [r[:4] for r in rows]
-        # What upstream deduplicates is still found by its id.
-        assert await store.events.append([dataclasses.replace(stored[0], position=0)]) == 0
+        # A notification is still found by its id: stored once.
+        assert await store.events.append([dataclasses.replace(stored[3], position=0)]) == 0
     finally:
         await store.close()
     conn = sqlite3.connect(tmp_path / DATABASE_NAME)

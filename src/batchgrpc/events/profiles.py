@@ -10,13 +10,15 @@ A store backend reads the `Snapshot` of what a request touches, calls
 `plan_ingest`, and writes the `Plan` back; the rules are here so that every
 backend applies the same ones.
 
-An event is one of its profile's: its id is a hash of the profile it was
-stored under, its name and its dedup key (`batchgrpc.eventids`), and an
-event whose id (or an id under a profile merged into its own, a `Target`
-alias) is stored already or earlier in the request is a repeat, counted and
-not stored again. The core computes the ids and the repeats within the
-request for the whole request at once; the store's unique index finds the
-stored ones.
+An event is one of its profile's, and follows it into a merge. A profile
+has one bulk-created event per metric and dedup key (Klaviyo's `unique_id`,
+else the time to the second): a bulk event whose profile (as it is at the
+end of the request) has one already, stored or earlier in the request, is a
+repeat, counted and not stored again. The core finds the repeats within the
+request for the whole request at once; the store looks up the others, only
+for profiles that existed before the request. An event's id is a hash of
+the profile its item applied to, its name and its dedup key
+(`batchgrpc.eventids`).
 """
 
 from __future__ import annotations
@@ -131,9 +133,6 @@ class Snapshot:
     resolved: Mapping[str, str]
     #: Every live profile the two maps above lead to, by id.
     profiles: Mapping[str, StoredProfile]
-    #: Per live profile above, the stored profiles merged into it (at any
-    #: depth): their events are its events now, under the ids they had.
-    absorbed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Target(NamedTuple):
@@ -147,10 +146,9 @@ class Target(NamedTuple):
     live_id: str
     #: The event's identity key: the item's first identifier, as sent.
     identity: str
-    #: The profiles merged into `profile_id`: an event stored under one of
-    #: them before the merge has the id it had then, so a repeat arriving
-    #: after the merge is a repeat of any of these.
-    aliases: list[str]
+    #: `live_id` existed before the request, so the store may hold repeats
+    #: of its events; a profile the request created holds none.
+    stored: bool
 
 
 @dataclass
@@ -207,8 +205,6 @@ class _Planner:
         # Stored profiles are older than any the request creates.
         self._age = {pid: (0, stored.seq) for pid, stored in snapshot.profiles.items()}
         self._created: list[str] = []
-        #: Live profile -> the profiles merged into it (stored or in this request).
-        self._absorbed: dict[str, set[str]] = {pid: set(ids) for pid, ids in snapshot.absorbed.items()}
 
     def _live(self, profile_id: str) -> str:
         while profile_id in self._merged_into:
@@ -253,16 +249,18 @@ class _Planner:
                 if other != profile_id:
                     merge(survivor, self._state(other), self._now)
                     self._merged_into[other] = profile_id
-                    absorbed = self._absorbed.setdefault(profile_id, set())
-                    absorbed |= {other, *self._absorbed.pop(other, ())}
         for pair in pairs:
             self._identifiers[pair] = profile_id
         apply(self._state(profile_id), update, self._now)
         return profile_id
 
+    def _target(self, profile_id: str, identity: str, *, created: set[str]) -> Target:
+        live = self._live(profile_id)
+        return Target(profile_id, live, identity, live not in created)
+
     def run(self, updates: Sequence[ProfileUpdate]) -> Plan:
         outcomes: list[IngestOutcome] = []
-        applied: list[tuple[str, str, list[str]] | None] = []
+        applied: list[tuple[str, str] | None] = []
         for update in updates:
             pairs = identifier_pairs(update)
             profile_id = self._upsert(update, pairs)
@@ -272,9 +270,10 @@ class _Planner:
                 continue
             # The event's identity key: the profile's first identifier, as sent.
             identity = pairs[0][1] if pairs else ""
-            applied.append((profile_id, identity, sorted(self._absorbed.get(profile_id, ()))))
+            applied.append((profile_id, identity))
             outcomes.append(IngestOutcome(profile_id))
         snapshot = self._snapshot.identifiers
+        created = set(self._created)
         return Plan(
             created=self._created,
             merged_into=self._merged_into,
@@ -282,6 +281,6 @@ class _Planner:
             identifiers={
                 pair: live for pair, pid in self._identifiers.items() if snapshot.get(pair) != (live := self._live(pid))
             },
-            targets=[None if hit is None else Target(hit[0], self._live(hit[0]), hit[1], hit[2]) for hit in applied],
+            targets=[None if hit is None else self._target(*hit, created=created) for hit in applied],
             outcomes=outcomes,
         )

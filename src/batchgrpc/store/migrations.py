@@ -253,9 +253,14 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # - A batch row stores no id: (job_id, row_number) is its natural key and
     #   the id is computed from them when read; its chunk and checkpoint are
     #   stored in one transaction, so it is never offered twice.
-    # - Only what upstream deduplicates (bulk-created events) and what must
-    #   exist once (notifications) has a unique index on the id; a tracked
-    #   event is never a repeat, so its id is stored but not indexed.
+    # - Bulk-created events, which upstream deduplicates, are found by their
+    #   natural key (profile, metric, dedup key) in an index that
+    #   keeps a profile's events together, so a request's inserts touch a
+    #   page per profile, not a page per event as a hash of it would; a
+    #   tracked event is never a repeat: its id is stored, not indexed.
+    # - A notification must exist once: its id is unique-indexed.
+    # - The profiles a profile absorbed are no longer looked up (its events
+    #   moved to it, and are found under it): `profiles_merged` goes.
     (
         """
         CREATE TABLE events_v8 (
@@ -273,7 +278,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
             data           TEXT NOT NULL,  -- JSON object
             value          REAL,
             value_currency TEXT NOT NULL,
-            unique_id      TEXT NOT NULL
+            unique_id      TEXT NOT NULL,
+            dedup_key      TEXT NOT NULL DEFAULT ''  -- a bulk event's: u:<unique_id> or t:<second>
         ) STRICT
         """,
         _id_functions,
@@ -281,10 +287,14 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         " CASE WHEN source = 'BATCH_JOB' THEN NULL ELSE id_high(event_id) END,"
         " CASE WHEN source = 'BATCH_JOB' THEN NULL ELSE id_low(event_id) END,"
         " account, source, job_id, row_number, event_name, event_time, profile_id, identity, data, value,"
-        " value_currency, unique_id FROM events",
+        " value_currency, unique_id,"
+        " CASE WHEN source <> 'BULK_CREATE' THEN '' WHEN unique_id <> '' THEN 'u:' || unique_id"
+        " ELSE 't:' || CAST(CAST(event_time AS INTEGER) AS TEXT) END FROM events",
         "DROP TABLE events",
         "ALTER TABLE events_v8 RENAME TO events",
-        "CREATE UNIQUE INDEX events_id ON events(id_high, id_low) WHERE source IN ('BULK_CREATE', 'NOTIFICATION')",
+        "CREATE UNIQUE INDEX events_id ON events(id_high, id_low) WHERE source = 'NOTIFICATION'",
+        "CREATE INDEX events_dedup ON events(account, profile_id, event_name, dedup_key) WHERE source = 'BULK_CREATE'",
+        "DROP INDEX profiles_merged",
         "CREATE INDEX events_account ON events(account, seq)",
         "CREATE INDEX events_job ON events(account, job_id, seq) WHERE job_id <> ''",
         "CREATE INDEX events_profile ON events(account, profile_id, seq) WHERE profile_id <> ''",

@@ -85,10 +85,6 @@ _EVENT_FIELDS = (
 )
 _EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(_EVENT_FIELDS)
 
-#: The events whose id is unique-indexed; a lookup by id says this too, so
-#: that SQLite uses the (partial) index.
-DEDUPLICATED = "source IN ('BULK_CREATE', 'NOTIFICATION')"
-
 
 def page_of(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
     """Rows fetched with LIMIT limit+1, seq first: the page and the next cursor."""

@@ -26,7 +26,7 @@ from batchgrpc.events.profiles import (
     plan_ingest,
 )
 from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile, ProfileUpdate
-from batchgrpc.store.sqlite_jobs import DEDUPLICATED, page_of
+from batchgrpc.store.sqlite_jobs import page_of
 from batchgrpc.store.sqlite_tx import Runs
 
 _PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
@@ -105,28 +105,7 @@ def _snapshot(conn: sqlite3.Connection, account: str, updates: Sequence[ProfileU
             id_: StoredProfile(seq, ProfileState(id_, json.loads(attrs), json.loads(times), json.loads(ids)))
             for seq, id_, attrs, times, ids in rows
         }
-    return Snapshot(identifiers, resolved, profiles, _absorbed(conn, wanted))
-
-
-def _absorbed(conn: sqlite3.Connection, live: list[str]) -> dict[str, tuple[str, ...]]:
-    """Per live profile, the profiles merged into it at any depth (down the
-    `profiles_merged` index: most profiles absorbed none, and cost nothing)."""
-    if not live:
-        return {}
-    rows = conn.execute(
-        "WITH RECURSIVE absorbed (root, id, depth) AS ("
-        " SELECT p.merged_into, p.id, 1 FROM profiles AS p"
-        " WHERE p.merged_into IN (SELECT value FROM json_each(?1))"
-        " UNION ALL"
-        " SELECT a.root, p.id, a.depth + 1 FROM absorbed AS a JOIN profiles AS p ON p.merged_into = a.id"
-        " WHERE a.depth < ?2)"
-        " SELECT root, id FROM absorbed",
-        (json.dumps(live), _MAX_CHAIN),
-    )
-    found: dict[str, list[str]] = {}
-    for root, id_ in rows:
-        found.setdefault(root, []).append(id_)
-    return {root: tuple(ids) for root, ids in found.items()}
+    return Snapshot(identifiers, resolved, profiles)
 
 
 def _state_row(state: ProfileState) -> tuple[str, str, str]:
@@ -166,43 +145,30 @@ def _write(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatc
 
 
 def _store_events(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatch) -> list[IngestOutcome]:
-    """Stores each event of the batch that is not a repeat, in a statement
-    or three, and settles the counts."""
+    """Stores each event of the batch that is not a repeat, and settles the
+    counts: the core drops the repeats within the request; one look-up
+    finds those stored already, for the profiles that existed before."""
     found = core.event_rows(batch.events, account, plan.targets)
     repeats = list(found.repeats)
     rows = found.rows
-    # Rows whose id under a profile since merged into theirs is stored: rare.
-    excluded: set[int] = set()
-    if found.aliases != b"[]":
+    if found.lookups != b"[]":
         stored = conn.execute(
-            "SELECT DISTINCT a.value ->> 0, a.value ->> 1 FROM json_each(CAST(? AS TEXT)) AS a"
-            " WHERE EXISTS (SELECT 1 FROM events AS e"
-            f" WHERE e.id_high = a.value ->> 2 AND e.id_low = a.value ->> 3 AND e.{DEDUPLICATED})",
-            (found.aliases,),
-        )
-        for row, item in stored:
-            excluded.add(row)
+            "SELECT k.value ->> 0, k.value ->> 1 FROM json_each(CAST(? AS TEXT)) AS k WHERE EXISTS ("
+            " SELECT 1 FROM events AS e WHERE e.account = ? AND e.profile_id = k.value ->> 2"
+            " AND e.event_name = k.value ->> 3 AND e.dedup_key = k.value ->> 4 AND e.source = 'BULK_CREATE')",
+            (found.lookups, account),
+        ).fetchall()
+        for _, item in stored:
             repeats[item] += 1
-        rows = [r for i, r in enumerate(rows) if i not in excluded]
-    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-    changes = conn.total_changes
+        if stored:
+            repeated = {row for row, _ in stored}
+            rows = [r for i, r in enumerate(rows) if i not in repeated]
     conn.executemany(
-        "INSERT OR IGNORE INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-        " profile_id, identity, data, value, value_currency, unique_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
+        " profile_id, identity, data, value, value_currency, unique_id, dedup_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    if conn.total_changes - changes < len(rows):
-        # Some were stored already: the rows not among those just added.
-        ignored = conn.execute(
-            "SELECT j.value ->> 2, count(*) FROM json_each(CAST(? AS TEXT)) AS j"
-            " WHERE j.value ->> 3 = 1 AND j.key NOT IN (SELECT value FROM json_each(?))"
-            " AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.id_high = j.value ->> 0"
-            f" AND e.id_low = j.value ->> 1 AND e.{DEDUPLICATED} AND e.seq > ?) GROUP BY 1",
-            (found.keys, json.dumps(sorted(excluded)), newest),
-        )
-        for item, count in ignored:
-            repeats[item] += count
     return plan.settle(batch.event_counts, repeats)
 
 
