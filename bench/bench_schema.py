@@ -268,6 +268,8 @@ class Rate:
     rows_per_s: float
     first_tenth: float
     last_tenth: float
+    #: (max - min) / median of the runs' rows/s: how far apart they were.
+    spread: float = 0.0
 
 
 def insert(statements: list[str], columns: Sequence[str], values: list[tuple[object, ...]], per_tx: int) -> Rate:
@@ -300,10 +302,12 @@ def median_rate(
     statements: list[str], columns: Sequence[str], values: list[tuple[object, ...]], per_tx: int, runs: int
 ) -> Rate:
     rates = [insert(statements, columns, values, per_tx) for _ in range(runs)]
+    median = statistics.median(r.rows_per_s for r in rates)
     return Rate(
-        statistics.median(r.rows_per_s for r in rates),
+        median,
         statistics.median(r.first_tenth for r in rates),
         statistics.median(r.last_tenth for r in rates),
+        (max(r.rows_per_s for r in rates) - min(r.rows_per_s for r in rates)) / median,
     )
 
 
@@ -338,14 +342,21 @@ def table(kind: str, count: int, runs: int) -> None:
         f"{kind}: {count:,} rows in transactions of {per_tx:,} (rows built in {built:.1f} s, before the clock);"
         f" median of {runs} runs"
     )
-    print(f"| {'table':<44} | {'rows/s':>9} | {'/ bare':>6} | {'µs/row':>6} | {'cost µs/row':>11} | last/first 10 % |")
-    print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 7}:|{'-' * 7}:|{'-' * 12}:|{'-' * 16}:|")
+    print(
+        f"| {'table':<44} | {'rows/s':>9} | {'spread':>6} | {'/ bare':>6} | {'µs/row':>6} | {'cost µs/row':>11} |"
+        " last/first 10 % |"
+    )
+    print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 12}:|{'-' * 16}:|")
 
     def line(label: str, rate: Rate, bare: float, cost: str) -> None:
         trend = rate.last_tenth / rate.first_tenth
         us = 1e6 / rate.rows_per_s
         ratio = rate.rows_per_s / bare
-        print(f"| {label:<44} | {rate.rows_per_s:>9,.0f} | {ratio:>6.2f} | {us:>6.2f} | {cost:>11} | {trend:>15.2f} |")
+        spread = f"{100 * rate.spread:.0f} %"
+        print(
+            f"| {label:<44} | {rate.rows_per_s:>9,.0f} | {spread:>6} | {ratio:>6.2f} | {us:>6.2f} | {cost:>11} |"
+            f" {trend:>15.2f} |"
+        )
 
     bare = median_rate(schema.bare(), schema.insert_columns, values, per_tx, runs)
     line("bare rowid table, no index (the limit)", bare, bare.rows_per_s, "")
@@ -373,7 +384,8 @@ def main() -> None:
     for index in schema.indexes:
         print(f"  index {index.name}: {' '.join(index.sql.split())}")
     print("  cost = µs per row the index adds (the project's schema against the schema without it);")
-    print("  on the schema's own line, all indexes together against the bare table")
+    print("  on the schema's own line, all indexes together against the bare table; spread = (max - min) / median")
+    print("  of the runs' rows/s: a cost smaller than the spreads of its two lines is noise (fsync on a shared disk)")
     for kind in ("bulk", "batch"):
         if args.only in (None, kind):
             table(kind, args.rows, args.runs)
