@@ -52,6 +52,25 @@ EVENT_NAMES = ("Viewed Product", "Added to Cart", "Placed Order")
 EVENTS_PER_PROFILE = 10
 #: Fixed event time (2026-11-01T10:00:00Z), as the bulk bench sends.
 EVENT_TIME = 1_793_527_200.0
+#: The columns `events` knows a value for, by name; any other column gets one
+#: made from its declared type (`row_values`), or its default.
+FIELDS = (
+    "event_id",
+    "id_hi",
+    "id_lo",
+    "account",
+    "source",
+    "job_id",
+    "row_number",
+    "event_name",
+    "event_time",
+    "profile_id",
+    "identity",
+    "data",
+    "value",
+    "value_currency",
+    "unique_id",
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,8 @@ class Column:
     name: str
     type: str
     notnull: bool
+    #: The DEFAULT clause's text, None without one.
+    default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,8 @@ class Schema:
     without_rowid: bool
     #: The primary key, when it is a real one (not the rowid alias).
     primary_key: tuple[str, ...]
+    #: The INTEGER PRIMARY KEY column that names the rowid, if any.
+    rowid_alias: str | None
 
     def statements(self, without: str | None = None) -> list[str]:
         """The table and its indexes, less index `without`."""
@@ -103,10 +126,12 @@ class Schema:
         defs = []
         for c in self.columns:
             text = f'"{c.name}" {c.type}'
-            if self.primary_key == () and c.name not in self.insert_columns:
+            if c.name == self.rowid_alias:
                 text += " PRIMARY KEY"
             elif c.notnull:
                 text += " NOT NULL"
+            if c.default is not None:
+                text += f" DEFAULT {c.default}"
             defs.append(text)
         if self.primary_key:
             defs.append("PRIMARY KEY (" + ", ".join(f'"{n}"' for n in self.primary_key) + ")")
@@ -133,13 +158,19 @@ def load_schema() -> Schema:
 def _inspect(conn: sqlite3.Connection) -> Schema:
     (table_sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
     info = conn.execute(f"PRAGMA table_info({TABLE})").fetchall()
-    columns = tuple(Column(name, type_ or "ANY", bool(notnull)) for _, name, type_, notnull, _, _ in info)
+    columns = tuple(
+        Column(name, type_ or "ANY", bool(notnull), default) for _, name, type_, notnull, default, _ in info
+    )
     pk = [name for _, name, _, _, _, pk in sorted(info, key=lambda r: r[5]) if pk]
     flags = {r[1]: r for r in conn.execute("PRAGMA table_list").fetchall()}[TABLE]
     strict, without_rowid = bool(flags[5]), bool(flags[4])
     pk_type = next(c.type for c in columns if c.name == pk[0]).upper() if pk else ""
     rowid_alias = len(pk) == 1 and pk_type == "INTEGER" and not without_rowid
-    insert_columns = tuple(c.name for c in columns if not (rowid_alias and c.name == pk[0]))
+    # A column this program does not know and that has a default is left to
+    # it, as the store's own INSERTs leave the columns they do not set.
+    insert_columns = tuple(
+        c.name for c in columns if not (rowid_alias and c.name == pk[0]) and (c.name in FIELDS or c.default is None)
+    )
     indexes = []
     for _, name, _unique, origin, _partial in conn.execute(f"PRAGMA index_list({TABLE})").fetchall():
         if origin == "pk":
@@ -162,6 +193,7 @@ def _inspect(conn: sqlite3.Connection) -> Schema:
         strict=strict,
         without_rowid=without_rowid,
         primary_key=() if rowid_alias else tuple(pk),
+        rowid_alias=pk[0] if rowid_alias else None,
     )
 
 
