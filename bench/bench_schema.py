@@ -87,9 +87,11 @@ class Index:
     name: str
     #: The statement that creates it after the table.
     sql: str
-    #: True for a UNIQUE constraint of the table itself (SQLite's autoindex),
-    #: which only a table without that constraint leaves out.
+    #: True for a UNIQUE or PRIMARY KEY constraint of a rowid table itself
+    #: (SQLite's autoindex), which only a table without it leaves out.
     constraint: bool
+    #: True when that constraint is the primary key.
+    primary_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class Schema:
     table_sql: str
     #: Every column, the rowid alias (if any) included.
     columns: tuple[Column, ...]
-    #: The columns an INSERT gives: all but the rowid alias, which SQLite assigns.
+    #: The columns an INSERT gives: all but the rowid alias, which SQLite
+    #: assigns, and any column with a default that `FIELDS` does not name.
     insert_columns: tuple[str, ...]
     indexes: tuple[Index, ...]
     strict: bool
@@ -113,16 +116,17 @@ class Schema:
         if without is not None and dropped is None:
             raise KeyError(without)
         if dropped is not None and dropped.constraint:
-            # A UNIQUE constraint goes with the table's own text: the table is
-            # written out from its columns instead, and the other UNIQUE
-            # constraints become unique indexes (which cost what they cost).
-            table = self._table_from_columns()
-            kept = [i.sql for i in self.indexes if i is not dropped]
+            # A constraint goes with the table's own text: the table is written
+            # out from its columns instead, and the other constraints become
+            # unique indexes (which cost what they cost).
+            table = self._table_from_columns(primary_key=not dropped.primary_key)
+            # The primary key stays in the table's text unless it is the one dropped.
+            kept = [i.sql for i in self.indexes if i is not dropped and not i.primary_key]
             return [table, *kept]
         kept = [i.sql for i in self.indexes if i.name != without and not i.constraint]
         return [self.table_sql, *kept]
 
-    def _table_from_columns(self) -> str:
+    def _table_from_columns(self, primary_key: bool) -> str:
         defs = []
         for c in self.columns:
             text = f'"{c.name}" {c.type}'
@@ -133,7 +137,7 @@ class Schema:
             if c.default is not None:
                 text += f" DEFAULT {c.default}"
             defs.append(text)
-        if self.primary_key:
+        if self.primary_key and (primary_key or self.without_rowid):
             defs.append("PRIMARY KEY (" + ", ".join(f'"{n}"' for n in self.primary_key) + ")")
         options = [o for o, on in (("STRICT", self.strict), ("WITHOUT ROWID", self.without_rowid)) if on]
         return f"CREATE TABLE {TABLE} (" + ", ".join(defs) + ") " + ", ".join(options)
@@ -173,15 +177,16 @@ def _inspect(conn: sqlite3.Connection) -> Schema:
     )
     indexes = []
     for _, name, _unique, origin, _partial in conn.execute(f"PRAGMA index_list({TABLE})").fetchall():
-        if origin == "pk":
-            # A declared primary key is how the table is stored, not an index
-            # one could do without.
+        if origin == "pk" and without_rowid:
+            # The primary key of a table without rowid is how the table is
+            # stored, not an index one could do without.
             continue
-        if origin == "u":
+        if origin in ("u", "pk"):
             cols = [r[2] for r in conn.execute(f"PRAGMA index_info({name})").fetchall()]
             quoted = ", ".join(f'"{c}"' for c in cols)
-            label = f"UNIQUE({', '.join(cols)})"
-            indexes.append(Index(label, f'CREATE UNIQUE INDEX "{label}" ON {TABLE} ({quoted})', True))
+            label = f"{'PRIMARY KEY' if origin == 'pk' else 'UNIQUE'}({', '.join(cols)})"
+            sql = f'CREATE UNIQUE INDEX "{label}" ON {TABLE} ({quoted})'
+            indexes.append(Index(label, sql, constraint=True, primary_key=origin == "pk"))
         else:
             (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
             indexes.append(Index(name, sql, False))
