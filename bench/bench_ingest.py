@@ -128,23 +128,23 @@ async def load(calls: list[Callable[[bytes], Awaitable[bytes]]], requests: list[
 
 async def open_load(
     calls: list[Callable[[bytes], Awaitable[bytes]]], requests: list[bytes], rate: float
-) -> tuple[float, list[float], int, float]:
+) -> tuple[float, list[float], dict[str, int], float]:
     """Sends request k at start + k/rate whether or not earlier ones have
     answered, round robin over the connections; each latency runs from the
     request's scheduled time, so time spent queued (in the server, or here
     behind a late send) counts. (seconds from start to the last answer,
-    latencies of the answered, errors, the latest send behind its schedule
-    in seconds: above a few ms the client itself could not keep the rate.)"""
+    latencies of the answered, failures by status code, the latest send
+    behind its schedule in seconds: above a few ms the client itself could
+    not keep the rate.)"""
     latencies: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     lag = 0.0
 
     async def one(call: Callable[[bytes], Awaitable[bytes]], body: bytes, due: float) -> None:
-        nonlocal errors
         try:
             await call(body)
-        except aio.AioRpcError:
-            errors += 1
+        except aio.AioRpcError as e:
+            errors[e.code().name] = errors.get(e.code().name, 0) + 1
             return
         latencies.append(time.perf_counter() - due)
 
@@ -252,7 +252,8 @@ async def run(
                     seconds, latencies, errors, lag = await open_load(calls, requests[warm:], open_rate)
                     result = {
                         "requests_per_s": len(latencies) / seconds,
-                        "errors": float(errors),
+                        "errors": float(sum(errors.values())),
+                        **{f"errors_{code}": float(n) for code, n in errors.items()},
                         "send_lag_ms": lag * 1000,
                         "p999_ms": pct(latencies, 0.999) * 1000,
                     }
@@ -386,7 +387,9 @@ def main() -> None:
         loop = "open" if open_rate else "closed"
         profile = args.profile.with_suffix(f".{kind}.{loop}.{workers}w.txt") if args.profile else None
         runs = [asyncio.run(run(kind, count, args.clients, workers, profile, open_rate)) for _ in range(args.runs)]
-        m = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        # A failure's code appears only in the runs that had it.
+        keys = dict.fromkeys(key for r in runs for key in r)
+        m = {key: statistics.median(r.get(key, 0.0) for r in runs) for key in keys}
         m |= {key: max(r[key] for r in runs) for key in ("rss_worker_mib", "rss_total_mib")}
         # Shares over every run's RPCs, not a median.
         m |= {key: sum(r[key] for r in runs) for key in runs[0] if key.startswith("answered_")}
@@ -403,6 +406,8 @@ def main() -> None:
         if "p999_ms" in ms[0]:
             print(row("RPC latency p99.9, ms", [f"{m['p999_ms']:,.1f}" for m in ms]))
             print(row("RPCs failed", [f"{m['errors']:,.0f}" for m in ms]))
+            for code in sorted({key for m in ms for key in m if key.startswith("errors_")}):
+                print(row(f"  of which {code[len('errors_') :]}", [f"{m.get(code, 0):,.0f}" for m in ms]))
             print(row("latest send behind schedule, ms", [f"{m['send_lag_ms']:,.1f}" for m in ms]))
         print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
         print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
