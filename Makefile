@@ -19,8 +19,8 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
-        test-rust test-go test-python stubtest bench-core bench-jobs bench-ingest fuzz fuzz-build fuzz-ci fuzz-cmin \
-        fuzz-tools grpcurl gateway serve-rest clean
+        test-rust test-go test-python stubtest bench-core bench-schema bench-jobs bench-jobs-rss bench-ingest \
+        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
@@ -30,7 +30,9 @@ help:
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
+	@echo "make bench-schema     the store's own insert limit: bare table, the events schema, each index's cost"
 	@echo "make bench-jobs       batch jobs end to end through a real server, 1 and 2 workers (prints figures)"
+	@echo "make bench-jobs-rss   a batch job's worker RSS on ~100 MB and ~1 GB files (it must stay flat)"
 	@echo "make bench-ingest     bulk create events and tracking batches, 1 and 2 workers (prints figures)"
 	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60), growing fuzz/corpus"
 	@echo "make fuzz-ci          run each fuzz target 30 s from a copy of the committed corpus (in make test)"
@@ -195,11 +197,18 @@ bench-core: setup
 	@echo "Peak RSS of the core on a file 10x larger (it must not grow with the file):"
 	python bench/bench_core.py --rows $(BENCH_BIG_ROWS) --runs 1 --only core
 
+bench-schema: setup
+	python bench/bench_schema.py
+
 bench-jobs: setup
 	python bench/bench_jobs.py --rows $(BENCH_ROWS) --workers $(BENCH_WORKERS)
 	@echo
 	@echo "The server's peak RSS on a file 10x larger (it must not grow with the file), one job on 2 workers:"
 	python bench/bench_jobs.py --rows $(BENCH_BIG_ROWS) --runs 1 --no-raw --only single --workers 2
+
+# Needs about 6 GB free in the temporary directory (it checks and says so).
+bench-jobs-rss: setup
+	python bench/bench_jobs.py --rss
 
 # BENCH_PROFILE=path also writes py-spy stacks of each server process (needs py-spy).
 bench-ingest: setup

@@ -2,26 +2,38 @@
 for each worker count of `--workers` (default 1,2), figures side by side.
 
 For every run, starts `batchgrpc serve --workers N` as its own process tree
-(rate limits off, a fresh data directory). This process is the client:
-`--clients` calls in flight, each on a channel of its own (its own TCP
-connection: one channel is one connection, which would pin one worker), the
-connections spread evenly over the workers. Requests are built and
-serialized before the clock starts and sent as raw bytes, so the client
-spends its CPU on the wire, not on messages; it shares the cores with the
-server, so its CPU is printed too.
+(rate limits off, a fresh data directory). This process is the client, on
+`--clients` connections, each a channel of its own (one channel is one
+connection, which would pin one worker), spread evenly over the workers.
+Requests are built and serialized before the clock starts and sent as raw
+bytes, so the client spends its CPU on the wire, not on messages; it shares
+the cores with the server, so its CPU is printed too.
+
+Each kind runs twice:
+
+  - closed loop (the most it takes): one call in flight per connection;
+  - open loop (`--open-rate-bulk`, `--open-rate-track`, `--open-seconds`;
+    `--no-open-loop` skips it): request k is sent at start + k/rate whether
+    or not the earlier ones have answered, round robin over the
+    connections, and its latency runs from that scheduled time, so waiting
+    in a queue counts (no coordinated omission). Prints the rate achieved
+    and p50/p99/p99.9.
 
 (a) bulk: 1,000-event CreateEventBulkCreateJob requests (100 profiles x 10
     events, unique ids). Prints requests/s, events/s accepted (answered OK)
     and durable (every job COMPLETE, read from the server's SQLite file),
-    p50/p99 latency of the RPC.
+    latency of the RPC; and, in the same run, the raw insert rate of the
+    same kind of rows into a bare table and into the project's schema
+    (`bench_schema.raw_rates`), with durable/bare and durable/schema.
 (b) tracking: 50-command Batch requests (25 `customers` + 25
     `customers/events` for 25 customers). Prints requests/s, commands/s,
-    p50/p99 latency.
+    latency.
 
 Both print the CPU of the whole tree (supervisor and workers, from /proc,
 in cores), the client's, each worker's share of the calls (from the access
 log's `rpc` lines and their `pid`), and the peak RSS of the largest worker
-and of all processes.
+and of all processes. Then, in this process, where a request's server time
+goes, phase by phase (`phases`).
 
 A program that prints figures, not a test: nothing here fails on time.
 """
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -44,6 +57,7 @@ from typing import TypeVar
 from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_schema
 from bench_jobs import channels_per_worker, columns, row, start_server, worker_counts
 
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
@@ -112,6 +126,40 @@ async def load(calls: list[Callable[[bytes], Awaitable[bytes]]], requests: list[
     return time.perf_counter() - started, latencies
 
 
+async def open_load(
+    calls: list[Callable[[bytes], Awaitable[bytes]]], requests: list[bytes], rate: float
+) -> tuple[float, list[float], dict[str, int], float]:
+    """Sends request k at start + k/rate whether or not earlier ones have
+    answered, round robin over the connections; each latency runs from the
+    request's scheduled time, so time spent queued (in the server, or here
+    behind a late send) counts. (seconds from start to the last answer,
+    latencies of the answered, failures by status code, the latest send
+    behind its schedule in seconds: above a few ms the client itself could
+    not keep the rate.)"""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lag = 0.0
+
+    async def one(call: Callable[[bytes], Awaitable[bytes]], body: bytes, due: float) -> None:
+        try:
+            await call(body)
+        except aio.AioRpcError as e:
+            errors[e.code().name] = errors.get(e.code().name, 0) + 1
+            return
+        latencies.append(time.perf_counter() - due)
+
+    tasks = []
+    start = time.perf_counter()
+    for k, body in enumerate(requests):
+        due = start + k / rate
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        lag = max(lag, time.perf_counter() - due)
+        tasks.append(asyncio.create_task(one(calls[k % len(calls)], body, due)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start, latencies, errors, lag
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -154,7 +202,11 @@ async def profilers(pids: list[int], out: Path | None) -> list[asyncio.subproces
     return spies
 
 
-async def run(kind: str, count: int, clients: int, workers: int, profile: Path | None = None) -> dict[str, float]:
+async def run(
+    kind: str, count: int, clients: int, workers: int, profile: Path | None = None, open_rate: float | None = None
+) -> dict[str, float]:
+    """One run on a fresh server: `count` requests of `kind`, closed loop,
+    or, with `open_rate`, sent at that many requests/s."""
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         data = Path(tmp) / "data"
         server = await start_server(data, Path(tmp) / "server", workers)
@@ -163,12 +215,14 @@ async def run(kind: str, count: int, clients: int, workers: int, profile: Path |
             channels = await channels_per_worker(server, clients)
             try:
                 metadata: tuple[tuple[str, str], ...]
+                # One request more per worker: the warm-up's.
+                total = count + len(server.worker_pids)
                 if kind == "bulk":
                     metadata = (("authorization", f"Klaviyo-API-Key {server.token}"), ("revision", "2026-07-15"))
-                    requests = [bulk_request(n) for n in range(count)]
+                    requests = [bulk_request(n) for n in range(total)]
                 else:
                     metadata = (("authorization", f"Bearer {server.token}"),)
-                    requests = [track_request(n, "default") for n in range(count)]
+                    requests = [track_request(n, "default") for n in range(total)]
                 method = BULK if kind == "bulk" else BATCH
 
                 def caller(ch: aio.Channel) -> Callable[[bytes], Awaitable[bytes]]:
@@ -191,12 +245,19 @@ async def run(kind: str, count: int, clients: int, workers: int, profile: Path |
                 since = server.log_size()
                 cpu_before, client_before = server.cpu_seconds(), time.process_time()
                 started = time.perf_counter()
-                seconds, latencies = await load(calls, requests[warm:])
-                result = {
-                    "requests_per_s": len(latencies) / seconds,
-                    "p50_ms": pct(latencies, 0.50) * 1000,
-                    "p99_ms": pct(latencies, 0.99) * 1000,
-                }
+                if open_rate is None:
+                    seconds, latencies = await load(calls, requests[warm:])
+                    result = {"requests_per_s": len(latencies) / seconds}
+                else:
+                    seconds, latencies, errors, lag = await open_load(calls, requests[warm:], open_rate)
+                    result = {
+                        "requests_per_s": len(latencies) / seconds,
+                        "errors": float(sum(errors.values())),
+                        **{f"errors_{code}": float(n) for code, n in errors.items()},
+                        "send_lag_ms": lag * 1000,
+                        "p999_ms": pct(latencies, 0.999) * 1000,
+                    }
+                result |= {"p50_ms": pct(latencies, 0.50) * 1000, "p99_ms": pct(latencies, 0.99) * 1000}
                 if kind == "bulk":
                     await all_complete(db)
                     durable = time.perf_counter() - started
@@ -217,9 +278,9 @@ async def run(kind: str, count: int, clients: int, workers: int, profile: Path |
                     await spy.wait()
                 for i, answered in enumerate(server.answered(method, since)):
                     result[f"answered_{i}"] = answered
-                if kind == "bulk":
+                if kind == "bulk" and not result.get("errors"):
                     events = stored_events(db)
-                    assert events == count * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE, events
+                    assert events == total * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE, events
                 result["rss_worker_mib"], result["rss_total_mib"] = server.peak_rss_mib()
             finally:
                 for _, ch in channels:
@@ -227,6 +288,28 @@ async def run(kind: str, count: int, clients: int, workers: int, profile: Path |
         finally:
             await server.stop()
     return result
+
+
+def own_rows(count: int) -> list[dict[str, object]]:
+    """The fields of the first `count` events `bulk_request` sends, as the
+    store gets them (profile and event ids are the server's, left to
+    bench_schema's generator)."""
+    rows: list[dict[str, object]] = []
+    per_request = PROFILES_PER_REQUEST * EVENTS_PER_PROFILE
+    for i in range(count):
+        n, within = divmod(i, per_request)
+        p, e = divmod(within, EVENTS_PER_PROFILE)
+        properties = {"sku": f"SKU-{e}", "price": 9.5 + e, "source": "bench"}
+        rows.append(
+            {
+                "row_number": e,
+                "event_name": ("Viewed Product", "Added to Cart", "Placed Order")[e % 3],
+                "identity": f"user-{n}-{p}@bench.example",
+                "data": json.dumps(properties, separators=(",", ":")),
+                "unique_id": f"{n}-{p}-{e}",
+            }
+        )
+    return rows
 
 
 def phases(bulk_count: int, track_count: int) -> None:
@@ -285,19 +368,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("bulk", "track"))
     parser.add_argument("--no-phases", action="store_true", help="skip the phase breakdown")
+    parser.add_argument("--no-open-loop", action="store_true", help="skip the open-loop runs")
+    parser.add_argument("--open-rate-bulk", type=float, default=50.0, help="bulk requests/s offered, open loop")
+    parser.add_argument("--open-rate-track", type=float, default=500.0, help="tracking batches/s offered, open loop")
+    parser.add_argument(
+        "--open-seconds", type=float, help="seconds of open-loop sending (default: 20 for bulk, 10 for tracking)"
+    )
     parser.add_argument(
         "--profile", type=Path, help="write py-spy collapsed stacks of each server process's last run here"
     )
     args = parser.parse_args()
     print(
-        f"{os.cpu_count()} cores; {args.clients} calls in flight, one connection each, spread evenly over"
-        f" the workers; median of {args.runs} runs"
+        f"{os.cpu_count()} cores; {args.clients} connections, spread evenly over the workers;"
+        f" closed loop: one call in flight per connection; median of {args.runs} runs"
     )
 
-    def median(kind: str, count: int, workers: int) -> dict[str, float]:
-        profile = args.profile.with_suffix(f".{kind}.{workers}w.txt") if args.profile else None
-        runs = [asyncio.run(run(kind, count, args.clients, workers, profile)) for _ in range(args.runs)]
-        m = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    def median(kind: str, count: int, workers: int, open_rate: float | None = None) -> dict[str, float]:
+        loop = "open" if open_rate else "closed"
+        profile = args.profile.with_suffix(f".{kind}.{loop}.{workers}w.txt") if args.profile else None
+        runs = [asyncio.run(run(kind, count, args.clients, workers, profile, open_rate)) for _ in range(args.runs)]
+        # A failure's code appears only in the runs that had it.
+        keys = dict.fromkeys(key for r in runs for key in r)
+        m = {key: statistics.median(r.get(key, 0.0) for r in runs) for key in keys}
         m |= {key: max(r[key] for r in runs) for key in ("rss_worker_mib", "rss_total_mib")}
         # Shares over every run's RPCs, not a median.
         m |= {key: sum(r[key] for r in runs) for key in runs[0] if key.startswith("answered_")}
@@ -308,35 +400,66 @@ def main() -> None:
         return " / ".join(f"{100 * a / sum(answered):.0f}" for a in answered) + " %"
 
     def shared_rows(ms: list[dict[str, float]]) -> None:
-        """The rows both tables have: latency, CPU, each worker's share, RSS."""
+        """The rows every table has: latency, CPU, each worker's share, RSS."""
         print(row("RPC latency p50, ms", [f"{m['p50_ms']:,.1f}" for m in ms]))
         print(row("RPC latency p99, ms", [f"{m['p99_ms']:,.1f}" for m in ms]))
+        if "p999_ms" in ms[0]:
+            print(row("RPC latency p99.9, ms", [f"{m['p999_ms']:,.1f}" for m in ms]))
+            print(row("RPCs failed", [f"{m['errors']:,.0f}" for m in ms]))
+            for code in sorted({key for m in ms for key in m if key.startswith("errors_")}):
+                print(row(f"  of which {code[len('errors_') :]}", [f"{m.get(code, 0):,.0f}" for m in ms]))
+            print(row("latest send behind schedule, ms", [f"{m['send_lag_ms']:,.1f}" for m in ms]))
         print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
         print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
         print(row("RPCs answered per worker", [share(m, n) for n, m in zip(args.workers, ms, strict=True)]))
         print(row("peak RSS, largest worker, MiB", [f"{m['rss_worker_mib']:,.0f}" for m in ms]))
         print(row("peak RSS, all processes, MiB", [f"{m['rss_total_mib']:,.0f}" for m in ms]))
 
+    def open_title(what: str, rate: float, seconds: float) -> str:
+        return (
+            f"{what}, open loop: {rate:,.0f} requests/s offered for {seconds:g} s ({round(rate * seconds):,}"
+            " requests), latency from each request's scheduled send"
+        )
+
     header, rule = columns(args.workers)
     first = args.workers[0]
     if args.only in (None, "bulk"):
         ms = [median("bulk", args.bulk_requests, n) for n in args.workers]
+        events = args.bulk_requests * PROFILES_PER_REQUEST * EVENTS_PER_PROFILE
+        bare, schema = bench_schema.raw_rates("bulk", events, own_rows(events), runs=args.runs)
         print()
-        print(f"(a) bulk create events: {args.bulk_requests} requests of 1,000 events")
+        print(f"(a) bulk create events, closed loop: {args.bulk_requests} requests of 1,000 events")
         print(header)
         print(rule)
         print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
         print(row("events/s accepted (RPC OK)", [f"{m['accepted_events_per_s']:,.0f}" for m in ms]))
         print(row("events/s durable (jobs COMPLETE)", [f"{m['durable_events_per_s']:,.0f}" for m in ms]))
         shared_rows(ms)
+        print(row("durable / raw insert, bare table", [f"{m['durable_events_per_s'] / bare:.2f}" for m in ms]))
+        print(row("durable / raw insert, project's schema", [f"{m['durable_events_per_s'] / schema:.2f}" for m in ms]))
         for n, m in zip(args.workers[1:], ms[1:], strict=True):
             ratio = m["durable_events_per_s"] / ms[0]["durable_events_per_s"]
             print(f"events/s durable with {n} workers / with {first} = {ratio:.2f}")
-        print("targets: >= 100,000 events/s durable, p99 < 100 ms")
+        print(
+            f"raw insert of {events:,} such events (bench_schema: executemany, transactions of 1,000, the store's"
+            f" settings, one process, no server): bare table {bare:,.0f} rows/s, project's schema {schema:,.0f} rows/s"
+        )
+        print("targets: >= 100,000 events/s durable, p99 < 100 ms at 50 requests/s offered (open loop)")
+        if not args.no_open_loop:
+            rate, seconds = args.open_rate_bulk, args.open_seconds or 20.0
+            ms = [median("bulk", round(rate * seconds), n, rate) for n in args.workers]
+            print()
+            print(open_title("(a') bulk create events", rate, seconds))
+            print(header)
+            print(rule)
+            print(row("requests/s achieved (answered OK)", [f"{m['requests_per_s']:,.1f}" for m in ms]))
+            print(row("events/s durable (jobs COMPLETE)", [f"{m['durable_events_per_s']:,.0f}" for m in ms]))
+            print(row("last send to every job COMPLETE, s", [f"{m['durable_seconds'] - seconds:,.1f}" for m in ms]))
+            shared_rows(ms)
     if args.only in (None, "track"):
         ms = [median("track", args.track_requests, n) for n in args.workers]
         print()
-        print(f"(b) tracking batch: {args.track_requests} batches of 50 commands")
+        print(f"(b) tracking batch, closed loop: {args.track_requests} batches of 50 commands")
         print(header)
         print(rule)
         print(row("requests/s", [f"{m['requests_per_s']:,.1f}" for m in ms]))
@@ -346,6 +469,15 @@ def main() -> None:
             ratio = m["requests_per_s"] / ms[0]["requests_per_s"]
             print(f"requests/s with {n} workers / with {first} = {ratio:.2f}")
         print("target: >= 1,000 requests/s")
+        if not args.no_open_loop:
+            rate, seconds = args.open_rate_track, args.open_seconds or 10.0
+            ms = [median("track", round(rate * seconds), n, rate) for n in args.workers]
+            print()
+            print(open_title("(b') tracking batch", rate, seconds))
+            print(header)
+            print(rule)
+            print(row("requests/s achieved (answered OK)", [f"{m['requests_per_s']:,.1f}" for m in ms]))
+            shared_rows(ms)
     if not args.no_phases:
         phases(min(args.bulk_requests, 50), min(args.track_requests, 500))
 

@@ -18,8 +18,16 @@ workers ran the jobs (their "read" log lines), the CPU of the whole tree
 peak RSS (VmHWM) of the largest worker and of all processes.
 
 In the same run, the store's own limit: a plain `executemany` of the same
-events (encoded by the core, decoded before the clock starts) into the same
-schema with the same settings, in transactions of the job's chunk size.
+events (encoded by the core, decoded before the clock starts) with the
+store's settings, in transactions of the job's chunk size, into a bare rowid
+table (no index) and into the project's schema (`bench_schema.raw_rates`),
+and the ratios job rows/s / bare and / schema.
+
+`--rss` (`make bench-jobs-rss`) runs only this: one job on a ~100 MB and on
+a ~1 GB CSV (`--rss-sizes`, generated into a temporary directory after `df`
+says there is room) through a fresh 1-worker server, printing each file's
+size, rows, rows/s, the worker's peak RSS (VmHWM) and its RSS sampled every
+0.1 s while the job runs: flat when memory does not grow with the file.
 
 A program that prints figures, not a test: nothing here fails on time.
 """
@@ -33,6 +41,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,27 +53,34 @@ from typing import Any
 from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_schema
 from bench_core import ROOT, generate
 
 from batchgrpc import _core
 from batchgrpc.batches.v6 import batch_job_pb2, batch_job_pb2_grpc, file_asset_pb2, file_asset_pb2_grpc
-from batchgrpc.store.sqlite import connect, migrate
 from batchgrpc.track.v2 import tracking_pb2
 
 BATCHGRPC = str(Path(sys.executable).parent / "batchgrpc")
 SYSTEM_TIME = "/batchgrpc.track.v2.TrackingService/GetSystemTime"
 CHUNK_ROWS = 10_000
+#: About what a row of `bench_core.generate` takes (89 bytes at 100,000 rows).
+BYTES_PER_ROW = 90
 RULES = [
     {"type": "FULL_NAME_MATCH", "name": "email", "validation_policy": "REQUIRED_VALUE", "value_type": "EMAIL"},
     {"type": "FULL_NAME_MATCH", "name": "amount", "value_type": "NUMBER"},
 ]
 
 
-def peak_rss_kib(pid: int) -> int:
+def vm_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM, ...) in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {field}")
+
+
+def peak_rss_kib(pid: int) -> int:
+    return vm_kib(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -285,35 +301,126 @@ async def run_jobs(files: list[Path], rows: list[int], workers: int) -> dict[str
     }
 
 
-def raw_insert(path: Path) -> dict[str, float]:
-    """The same events through a plain executemany: the store's own limit."""
-    batches = []
+def raw_rates(path: Path, runs: int) -> tuple[float, float]:
+    """The job's own events (encoded by the core, decoded before the clock
+    starts) through a plain executemany, in transactions of the job's chunk
+    size: (bare table, project's schema) rows/s, the store's own limit."""
     spec = _core.JobSpec(default_event_name="visit", columns=RULES)
+    own: list[dict[str, object]] = []
     for chunk in _core.open_rows(path, "CSV", job_id="bench", spec=spec, chunk_rows=CHUNK_ROWS):
-        now = time.time()
-        batches.append(
-            [
-                (e[0], "default", "BATCH_JOB", "bench", e[1], e[2], now, "", e[3], json.dumps(e[4]), None, "", "")
-                for e in json.loads(chunk.encoded)
-            ]
-        )
-    with tempfile.TemporaryDirectory(prefix="bench-raw-") as tmp:
-        conn = connect(Path(tmp) / "raw.sqlite3")
-        migrate(conn)
-        started = time.perf_counter()
-        for rows in batches:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO events (event_id, account, source, job_id, row_number, event_name, event_time,"
-                " profile_id, identity, data, value, value_currency, unique_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+        for e in json.loads(chunk.encoded):
+            own.append(
+                {
+                    "event_id": e[0],
+                    "row_number": e[1],
+                    "event_name": e[2],
+                    "identity": e[3],
+                    "data": json.dumps(e[4], separators=(",", ":")),
+                }
             )
-            conn.execute("COMMIT")
-        seconds = time.perf_counter() - started
-        conn.close()
-    events = sum(len(b) for b in batches)
-    return {"seconds": seconds, "events_per_s": events / seconds}
+    assert bench_schema.TRANSACTION_ROWS["batch"] == CHUNK_ROWS
+    return bench_schema.raw_rates("batch", len(own), own, runs=runs)
+
+
+async def rss_job(path: Path, rows: int) -> dict[str, float]:
+    """One job on `path` through a fresh 1-worker server, the worker's RSS
+    sampled every 0.1 s while the job runs."""
+    with tempfile.TemporaryDirectory(prefix="bench-jobs-rss-", dir=path.parent) as tmp:
+        server = await start_server(Path(tmp) / "data", Path(tmp) / "server", 1)
+        (pid,) = server.worker_pids
+        metadata = (("authorization", f"Bearer {server.token}"),)
+        samples: list[int] = []
+
+        async def sample() -> None:
+            while True:
+                samples.append(vm_kib(pid, "VmRSS"))
+                await asyncio.sleep(0.1)
+
+        try:
+            ch = channel(server.port)
+            try:
+                started = time.perf_counter()
+                asset = await upload(ch, path, metadata)
+                upload_seconds = time.perf_counter() - started
+                after_upload = vm_kib(pid, "VmRSS")
+                sampler = asyncio.create_task(sample())
+                started = time.perf_counter()
+                job = await job_to_done(ch, asset, metadata)
+                job_seconds = time.perf_counter() - started
+                sampler.cancel()
+            finally:
+                await ch.close()
+            assert batch_job_pb2.BatchJob.Status.Name(job.status) == "DONE", job
+            assert job.rows_read == rows, job
+            hwm = vm_kib(pid, "VmHWM")
+        finally:
+            await server.stop()
+    tenth = max(1, len(samples) // 10)
+    return {
+        "size_mb": asset.size / 1e6,
+        "rows": float(rows),
+        "upload_mbps": asset.size / 1e6 / upload_seconds,
+        "job_seconds": job_seconds,
+        "rows_per_s": rows / job_seconds,
+        "hwm_mib": hwm / 1024,
+        "rss_after_upload_mib": after_upload / 1024,
+        "rss_max_mib": max(samples) / 1024,
+        "rss_first_tenth_mib": max(samples[:tenth]) / 1024,
+        "rss_last_tenth_mib": max(samples[-tenth:]) / 1024,
+        "samples": float(len(samples)),
+    }
+
+
+def free_bytes(directory: Path) -> int:
+    out = subprocess.run(["df", "-B1", "--output=avail", str(directory)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def rss(sizes_mb: list[int]) -> None:
+    """`--rss`: one job on a file of each size, the worker's memory."""
+    #: What a file needs on disk while its job runs: the file, its uploaded
+    #: copy and the database its events make (about 4 times the file).
+    need_factor = 6
+    with tempfile.TemporaryDirectory(prefix="bench-jobs-rss-") as tmp:
+        directory = Path(tmp)
+        free = free_bytes(directory)
+        print(f"{os.cpu_count()} cores; 1 worker; files in {directory} (df: {free / 1e9:,.1f} GB free there)")
+        results = []
+        for size in sizes_mb:
+            if size * 1e6 * need_factor > free:
+                print(
+                    f"skipped ~{size:,} MB: it needs about {size * need_factor / 1e3:,.1f} GB free,"
+                    f" {free / 1e9:,.1f} GB are"
+                )
+                continue
+            rows = round(size * 1e6 / BYTES_PER_ROW)
+            path = directory / f"people-{rows}.csv"
+            started = time.perf_counter()
+            generate(path, rows)
+            print(
+                f"generated {path.name}: {path.stat().st_size / 1e6:,.1f} MB in {time.perf_counter() - started:.0f} s"
+            )
+            results.append(asyncio.run(rss_job(path, rows)))
+            path.unlink()
+    if not results:
+        return
+    print()
+    print(f"| {'measure':<40} | " + " | ".join(f"{r['size_mb']:>9,.0f} MB" for r in results) + " |")
+    print(f"|{'-' * 42}|" + "|".join("-" * 13 + ":" for _ in results) + "|")
+    lines = [
+        ("rows", "rows", "{:,.0f}"),
+        ("upload through gRPC, MB/s", "upload_mbps", "{:,.1f}"),
+        ("CreateBatchJob to DONE, s", "job_seconds", "{:,.1f}"),
+        ("rows/s", "rows_per_s", "{:,.0f}"),
+        ("worker peak RSS (VmHWM), MiB", "hwm_mib", "{:,.0f}"),
+        ("worker RSS after the upload, MiB", "rss_after_upload_mib", "{:,.0f}"),
+        ("worker RSS during the job, max, MiB", "rss_max_mib", "{:,.0f}"),
+        ("  max over the job's first 10 %, MiB", "rss_first_tenth_mib", "{:,.0f}"),
+        ("  max over the job's last 10 %, MiB", "rss_last_tenth_mib", "{:,.0f}"),
+        ("RSS samples (every 0.1 s)", "samples", "{:,.0f}"),
+    ]
+    for label, key, fmt in lines:
+        print(row(label, [fmt.format(r[key]) for r in results]))
 
 
 def worker_counts(text: str) -> list[int]:
@@ -344,7 +451,14 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / "target" / "bench")
     parser.add_argument("--no-raw", action="store_true", help="skip the plain executemany baseline")
     parser.add_argument("--only", choices=("single", "concurrent"), help="run only one job, or only W at once")
+    parser.add_argument("--rss", action="store_true", help="only the worker's RSS on one job per file of --rss-sizes")
+    parser.add_argument(
+        "--rss-sizes", type=lambda t: [int(n) for n in t.split(",")], default=[100, 1000], help="MB, comma-separated"
+    )
     args = parser.parse_args()
+    if args.rss:
+        rss(args.rss_sizes)
+        return
     args.dir.mkdir(parents=True, exist_ok=True)
     path = args.dir / f"people-{args.rows}.csv"
     generate(path, args.rows)
@@ -403,13 +517,20 @@ def main() -> None:
                 ratio = table[n]["rows_per_s"] / table[first]["rows_per_s"]
                 print(f"{title}: rows/s with {n} workers / with {first} = {ratio:.2f}")
     if not args.no_raw:
-        raws = [raw_insert(path) for _ in range(args.runs)]
-        raw = statistics.median(r["events_per_s"] for r in raws)
-        print(f"plain executemany into the same schema (one process, no server): {raw:,.0f} events/s")
-        if single:
-            job = single[first]["rows_per_s"]
-            print(f"one job's rows/s ({first} worker{'s' if first > 1 else ''}) / raw insert events/s = "
-                  f"{job / raw:.2f}  (target ≥ 0.60)")  # fmt: skip
+        bare, schema = raw_rates(path, args.runs)
+        print(
+            "raw insert of the same events (bench_schema: executemany, transactions of 10,000, the store's"
+            " settings, one process, no server):"
+        )
+        print(f"  bare rowid table, no index: {bare:,.0f} rows/s; project's schema: {schema:,.0f} rows/s")
+        for title, table in (("one job", single), ("W jobs at once", concurrent)):
+            for n in args.workers if table else []:
+                job = table[n]["rows_per_s"]
+                print(
+                    f"{title}, {n} worker{'s' if n > 1 else ''}: rows/s / bare = {job / bare:.2f},"
+                    f" / schema = {job / schema:.2f}"
+                )
+        print("target: >= 250,000 rows/s for one job of 1,000,000 rows")
 
 
 if __name__ == "__main__":
