@@ -316,8 +316,8 @@ def phases(bulk_count: int, track_count: int) -> None:
     """Where a request's server time goes, phase by phase, in this process
     (no gRPC): the same code the server runs, timed per request."""
     from batchgrpc import _core
-    from batchgrpc.events.bulk import ingest_items
-    from batchgrpc.store import IngestItem
+    from batchgrpc.events.bulk import batch_of
+    from batchgrpc.store import IngestBatch
     from batchgrpc.store.sqlite import connect, migrate
     from batchgrpc.store.sqlite_profiles import ingest
     from batchgrpc.track.commands import plan
@@ -327,35 +327,38 @@ def phases(bulk_count: int, track_count: int) -> None:
     def timed(label: str, count: int, fn: Callable[[], T]) -> T:
         started = time.perf_counter()
         out = fn()
-        print(f"  {label:<22} {(time.perf_counter() - started) / count * 1000:7.2f}")
+        print(f"  {label:<26} {(time.perf_counter() - started) / count * 1000:7.2f}")
         return out
 
     with tempfile.TemporaryDirectory(prefix="bench-phases-") as tmp:
         conn = connect(Path(tmp) / "phases.sqlite3")
         migrate(conn)
 
-        def store(batches: list[list[IngestItem]]) -> None:
-            for items in batches:
+        def store(batches: list[IngestBatch]) -> None:
+            for batch in batches:
                 conn.execute("BEGIN IMMEDIATE")
-                ingest(conn, "default", items, time.time())
+                ingest(conn, "default", batch, time.time())
                 conn.execute("COMMIT")
+
+        async def decoded(bodies: list[bytes]) -> list[IngestBatch]:
+            return [await batch_of(b, "j", set(), time.time()) for b in bodies]
 
         n, bodies = bulk_count, [bulk_request(i) for i in range(bulk_count)]
         print(f"\nwhere a bulk request's server time goes (ms per 1,000-event request, {n} requests):")
-        parse = bulk_pb2.CreateEventBulkCreateJobRequest.FromString
-        messages = timed("parse protobuf", n, lambda: [parse(b) for b in bodies])
         timed("validate (Rust core)", n, lambda: [_core.validate_bulk_request(b, time.time()) for b in bodies])
-        items = timed("request -> items", n, lambda: [ingest_items(m, "j", set(), time.time()) for m in messages])
-        timed("store: upsert+insert", n, lambda: store(items))
+        batches = timed("request -> rows (Rust core)", n, lambda: asyncio.run(decoded(bodies)))
+        timed("store: upsert+insert", n, lambda: store(batches))
 
-        n, batches = track_count, [track_request(i, "default") for i in range(track_count)]
+        n, requests = track_count, [track_request(i, "default") for i in range(track_count)]
         print(f"where a tracking batch's server time goes (ms per 50-command batch, {n} batches):")
         scopes = frozenset({"customers:set", "events:set"})
         commands = timed(
-            "check (Rust core)", n, lambda: [_core.prepare_track_batch(b, time.time()).commands for b in batches]
+            "check (Rust core)", n, lambda: [_core.prepare_track_batch(b, time.time()).commands for b in requests]
         )
-        items = timed("commands -> items", n, lambda: [plan(c, scopes, time.time())[1] for c in commands])
-        timed("store: upsert+insert", n, lambda: store(items))
+        batches = timed(
+            "commands -> items (Python)", n, lambda: [IngestBatch.of(plan(c, scopes, time.time())[1]) for c in commands]
+        )
+        timed("store: upsert+insert", n, lambda: store(batches))
         conn.close()
 
 

@@ -56,8 +56,8 @@ EVENT_TIME = 1_793_527_200.0
 #: made from its declared type (`row_values`), or its default.
 FIELDS = (
     "event_id",
-    "id_hi",
-    "id_lo",
+    "id_high",
+    "id_low",
     "account",
     "source",
     "job_id",
@@ -70,6 +70,7 @@ FIELDS = (
     "value",
     "value_currency",
     "unique_id",
+    "dedup_key",
 )
 
 
@@ -224,8 +225,8 @@ def events(kind: str, count: int, seed: int = 13, job_id: str = "job_bench") -> 
                 {
                     "event_id": _hex_id(rng),
                     # The row's natural key is (job_id, row_number): no id of its own.
-                    "id_hi": None,
-                    "id_lo": None,
+                    "id_high": None,
+                    "id_low": None,
                     "account": "default",
                     "source": "BATCH_JOB",
                     "job_id": job_id,
@@ -238,6 +239,7 @@ def events(kind: str, count: int, seed: int = 13, job_id: str = "job_bench") -> 
                     "value": None,
                     "value_currency": "",
                     "unique_id": "",
+                    "dedup_key": "",
                 }
             )
         return out
@@ -254,8 +256,8 @@ def events(kind: str, count: int, seed: int = 13, job_id: str = "job_bench") -> 
         out.append(
             {
                 "event_id": _hex_id(rng),
-                "id_hi": _signed64(rng),
-                "id_lo": _signed64(rng),
+                "id_high": _signed64(rng),
+                "id_low": _signed64(rng),
                 "account": "default",
                 "source": "BULK_CREATE",
                 "job_id": f"bulk_{request:020d}",
@@ -268,6 +270,7 @@ def events(kind: str, count: int, seed: int = 13, job_id: str = "job_bench") -> 
                 "value": None,
                 "value_currency": "",
                 "unique_id": f"{request}-{p}-{e}",
+                "dedup_key": f"u:{request}-{p}-{e}",
             }
         )
     return out

@@ -24,6 +24,7 @@ the profile its item applied to, its name and its dedup key
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -37,9 +38,21 @@ NO_SUCH_PROFILE = "no profile has this id"
 Identifier = tuple[str, str]
 
 
+#: Crockford's base 32, as ULIDs are written.
+_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
 def new_profile_id() -> str:
-    # Klaviyo's ids are 26 upper-case characters; ours look alike.
-    return "01" + secrets.token_hex(12).upper()
+    """A ULID, as Klaviyo's profile ids are: 26 base-32 digits of the
+    milliseconds (48 bits) then 80 random bits.
+
+    Time first, so ids made together sort together: every index keyed by
+    profile (the profiles' ids, the identifiers' owners, a profile's events
+    and their dedup keys) takes a new profile near its end, on a page it
+    has just written, not on a random page each. Measured: a request of 100
+    new profiles wrote about 2.2 MB to the WAL with random ids."""
+    n = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    return "".join(_BASE32[(n >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def identifier_pairs(update: ProfileUpdate) -> list[Identifier]:
