@@ -252,7 +252,9 @@ def events(kind: str, count: int, seed: int = 13, job_id: str = "job_bench") -> 
         request, within = divmod(n, per_request)
         p, e = divmod(within, EVENTS_PER_PROFILE)
         if e == 0:
-            profile = "".join(rng.choices(letters, k=26))
+            # New profiles' ids are ULIDs, time first (as the store makes
+            # them): those made together sort together.
+            profile = f"01{request:012d}{p:03d}" + "".join(rng.choices(letters, k=9))
         out.append(
             {
                 "event_id": _hex_id(rng),
