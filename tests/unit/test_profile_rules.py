@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from batchgrpc.events.profiles import (
     apply,
     identifier_pairs,
     merge,
+    new_profile_id,
     plan_ingest,
 )
 from batchgrpc.store import IngestBatch, IngestItem, IngestOutcome, NewEvent, ProfileUpdate
@@ -285,3 +287,18 @@ def test_the_store_counts_repeats_of_the_request_and_of_the_store(conn: sqlite3.
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2
     [attributes] = conn.execute("SELECT attributes FROM profiles").fetchone()
     assert json.loads(attributes) == {"email": "a@x"}
+
+
+def test_profile_ids_are_ulids_that_sort_by_time() -> None:
+    first = new_profile_id()
+    time.sleep(0.002)
+    later = [new_profile_id() for _ in range(50)]
+    crockford = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert all(len(i) == 26 and set(i) <= crockford and i[0] in "01234567" for i in [first, *later])
+    assert all(first < i for i in later), "a later millisecond sorts later"
+    assert len(set(later)) == 50
+    # The first ten digits are the milliseconds.
+    value = 0
+    for c in first[:10]:
+        value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(c)
+    assert abs(value - time.time() * 1000) < 60_000
