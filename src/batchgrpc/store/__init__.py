@@ -178,6 +178,7 @@ class RowError:
 class Event:
     """One event in the event log. `data` is a JSON object's text."""
 
+    #: 32 lower-case hex digits (`batchgrpc.eventids`).
     event_id: str
     account: str
     #: BATCH_JOB, BULK_CREATE, TRACKING or NOTIFICATION.
@@ -370,7 +371,10 @@ class EventLog(Protocol):
     per sink, the position up to which the sink has them."""
 
     async def append(self, events: builtins.list[Event]) -> int:
-        """Stores events not stored yet (by event id); returns how many were new."""
+        """Stores `events`; a notification whose id is stored already is
+        left out (it exists once). Returns how many were stored. (Profile
+        events go through `ProfileStore.ingest`, batch rows through
+        `JobStore.record_chunk`.)"""
 
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]: ...
 
