@@ -291,9 +291,10 @@ struct EventRows {
 /// Gives the events their ids under each item's target
 /// `(profile_id, live_id, identity, stored)` or None (not found).
 ///
-/// The rows come back as tuples for `executemany`: measured, SQLite binds
-/// them faster than its `json_each` unpacks the same rows from one buffer
-/// (each `->>` renders and parses the row's JSON again).
+/// The rows come back as tuples for `executemany`. Measured through the
+/// server, they went in faster than one `json_each` statement over a buffer
+/// of them (38,000-42,000 against 30,000 durable events/s): `->>` renders
+/// and parses each row's JSON again.
 #[pyfunction]
 fn event_rows(
     py: Python<'_>,
