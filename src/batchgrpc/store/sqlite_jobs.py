@@ -4,8 +4,8 @@ A job's chunk of rows is stored in one transaction: its events (unpacked by
 SQLite's `json_each` from the buffer the Rust core encoded, so Python never
 sees an event), its row errors, its counts and its checkpoint. A crash
 therefore loses a whole chunk or nothing, and a resumed job reads on from the
-checkpoint with its counts exact; event ids are deterministic, so an event
-can never be stored twice.
+checkpoint with its counts exact: a row is never offered twice, so (job, row)
+is its key and it needs no id index (its id is computed when it is read).
 """
 
 from __future__ import annotations
