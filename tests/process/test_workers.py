@@ -339,9 +339,10 @@ def test_a_port_in_use_stops_serve_with_a_clear_message(tmp_path: Path, workers:
 async def test_batch_jobs_on_two_workers_each_run_once_with_exact_counts(tmp_path: Path) -> None:
     rows = 20_000
     content = b"email\n" + b"".join(b"w%d@example.com\n" % i for i in range(rows))
-    # Small chunks, a commit each: a job outlasts the idle worker's poll
-    # (a second), which takes up what the busy one queued.
-    async with served(tmp_path, workers=2, env={**GRACE, "BATCHGRPC_JOB_CHUNK_ROWS": "100"}) as server:
+    # Tiny chunks, a commit each: a job outlasts the idle worker's poll (a
+    # second), which takes up what the busy one queued, even when every
+    # connection landed on one worker.
+    async with served(tmp_path, workers=2, env={**GRACE, "BATCHGRPC_JOB_CHUNK_ROWS": "20"}) as server:
 
         async def one(n: int) -> tuple[str, str, int, int]:
             # A channel each: the jobs are created on both workers.

@@ -54,7 +54,9 @@ async def test_a_worker_whose_lease_was_taken_stops_writing(tmp_path: Path, capl
             leases,
             Relay(store.events, LogSink(), leases),
             max_running=1,
-            chunk_rows=1000,
+            # Small chunks, a commit each: the job outlasts the lease (half
+            # a second) and the other worker's poll, whatever the machine.
+            chunk_rows=100,
         )
 
     # The stalled worker: its heartbeat never runs, so its lease runs out
