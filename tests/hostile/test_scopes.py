@@ -47,33 +47,44 @@ async def test_events_of_a_job_the_caller_may_not_see_are_not_listed(harness: Ha
     assert told_admin == {public.id, secret.id}
 
 
-async def test_a_replay_does_not_show_a_job_to_a_caller_without_its_role(harness: Harness, admin: Client) -> None:
-    asset = await admin.upload(CSV)
-    request = batch_job_pb2.CreateBatchJobRequest(
-        data_source=batch_job_pb2.DataSource(type="FILE_ASSET", file_asset_id=asset.id),
-        default_event_name="e",
-        request_id="r-1",
-    )
-    job = (await admin.jobs.CreateBatchJob(request, metadata=admin.metadata)).batch_job
-    # Restricted after creation, as UpdateBatchJob allows.
-    await admin.jobs.UpdateBatchJob(
-        batch_job_pb2.UpdateBatchJobRequest(batch_id=job.id, scopes=["CLIENT_SUPERUSER"]), metadata=admin.metadata
-    )
-    writer = Client(harness.channel, (await harness.key(["batches:read", "batches:write", "CLIENT_ADMIN"])).token)
-    with pytest.raises(aio.AioRpcError) as caught:
-        await writer.jobs.CreateBatchJob(request, metadata=writer.metadata)
-    error = rich_error(caught.value)
-    assert error.code == grpc.StatusCode.NOT_FOUND
-    assert error.info.reason == "BATCH_JOB_NOT_FOUND"
-    # Not even the hidden job's id.
-    assert job.id not in f"{error.message} {error.info} {error.trailing}"
-    # The one who may see it gets the replay, as it is now.
-    replay = (await admin.jobs.CreateBatchJob(request, metadata=admin.metadata)).batch_job
-    assert replay.id == job.id
-    listed = await batch_job_pb2_grpc.BatchJobServiceStub(harness.channel).ListBatchJobs(
-        batch_job_pb2.ListBatchJobsRequest(), metadata=admin.metadata
-    )
-    assert [j.id for j in listed.batch_jobs] == [job.id]
+async def test_a_replay_does_not_show_a_job_to_a_caller_without_its_role(tmp_path: Path) -> None:
+    # No slot to run in: the job stays QUEUED, so it may still be updated
+    # (a job this small is DONE before the next call otherwise).
+    running = await server.start(make_config(tmp_path / "data", max_running_jobs=0))
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            assert running.first_admin_key is not None
+            admin = Client(channel, running.first_admin_key.token)
+            asset = await admin.upload(CSV)
+            request = batch_job_pb2.CreateBatchJobRequest(
+                data_source=batch_job_pb2.DataSource(type="FILE_ASSET", file_asset_id=asset.id),
+                default_event_name="e",
+                request_id="r-1",
+            )
+            job = (await admin.jobs.CreateBatchJob(request, metadata=admin.metadata)).batch_job
+            # Restricted after creation, as UpdateBatchJob allows.
+            await admin.jobs.UpdateBatchJob(
+                batch_job_pb2.UpdateBatchJobRequest(batch_id=job.id, scopes=["CLIENT_SUPERUSER"]),
+                metadata=admin.metadata,
+            )
+            key = await running.keyring.create("default", ["batches:read", "batches:write", "CLIENT_ADMIN"])
+            writer = Client(channel, key.token)
+            with pytest.raises(aio.AioRpcError) as caught:
+                await writer.jobs.CreateBatchJob(request, metadata=writer.metadata)
+            error = rich_error(caught.value)
+            assert error.code == grpc.StatusCode.NOT_FOUND
+            assert error.info.reason == "BATCH_JOB_NOT_FOUND"
+            # Not even the hidden job's id.
+            assert job.id not in f"{error.message} {error.info} {error.trailing}"
+            # The one who may see it gets the replay, as it is now.
+            replay = (await admin.jobs.CreateBatchJob(request, metadata=admin.metadata)).batch_job
+            assert replay.id == job.id
+            listed = await batch_job_pb2_grpc.BatchJobServiceStub(channel).ListBatchJobs(
+                batch_job_pb2.ListBatchJobsRequest(), metadata=admin.metadata
+            )
+            assert [j.id for j in listed.batch_jobs] == [job.id]
+    finally:
+        await server.stop(running, 0)
 
 
 async def test_a_watch_ends_when_the_jobs_scopes_no_longer_let_the_caller_see_it(tmp_path: Path) -> None:
