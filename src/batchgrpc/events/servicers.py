@@ -31,13 +31,15 @@ from batchgrpc.store import BulkJob, Event, EventFilter, Profile, Store
 
 
 def decode_checked(request: bytes) -> bulk_pb2.CreateEventBulkCreateJobRequest:
-    """The request as a message, once the core has passed its bytes.
+    """The request as a message, for a `request_id`'s fingerprint, once the
+    core has passed its bytes (the processor never decodes it in Python:
+    `core.bulk_rows` does).
 
     Only then: the core refuses (`fails_whole`) any request with a `Struct`
     or list nested past the 20 levels it decodes, and Python's protobuf
     runtime takes about 30 there, so it never meets one deeper than the core
-    allows. The core skips what it has no rule for (a location's city, a
-    metric's service), so a bad string there still fails here, as malformed.
+    allows. The core reads every field it knows, strings checked as UTF-8;
+    what Python would still refuse fails here, as malformed.
     """
     try:
         return bulk_pb2.CreateEventBulkCreateJobRequest.FromString(request)
