@@ -41,7 +41,7 @@ from batchgrpc.store.sqlite_jobs import SqliteDataSourceStore, SqliteEventLog, S
 from batchgrpc.store.sqlite_leases import SqliteLeaseStore
 from batchgrpc.store.sqlite_limits import SqliteRateLimitStore
 from batchgrpc.store.sqlite_profiles import SqliteProfileStore
-from batchgrpc.store.sqlite_tx import GroupCommit
+from batchgrpc.store.sqlite_tx import GroupCommit, enable_wal
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """Opens the database with the settings every connection needs."""
     # Autocommit mode: every transaction below is explicit.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    enable_wal(conn)
     # FULL: a commit is on disk before the RPC that made it returns.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")

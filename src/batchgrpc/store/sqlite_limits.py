@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batchgrpc.store import LimitRecord
+from batchgrpc.store.sqlite_tx import enable_wal
 
 T = TypeVar("T")
 
@@ -59,10 +60,10 @@ def limits_path(database: sqlite3.Connection) -> Path | None:
 
 def _connect(path: Path | None) -> sqlite3.Connection:
     conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     # Another process's update holds the lock for tens of microseconds.
     conn.execute("PRAGMA busy_timeout=5000")
+    enable_wal(conn)
+    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(_SCHEMA)
     return conn
 

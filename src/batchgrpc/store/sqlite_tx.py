@@ -25,6 +25,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -131,3 +132,18 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Puts `conn`'s database in WAL mode. Two processes opening a new file
+    at once both turn WAL on, and SQLite answers "locked" to the second
+    without calling its busy handler: it tries again, for up to a second."""
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 49:
+                conn.close()
+                raise
+            time.sleep(0.02)
