@@ -1,4 +1,5 @@
-"""Event ids: one scheme for every source, so a repeat is stored once.
+"""Event ids: one scheme for every source, so an event has the same id on
+every replay and in every sink.
 
 An id is 32 lower-case hex digits, the 128-bit xxh3 (seed 0) of a key made
 of the source's name and then its parts, each (the name too) written as its
@@ -48,12 +49,6 @@ def row_event_ids(rows: Iterable[tuple[str, int]]) -> list[str]:
 def profile_event_id(account: str, profile_id: str, event_name: str, dedup_key: str) -> str:
     """The id of a profile's event (bulk create, tracking)."""
     return core.event_id("profile", (account, profile_id, event_name, dedup_key))
-
-
-def profile_event_ids(keys: Iterable[tuple[str, str, str, str]]) -> list[str]:
-    """`profile_event_id` of each (account, profile id, event name, dedup
-    key), in one call into the core."""
-    return core.event_ids("profile", list(keys))
 
 
 def notification_id(job_id: str, kind: str) -> str:

@@ -68,9 +68,9 @@ def test_different_keys_get_different_ids() -> None:
 
 
 def test_the_batch_call_gives_the_single_calls_ids() -> None:
-    keys = [("acme", f"p{i}", "Viewed", f"t:{i}") for i in range(5)]
-    assert eventids.profile_event_ids(keys) == [eventids.profile_event_id(*k) for k in keys]
-    assert eventids.profile_event_ids([]) == []
+    rows = [(f"job_{i % 2}", i) for i in range(5)]
+    assert eventids.row_event_ids(rows) == [eventids.row_event_id(*r) for r in rows]
+    assert eventids.row_event_ids([]) == []
 
 
 def test_every_tracked_event_gets_a_key_of_its_own() -> None:
