@@ -679,11 +679,28 @@ fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
     for (at, value) in &profile.values {
         let base = format!("{profile_base}/{at}");
         match value {
+            // Upstream: a property name or a list of them.
+            _ if *at == "meta/patch_properties/unset" && !names_properties(value) => {
+                out.push(violation(
+                    &base,
+                    "INVALID_VALUE",
+                    "unset must be a property name or a list of property names".into(),
+                ));
+            }
             Value::Object(map) if at.starts_with("meta/") => check_properties(map, &base, out),
             _ => walk(value, 1, "values", &base, &mut Vec::new(), out),
         }
     }
     profile_key
+}
+
+/// A string, or a list of strings: what `patch_properties.unset` names.
+fn names_properties(value: &Value) -> bool {
+    match value {
+        Value::String(_) => true,
+        Value::Array(names) => names.iter().all(Value::is_string),
+        _ => false,
+    }
 }
 
 /// Validates a serialized bulk-create request against Klaviyo's rules; `now`
@@ -901,10 +918,12 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
 /// A bulk request as the store takes it: per item kept, its profile update;
 /// per event kept, its row (`ingest::EVENT_FIELDS`).
 pub struct BulkRows {
-    /// JSON array, per item kept: `{"item", "profile_id", "identifiers"
-    /// (pairs, in upstream's order), "attributes", "properties", "append",
-    /// "unappend", "unset"}`.
+    /// JSON array, per item kept, its profile update (`profiles::Update`):
+    /// `{"profile_id", "identifiers" (pairs, in upstream's order),
+    /// "attributes", "properties", "append", "unappend", "unset"}`.
     pub profiles: Vec<u8>,
+    /// Per item kept, its index in the request.
+    pub items: Vec<usize>,
     /// JSON array of the events' rows; an event's `item` counts kept items.
     pub events: Vec<u8>,
     /// Per item kept, its number of events kept.
@@ -933,13 +952,15 @@ pub fn bulk_rows<S: std::hash::BuildHasher>(
     let mut events = Vec::with_capacity(bytes.len());
     events.push(b'[');
     let mut event_counts = Vec::new();
+    let mut kept_items = Vec::new();
     let empty = Profile::default();
     for (i, item) in items.iter().enumerate() {
         if rejected.contains(&(i, None)) {
             continue;
         }
         let kept = event_counts.len();
-        profiles.push(profile_update(i, item.profile.as_ref().unwrap_or(&empty)));
+        profiles.push(profile_update(item.profile.as_ref().unwrap_or(&empty)));
+        kept_items.push(i);
         let mut count = 0;
         for (j, event) in item.events.iter().enumerate() {
             if rejected.contains(&(i, Some(j))) {
@@ -991,13 +1012,14 @@ pub fn bulk_rows<S: std::hash::BuildHasher>(
     events.push(b']');
     Ok(BulkRows {
         profiles: serde_json::to_vec(&profiles).expect("JSON values serialize"),
+        items: kept_items,
         events,
         event_counts,
     })
 }
 
-/// An item's profile as the planner's `ProfileUpdate` reads it.
-fn profile_update(item: usize, profile: &Profile) -> Value {
+/// An item's profile as the planner reads it (`profiles::Update`).
+fn profile_update(profile: &Profile) -> Value {
     let mut identifiers = Vec::new();
     for name in IDENTIFIERS {
         if let Some(value) = profile.attribute(name) {
@@ -1044,7 +1066,6 @@ fn profile_update(item: usize, profile: &Profile) -> Value {
             .unwrap_or_else(|| Value::Object(Map::new()))
     };
     let mut update = Map::new();
-    update.insert("item".into(), Value::from(item));
     update.insert("profile_id".into(), Value::from(profile.id.as_str()));
     update.insert("identifiers".into(), Value::Array(identifiers));
     update.insert("attributes".into(), Value::Object(attributes));
@@ -1178,10 +1199,14 @@ mod tests {
             serde_json::json!({"first_name": "Ann"})
         );
         assert_eq!(profiles[0]["unset"], serde_json::json!([]));
+        assert_eq!(rows.items, vec![0]);
+        let updates = crate::profiles::parse_updates(&rows.profiles).unwrap();
+        assert_eq!(updates.pairs[0], ("email".into(), "a@example.com".into()));
         // A rejected item leaves out its profile and events.
         let whole: HashSet<(usize, Option<usize>)> = [(0, None)].into_iter().collect();
         let none = bulk_rows(&bytes, "bulk_1", &whole, NOW).unwrap();
         assert_eq!((none.events, none.event_counts), (b"[]".to_vec(), vec![]));
+        assert!(none.items.is_empty());
     }
 
     fn found(bytes: &[u8]) -> Vec<(String, &'static str)> {

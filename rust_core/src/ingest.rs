@@ -97,6 +97,7 @@ pub fn write_event(out: &mut Vec<u8>, event: &NewEvent<'_>) {
 }
 
 /// Who an item's events belong to, as the planner decided.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The profile the item applied to: the event's id names it.
     pub profile_id: String,

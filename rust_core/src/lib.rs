@@ -10,6 +10,7 @@ pub mod events;
 pub mod formats;
 pub mod ingest;
 pub mod limits;
+pub mod profiles;
 pub mod rules;
 pub mod track;
 mod wire;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use serde_json::Value;
 
 use crate::bulk;
 use crate::error::{CoreError, ErrorKind};
@@ -15,6 +16,7 @@ use crate::events::{self, hex_id, Chunk, EventName, JobSpec, Pipeline};
 use crate::formats::{self, Format, ReadLimits, Resume};
 use crate::ingest;
 use crate::limits;
+use crate::profiles;
 use crate::rules::RuleSpec;
 use crate::track;
 
@@ -246,8 +248,10 @@ fn validate_bulk_request(py: Python<'_>, request: &[u8], now: f64) -> PyResult<B
 /// A stored bulk request in the store's layout (`bulk::bulk_rows`).
 #[pyclass(module = "batchgrpc._core", frozen, get_all)]
 struct BulkRows {
-    /// JSON array of the kept items' profile updates.
+    /// JSON array of the kept items' profile updates (`profiles::Update`).
     profiles: Py<PyBytes>,
+    /// Per kept item, its index in the request.
+    items: Vec<usize>,
     /// JSON array of the kept events (`ingest::write_event`).
     events: Py<PyBytes>,
     /// Per kept item, its number of kept events.
@@ -268,57 +272,29 @@ fn bulk_rows(
     let rows = py.detach(|| bulk::bulk_rows(request, job_id, &rejected, now))?;
     Ok(BulkRows {
         profiles: PyBytes::new(py, &rows.profiles).unbind(),
+        items: rows.items,
         events: PyBytes::new(py, &rows.events).unbind(),
         event_counts: rows.event_counts,
     })
 }
 
-/// A request's event rows for the store (`ingest::event_rows`).
-#[pyclass(module = "batchgrpc._core", frozen, get_all)]
-struct EventRows {
-    /// Per row, the parameters of the store's insert: `(id_high, id_low,
-    /// account, source, job_id, row_number, event_name, event_time,
-    /// profile_id, identity, data, value, value_currency, unique_id,
-    /// dedup_key)`.
-    rows: Py<PyList>,
-    /// JSON array of `[row, item, profile_id, event_name, dedup_key]`: the
-    /// rows the store may hold already.
-    lookups: Py<PyBytes>,
-    /// Per item, its repeats within the request.
-    repeats: Vec<u64>,
-}
-
-/// Gives the events their ids under each item's target
-/// `(profile_id, live_id, identity, stored)` or None (not found).
+/// Event rows as the parameter tuples of the store's insert: `(id_high,
+/// id_low, account, source, job_id, row_number, event_name, event_time,
+/// profile_id, identity, data, value, value_currency, unique_id,
+/// dedup_key)`.
 ///
-/// The rows come back as tuples for `executemany`. Measured through the
-/// server, they went in faster than one `json_each` statement over a buffer
-/// of them (38,000-42,000 against 30,000 durable events/s): `->>` renders
-/// and parses each row's JSON again.
-#[pyfunction]
-fn event_rows(
-    py: Python<'_>,
-    events: &[u8],
+/// Tuples for `executemany`: measured through the server, they went in
+/// faster than one `json_each` statement over a buffer of them
+/// (38,000-42,000 against 30,000 durable events/s), as `->>` renders and
+/// parses each row's JSON again.
+fn event_row_list<'py>(
+    py: Python<'py>,
     account: &str,
-    targets: Vec<Option<(String, String, String, bool)>>,
-) -> PyResult<EventRows> {
-    let targets: Vec<Option<ingest::Target>> = targets
-        .into_iter()
-        .map(|t| {
-            t.map(|(profile_id, live_id, identity, stored)| ingest::Target {
-                profile_id,
-                live_id,
-                identity,
-                stored,
-            })
-        })
-        .collect();
-    let out = py
-        .detach(|| ingest::event_rows(events, account, &targets))
-        .map_err(PyValueError::new_err)?;
+    out: &[ingest::Row],
+) -> PyResult<Bound<'py, PyList>> {
     let account = PyString::new(py, account);
     let rows = PyList::empty(py);
-    for row in &out.rows {
+    for row in out {
         let fields: [Bound<'_, PyAny>; 15] = [
             row.id.0.into_pyobject(py)?.into_any(),
             row.id.1.into_pyobject(py)?.into_any(),
@@ -339,10 +315,150 @@ fn event_rows(
         let tuple = PyTuple::new(py, fields)?;
         rows.append(tuple)?;
     }
-    Ok(EventRows {
-        rows: rows.unbind(),
-        lookups: PyBytes::new(py, &out.lookups).unbind(),
-        repeats: out.repeats,
+    Ok(rows)
+}
+
+/// A request's profile updates, parsed once (`profiles::parse_updates`):
+/// what the store reads for them, then what `plan_ingest` plans.
+#[pyclass(module = "batchgrpc._core", frozen)]
+struct ProfileUpdates {
+    parsed: profiles::Updates,
+    /// JSON array of `[kind, value]`: every identifier they name, once.
+    #[pyo3(get)]
+    pairs: Py<PyBytes>,
+    /// JSON array of every profile id they name, once.
+    #[pyo3(get)]
+    named: Py<PyBytes>,
+}
+
+/// Parses a JSON array of profile updates (`profiles::Update`).
+#[pyfunction]
+fn profile_updates(py: Python<'_>, updates: &[u8]) -> PyResult<ProfileUpdates> {
+    let parsed = py
+        .detach(|| profiles::parse_updates(updates))
+        .map_err(PyValueError::new_err)?;
+    let json = |v: Value| serde_json::to_vec(&v).map_err(|e| PyValueError::new_err(e.to_string()));
+    let pairs = json(Value::from(
+        parsed
+            .pairs
+            .iter()
+            .map(|(k, v)| Value::from(vec![k.as_str(), v.as_str()]))
+            .collect::<Vec<_>>(),
+    ))?;
+    let named = json(Value::from(parsed.named.clone()))?;
+    Ok(ProfileUpdates {
+        parsed,
+        pairs: PyBytes::new(py, &pairs).unbind(),
+        named: PyBytes::new(py, &named).unbind(),
+    })
+}
+
+/// A request's writes in the store's row layout (`profiles::Plan::rows`
+/// and `ingest::event_rows`): each list holds the parameter tuples of one
+/// statement.
+#[pyclass(module = "batchgrpc._core", frozen, get_all)]
+struct IngestPlan {
+    /// `(id, account, attributes, attribute_time, customer_ids,
+    /// merged_into, created_time, updated_time)` per created profile, in age order.
+    created: Py<PyList>,
+    /// `(attributes, attribute_time, customer_ids, merged_into,
+    /// updated_time, id)` per stored profile the request touched.
+    updated: Py<PyList>,
+    /// `(live, merged)` per stored profile merged: what it had follows it.
+    moved: Py<PyList>,
+    /// `(account, kind, value, profile_id)` per identifier to (re)assign.
+    identifiers: Py<PyList>,
+    /// Per item, the profile it applied to, or None (its id alone names
+    /// no profile).
+    applied: Vec<Option<String>>,
+    /// The event rows (`event_row_list`), each event once: a bulk event
+    /// that repeats an earlier one of the request is counted, not written.
+    rows: Py<PyList>,
+    /// JSON array of `[row, item, profile_id, event_name, dedup_key]`: the
+    /// rows the store may hold already (a bulk event of a profile that
+    /// existed before the request), for its one look-up.
+    lookups: Py<PyBytes>,
+    /// Per item, its events that repeat an earlier one of the request.
+    repeats: Vec<u64>,
+}
+
+type StoredRow = (i64, String, String, String, String);
+
+fn snapshot(
+    identifiers: Vec<(String, String, String)>,
+    resolved: Vec<(String, String)>,
+    profiles: Vec<StoredRow>,
+) -> Result<profiles::Snapshot, String> {
+    let mut stored = HashMap::with_capacity(profiles.len());
+    for (seq, id, attributes, times, customer_ids) in profiles {
+        let state = profiles::State::parse(&attributes, &times, &customer_ids)?;
+        stored.insert(id, profiles::Stored { seq, state });
+    }
+    Ok(profiles::Snapshot {
+        identifiers: identifiers
+            .into_iter()
+            .map(|(kind, value, id)| ((kind, value), id))
+            .collect(),
+        resolved: resolved.into_iter().collect(),
+        profiles: stored,
+    })
+}
+
+/// Plans a request's profiles over what the store read for them
+/// (`profiles::plan`), then gives its events their ids and rows.
+///
+/// `identifiers` is `(kind, value, profile_id)` per stored identifier the
+/// updates name, `resolved` `(named, live)` per profile id they name that
+/// exists, `profiles` `(seq, id, attributes, attribute_time,
+/// customer_ids)` per live profile those lead to.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)] // one call per request: the whole snapshot
+fn plan_ingest(
+    py: Python<'_>,
+    updates: &Bound<'_, ProfileUpdates>,
+    identifiers: Vec<(String, String, String)>,
+    resolved: Vec<(String, String)>,
+    profiles: Vec<StoredRow>,
+    events: &[u8],
+    account: &str,
+    now: f64,
+) -> PyResult<IngestPlan> {
+    let parsed = &updates.get().parsed.updates;
+    let (rows, events) = py
+        .detach(|| {
+            let snapshot = snapshot(identifiers, resolved, profiles)?;
+            let plan = profiles::plan(&snapshot, parsed, now, &mut profiles::new_profile_id);
+            let events = ingest::event_rows(events, account, &plan.targets)?;
+            let applied: Vec<Option<String>> = plan
+                .targets
+                .iter()
+                .map(|t| t.as_ref().map(|t| t.profile_id.clone()))
+                .collect();
+            Ok::<_, String>(((plan.rows(), applied), events))
+        })
+        .map_err(PyValueError::new_err)?;
+    let ((profile_rows, applied), events) = (rows, events);
+    let created = profile_rows
+        .created
+        .into_iter()
+        .map(|(id, a, t, c, into)| (id, account, a, t, c, into, now, now));
+    let touched = profile_rows
+        .updated
+        .into_iter()
+        .map(|(a, t, c, into, id)| (a, t, c, into, now, id));
+    let assigned = profile_rows
+        .identifiers
+        .into_iter()
+        .map(|(kind, value, id)| (account, kind, value, id));
+    Ok(IngestPlan {
+        created: PyList::new(py, created)?.unbind(),
+        updated: PyList::new(py, touched)?.unbind(),
+        moved: PyList::new(py, profile_rows.moved)?.unbind(),
+        identifiers: PyList::new(py, assigned)?.unbind(),
+        applied,
+        rows: event_row_list(py, account, &events.rows)?.unbind(),
+        lookups: PyBytes::new(py, &events.lookups).unbind(),
+        repeats: events.repeats,
     })
 }
 
@@ -657,7 +773,8 @@ fn open_rows(
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bulk_rows, m)?)?;
-    m.add_function(wrap_pyfunction!(event_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_updates, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_ingest, m)?)?;
     m.add_function(wrap_pyfunction!(check_bulk_request, m)?)?;
     m.add_function(wrap_pyfunction!(check_track_batch, m)?)?;
     m.add_function(wrap_pyfunction!(event_id, m)?)?;
@@ -673,7 +790,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TrackBatch>()?;
     m.add_class::<BulkValidation>()?;
     m.add_class::<BulkRows>()?;
-    m.add_class::<EventRows>()?;
+    m.add_class::<ProfileUpdates>()?;
+    m.add_class::<IngestPlan>()?;
     m.add(
         "BULK_EVENTS_MAX_REQUEST_BYTES",
         limits::BULK_EVENTS_MAX_REQUEST_BYTES,

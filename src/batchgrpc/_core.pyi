@@ -16,8 +16,9 @@ __all__ = [
     "TRACK_MAX_REQUEST_BYTES",
     "BulkRows",
     "BulkValidation",
-    "EventRows",
+    "IngestPlan",
     "JobSpec",
+    "ProfileUpdates",
     "RowChunk",
     "RowReader",
     "TrackBatch",
@@ -28,10 +29,11 @@ __all__ = [
     "check_track_batch",
     "event_id",
     "event_ids",
-    "event_rows",
     "open_rows",
+    "plan_ingest",
     "prepare_track_batch",
     "prepare_track_command",
+    "profile_updates",
     "validate_bulk_request",
 ]
 
@@ -250,9 +252,13 @@ class BulkRows:
 
     @property
     def profiles(self) -> bytes:
-        """JSON array, per kept item: its profile update (`item`, `profile_id`,
+        """JSON array, per kept item: its profile update (`profile_id`,
         `identifiers` as [name, value] pairs in upstream's order,
-        `attributes`, `properties`, `append`, `unappend`, `unset`)."""
+        `attributes`, `properties`, `append`, `unappend`, `unset`), as
+        `profile_updates` reads it."""
+    @property
+    def items(self) -> list[int]:
+        """Per kept item, its index in the request."""
     @property
     def events(self) -> bytes:
         """JSON array of the kept events, `[item, source, job_id, row_number,
@@ -268,13 +274,52 @@ def bulk_rows(request: bytes, job_id: str, rejected: list[tuple[int, int | None]
     a missing time. Releases the interpreter."""
 
 @final
-class EventRows:
-    """A request's events as store rows, each event once."""
+class ProfileUpdates:
+    """A request's profile updates, parsed once."""
 
     @property
+    def pairs(self) -> bytes:
+        """JSON array of `[kind, value]`: every identifier they name, once
+        (`customer:<name>` for a tracking customer id)."""
+    @property
+    def named(self) -> bytes:
+        """JSON array of every profile id they name, once."""
+
+def profile_updates(updates: bytes) -> ProfileUpdates:
+    """Parses a JSON array of profile updates: objects of `profile_id`,
+    `identifiers` and `customer_ids` (arrays of [name, value]),
+    `attributes`, `properties`, `append`, `unappend` (objects), `unset`
+    (array of keys), `timestamp` (number or null), each optional. Raises
+    ValueError for another layout. Releases the interpreter."""
+
+@final
+class IngestPlan:
+    """A request's writes in the store's row layout: each list holds the
+    parameter tuples of one statement."""
+
+    @property
+    def created(self) -> list[tuple[str, str, str, str, str, str | None, float, float]]:
+        """`(id, account, attributes, attribute_time, customer_ids,
+        merged_into, created_time, updated_time)` per created profile, in
+        age order."""
+    @property
+    def updated(self) -> list[tuple[str, str, str, str | None, float, str]]:
+        """`(attributes, attribute_time, customer_ids, merged_into,
+        updated_time, id)` per stored profile the request touched."""
+    @property
+    def moved(self) -> list[tuple[str, str]]:
+        """`(live, merged)` per stored profile merged: what it had follows it."""
+    @property
+    def identifiers(self) -> list[tuple[str, str, str, str]]:
+        """`(account, kind, value, profile_id)` per identifier to (re)assign."""
+    @property
+    def applied(self) -> list[str | None]:
+        """Per item, the profile it applied to; None when its id alone
+        names no profile."""
+    @property
     def rows(self) -> list[tuple[Any, ...]]:
-        """Per row, the store's insert parameters: `(id_high, id_low,
-        account, source, job_id, row_number, event_name, event_time,
+        """Per event stored, the event insert's parameters: `(id_high,
+        id_low, account, source, job_id, row_number, event_name, event_time,
         profile_id, identity, data, value, value_currency, unique_id,
         dedup_key)`; `dedup_key` empty but for a bulk event."""
     @property
@@ -286,12 +331,24 @@ class EventRows:
     def repeats(self) -> list[int]:
         """Per item, its events that repeat an earlier one of the request."""
 
-def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, bool] | None]) -> EventRows:
-    """Gives each of `events` (`BulkRows.events`' layout) its id under its
-    item's target (profile id, live id, identity, stored), None for an item
-    left out, and drops the bulk events that repeat an earlier one of the
-    request. Raises ValueError for a buffer of another layout. Releases
-    the interpreter."""
+def plan_ingest(
+    updates: ProfileUpdates,
+    identifiers: Sequence[tuple[str, str, str]],
+    resolved: Sequence[tuple[str, str]],
+    profiles: Sequence[tuple[int, str, str, str, str]],
+    events: bytes,
+    account: str,
+    now: float,
+) -> IngestPlan:
+    """Plans a request's profiles over what the store read for them, then
+    gives its events (`BulkRows.events`' layout) their ids under each
+    item's profile, dropping the bulk events that repeat an earlier one of
+    the request. `identifiers`: `(kind, value, profile_id)` per stored
+    identifier the updates name; `resolved`: `(named, live)` per profile id
+    they name that exists; `profiles`: `(seq, id, attributes,
+    attribute_time, customer_ids)` per live profile those lead to. Raises
+    ValueError for stored state or events of another layout. Releases the
+    interpreter."""
 
 def validate_bulk_request(request: bytes, now: float) -> BulkValidation:
     """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's

@@ -19,8 +19,9 @@ from batchgrpc import _core
 from batchgrpc._core import (
     BulkRows,
     BulkValidation,
-    EventRows,
+    IngestPlan,
     JobSpec,
+    ProfileUpdates,
     RowChunk,
     RowReader,
     TrackBatch,
@@ -30,8 +31,9 @@ from batchgrpc._core import (
 __all__ = [
     "BulkRows",
     "BulkValidation",
-    "EventRows",
+    "IngestPlan",
     "JobSpec",
+    "ProfileUpdates",
     "RowChunk",
     "RowReader",
     "TrackBatch",
@@ -41,11 +43,12 @@ __all__ = [
     "compile_job",
     "event_id",
     "event_ids",
-    "event_rows",
     "next_chunk",
     "open_rows",
+    "plan_ingest",
     "prepare_track_batch",
     "prepare_track_command",
+    "profile_updates",
     "validate_bulk_request",
 ]
 
@@ -74,11 +77,26 @@ async def bulk_rows(request: bytes, job_id: str, rejected: set[tuple[int, int | 
     return await asyncio.to_thread(_core.bulk_rows, request, job_id, list(rejected), now)
 
 
-def event_rows(events: bytes, account: str, targets: Sequence[tuple[str, str, str, bool] | None]) -> EventRows:
-    """A request's events with their ids under each item's profile, each
-    once. Called on the store's writing thread, never the event loop (a
-    thousand events take about a millisecond, the interpreter released)."""
-    return _core.event_rows(events, account, targets)
+def profile_updates(updates: bytes) -> ProfileUpdates:
+    """A request's profile updates, parsed once for the store's reads and
+    its plan. On the store's writing thread, never the event loop."""
+    return _core.profile_updates(updates)
+
+
+def plan_ingest(
+    updates: ProfileUpdates,
+    identifiers: Sequence[tuple[str, str, str]],
+    resolved: Sequence[tuple[str, str]],
+    profiles: Sequence[tuple[int, str, str, str, str]],
+    events: bytes,
+    account: str,
+    now: float,
+) -> IngestPlan:
+    """The profile rules (`rust_core/src/profiles.rs`) over what the store
+    read, and the events' rows: the store's writes for one request. Called
+    on the store's writing thread, never the event loop (a 1,000-event
+    request takes about a millisecond, the interpreter released)."""
+    return _core.plan_ingest(updates, identifiers, resolved, profiles, events, account, now)
 
 
 async def prepare_track_batch(data: bytes, now: float) -> TrackBatch:

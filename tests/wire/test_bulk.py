@@ -203,6 +203,23 @@ async def test_a_rejected_request_stores_nothing(bulk: Bulk) -> None:
     assert await bulk.events_of() == []
 
 
+@pytest.mark.parametrize("unset", [None, 7, ["stale", 7], {"stale": True}])
+async def test_unset_names_properties_or_the_request_is_refused(bulk: Bulk, unset: object) -> None:
+    body = copy.deepcopy(SEED_BODY)
+    items = body["data"]["attributes"]["events-bulk-create"]["data"]
+    items[0]["attributes"]["profile"]["data"]["meta"]["patch_properties"]["unset"] = unset
+    with pytest.raises(aio.AioRpcError) as caught:
+        await bulk.create(request(body))
+    error = rich_error(caught.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = error.bad_request.field_violations  # type: ignore[union-attr]
+    assert violation.field == (
+        "/data/attributes/events-bulk-create/data/0/attributes/profile/data/meta/patch_properties/unset"
+    )
+    assert violation.reason == "INVALID_VALUE"
+    assert await bulk.profiles_by() == []
+
+
 async def test_partial_success_keeps_the_good_items_and_lists_the_bad(bulk: Bulk) -> None:
     body = copy.deepcopy(SEED_BODY)
     items = body["data"]["attributes"]["events-bulk-create"]["data"]

@@ -10,7 +10,6 @@ whole and once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -18,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from batchgrpc import core
 from batchgrpc.leases import Leases
-from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, ProfileUpdate, Store
+from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Store
 
 log = logging.getLogger("batchgrpc.bulk")
 
@@ -39,25 +38,11 @@ def rejected_by(pointer: str) -> tuple[int, int | None] | None:
 
 async def batch_of(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> IngestBatch:
     """The profile updates and events of a stored request, leaving out what
-    partial success rejected: decoded by the core (off the event loop), the
-    events one buffer, a Python object only per profile."""
+    partial success rejected: decoded by the core (off the event loop) into
+    two buffers, no Python object per profile or event."""
     rows = await core.bulk_rows(request, job_id, rejected, now)
-    profiles = []
-    pointers = []
-    for entry in json.loads(rows.profiles):
-        profiles.append(
-            ProfileUpdate(
-                identifiers=dict(entry["identifiers"]),
-                profile_id=entry["profile_id"],
-                attributes=entry["attributes"],
-                properties=entry["properties"],
-                append=entry["append"],
-                unappend=entry["unappend"],
-                unset=tuple(entry["unset"]),
-            )
-        )
-        pointers.append(f"{ITEMS}/{entry['item']}")
-    return IngestBatch(profiles, rows.events, rows.event_counts, pointers)
+    pointers = [f"{ITEMS}/{item}" for item in rows.items]
+    return IngestBatch(rows.profiles, rows.events, rows.event_counts, pointers)
 
 
 def tally(job: BulkJob, batch: IngestBatch, outcomes: list[IngestOutcome]) -> BulkTally:

@@ -457,13 +457,29 @@ class IngestItem:
     pointer: str = ""
 
 
+def _update_fields(p: ProfileUpdate) -> tuple[tuple[str, Any], ...]:
+    return (
+        ("profile_id", p.profile_id),
+        ("identifiers", list(p.identifiers.items())),
+        ("customer_ids", list(p.customer_ids.items())),
+        ("attributes", p.attributes),
+        ("properties", p.properties),
+        ("append", p.append),
+        ("unappend", p.unappend),
+        ("unset", list(p.unset)),
+        ("timestamp", p.timestamp),
+    )
+
+
 @dataclass(frozen=True)
 class IngestBatch:
     """A request's profile updates and their events, as the store takes
-    them: the events stay one buffer, in the core's layout, from the decoder
-    to SQLite, never a Python object each."""
+    them: two buffers in the core's layout, from the decoder to the store,
+    never a Python object per profile or event."""
 
-    profiles: Sequence[ProfileUpdate]
+    #: A JSON array of profile updates (`rust_core/src/profiles.rs`,
+    #: `Update`), one per item.
+    profiles: bytes
     #: A JSON array of `[item, source, job_id, row_number, event_name,
     #: event_time, data, dedup_key, value, value_currency, unique_id]` per
     #: event, `item` its index in `profiles` (`rust_core/src/ingest.rs`).
@@ -479,8 +495,14 @@ class IngestBatch:
         fields: tuple[str, ...] = ("source", "job_id", "row_number", "event_name", "event_time", "data")
         fields += ("dedup_key", "value", "value_currency", "unique_id")
         events = [[i, *(getattr(e, f) for f in fields)] for i, item in enumerate(items) for e in item.events]
+        # Empty fields left out (the core reads them as empty): fewer keys
+        # to parse under the store's write lock.
+        profiles = [
+            {key: value for key, value in _update_fields(item.profile) if value not in ("", None, [], {})}
+            for item in items
+        ]
         return cls(
-            profiles=[item.profile for item in items],
+            profiles=json.dumps(profiles, separators=(",", ":")).encode(),
             events=json.dumps(events, separators=(",", ":")).encode(),
             event_counts=[len(item.events) for item in items],
             pointers=[item.pointer for item in items],

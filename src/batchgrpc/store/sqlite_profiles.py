@@ -1,5 +1,5 @@
 """Profiles on SQLite: storage only. The rules (who a request is about,
-merges, updates, event ids) are `batchgrpc.events.profiles`.
+merges, updates, event ids) are the core's (`batchgrpc.events.profiles`).
 
 `profile_identifiers` maps each (kind, value) to one live profile; a merged
 profile points at its survivor (`merged_into`), so its id still resolves.
@@ -12,20 +12,11 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from batchgrpc import core
-from batchgrpc.events.profiles import (
-    Identifier,
-    Plan,
-    ProfileState,
-    Snapshot,
-    StoredProfile,
-    identifier_pairs,
-    plan_ingest,
-)
-from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile, ProfileUpdate
+from batchgrpc.events.profiles import settle
+from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile
 from batchgrpc.store.sqlite_jobs import page_of
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -78,85 +69,79 @@ def _resolve_all(conn: sqlite3.Connection, account: str, profile_ids: list[str])
     return resolved
 
 
-def _snapshot(conn: sqlite3.Connection, account: str, updates: Sequence[ProfileUpdate]) -> Snapshot:
-    """The identifiers, profile ids and profiles `updates` name, as stored."""
-    pairs = list(dict.fromkeys(pair for update in updates for pair in identifier_pairs(update)))
-    named = list(dict.fromkeys(update.profile_id for update in updates if update.profile_id))
-    identifiers: dict[Identifier, str] = {}
-    if pairs:
-        rows = conn.execute(
+def _snapshot(
+    conn: sqlite3.Connection, account: str, updates: core.ProfileUpdates
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], list[tuple[int, str, str, str, str]]]:
+    """What `updates` touch, as stored: (kind, value, profile) per
+    identifier they name that a profile has, (named, live) per profile id
+    they name that exists, and the live profiles those lead to."""
+    identifiers = []
+    if updates.pairs != b"[]":
+        identifiers = conn.execute(
             # CROSS JOIN keeps json_each outside: a primary-key lookup per
             # identifier, not a scan of the account's identifiers.
-            "SELECT i.kind, i.value, i.profile_id FROM json_each(?) AS j CROSS JOIN profile_identifiers AS i"
+            "SELECT i.kind, i.value, i.profile_id FROM json_each(CAST(? AS TEXT)) AS j"
+            " CROSS JOIN profile_identifiers AS i"
             " ON i.account = ? AND i.kind = j.value ->> 0 AND i.value = j.value ->> 1",
-            (json.dumps(pairs), account),
-        )
-        identifiers = {(kind, value): profile_id for kind, value, profile_id in rows}
-    resolved = _resolve_all(conn, account, named)
-    wanted = list({*identifiers.values(), *resolved.values()})
-    profiles = {}
+            (updates.pairs, account),
+        ).fetchall()
+    resolved = list(_resolve_all(conn, account, json.loads(updates.named)).items())
+    wanted = list({*(pid for _, _, pid in identifiers), *(live for _, live in resolved)})
+    profiles = []
     if wanted:
-        rows = conn.execute(
+        profiles = conn.execute(
             "SELECT seq, id, attributes, attribute_time, customer_ids FROM profiles"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(wanted),),
-        )
-        profiles = {
-            id_: StoredProfile(seq, ProfileState(id_, json.loads(attrs), json.loads(times), json.loads(ids)))
-            for seq, id_, attrs, times, ids in rows
-        }
-    return Snapshot(identifiers, resolved, profiles)
+        ).fetchall()
+    return identifiers, resolved, profiles
 
 
-def _state_row(state: ProfileState) -> tuple[str, str, str]:
-    return json.dumps(state.attributes), json.dumps(state.times), json.dumps(state.customer_ids)
-
-
-def _write(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatch, now: float) -> list[IngestOutcome]:
-    created = set(plan.created)
+def ingest(conn: sqlite3.Connection, account: str, batch: IngestBatch, now: float) -> list[IngestOutcome]:
+    """Upserts each item's profile and stores its events; runs inside the
+    caller's transaction. The core plans the whole request over what three
+    statements read; a statement per kind of change writes it."""
+    updates = core.profile_updates(batch.profiles)
+    plan = core.plan_ingest(updates, *_snapshot(conn, account, updates), batch.events, account, now)
     # In creation order, so `seq` keeps their age.
     conn.executemany(
         "INSERT INTO profiles (id, account, attributes, attribute_time, customer_ids, merged_into,"
         " created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(pid, account, *_state_row(plan.profiles[pid]), plan.merged_into.get(pid), now, now) for pid in plan.created],
+        plan.created,
     )
     conn.executemany(
         "UPDATE profiles SET attributes = ?, attribute_time = ?, customer_ids = ?, merged_into = ?,"
         " updated_time = ? WHERE id = ?",
-        [
-            (*_state_row(state), plan.merged_into.get(pid), now, pid)
-            for pid, state in plan.profiles.items()
-            if pid not in created
-        ],
+        plan.updated,
     )
     # What a merged profile had stored follows it to its survivor.
-    moved = [(plan.live(pid), pid) for pid in plan.merged_into if pid not in created]
-    conn.executemany("UPDATE profile_identifiers SET profile_id = ? WHERE profile_id = ?", moved)
+    conn.executemany("UPDATE profile_identifiers SET profile_id = ? WHERE profile_id = ?", plan.moved)
     conn.executemany(
         "UPDATE events SET profile_id = ? WHERE account = ? AND profile_id = ? AND profile_id <> ''",
-        [(live, account, pid) for live, pid in moved],
+        [(live, account, pid) for live, pid in plan.moved],
     )
     conn.executemany(
         "INSERT INTO profile_identifiers (account, kind, value, profile_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
-        [(account, kind, value, pid) for (kind, value), pid in plan.identifiers.items()],
+        plan.identifiers,
     )
     return _store_events(conn, account, plan, batch)
 
 
-def _store_events(conn: sqlite3.Connection, account: str, plan: Plan, batch: IngestBatch) -> list[IngestOutcome]:
-    """Stores each event of the batch that is not a repeat, and settles the
-    counts: the core drops the repeats within the request; one look-up
+def _store_events(
+    conn: sqlite3.Connection, account: str, plan: core.IngestPlan, batch: IngestBatch
+) -> list[IngestOutcome]:
+    """Stores each event of the plan that is not a repeat, and settles the
+    counts: the core dropped the repeats within the request; one look-up
     finds those stored already, for the profiles that existed before."""
-    found = core.event_rows(batch.events, account, plan.targets)
-    repeats = list(found.repeats)
-    rows = found.rows
-    if found.lookups != b"[]":
+    repeats = list(plan.repeats)
+    rows = plan.rows
+    if plan.lookups != b"[]":
         stored = conn.execute(
             "SELECT k.value ->> 0, k.value ->> 1 FROM json_each(CAST(? AS TEXT)) AS k WHERE EXISTS ("
             " SELECT 1 FROM events AS e WHERE e.account = ? AND e.profile_id = k.value ->> 2"
             " AND e.event_name = k.value ->> 3 AND e.dedup_key = k.value ->> 4 AND e.source = 'BULK_CREATE')",
-            (found.lookups, account),
+            (plan.lookups, account),
         ).fetchall()
         for _, item in stored:
             repeats[item] += 1
@@ -169,14 +154,7 @@ def _store_events(conn: sqlite3.Connection, account: str, plan: Plan, batch: Ing
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    return plan.settle(batch.event_counts, repeats)
-
-
-def ingest(conn: sqlite3.Connection, account: str, batch: IngestBatch, now: float) -> list[IngestOutcome]:
-    """Upserts each item's profile and stores its events; runs inside the
-    caller's transaction."""
-    plan = plan_ingest(_snapshot(conn, account, batch.profiles), batch.profiles, now)
-    return _write(conn, account, plan, batch, now)
+    return settle(plan.applied, batch.event_counts, repeats)
 
 
 class SqliteProfileStore:
