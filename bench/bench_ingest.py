@@ -28,6 +28,12 @@ Each kind runs twice:
 (b) tracking: 50-command Batch requests (25 `customers` + 25
     `customers/events` for 25 customers). Prints requests/s, commands/s,
     latency.
+(c) the floor a call stands on, closed loop: `GetSystemTime` through the
+    same server (authentication, the interceptor, the access log; no core,
+    no store), and a bare grpc.aio server in one process of its own that
+    takes the tracking batch's bytes and answers two bytes (no batchgrpc
+    code at all). What is left of a tracking batch's time above these is
+    ours.
 
 Both print the CPU of the whole tree (supervisor and workers, from /proc,
 in cores), the client's, each worker's share of the calls (from the access
@@ -65,6 +71,26 @@ from batchgrpc.track.v2 import tracking_pb2
 
 BULK = "/batchgrpc.events.v1.EventBulkCreateJobService/CreateEventBulkCreateJob"
 BATCH = "/batchgrpc.track.v2.TrackingService/Batch"
+SYSTEM_TIME = "/batchgrpc.track.v2.TrackingService/GetSystemTime"
+BARE = "/bench.Bare/Take"
+#: The bare server of (c): grpc.aio with one generic handler, no interceptor.
+BARE_SERVER = """
+import asyncio, grpc
+from grpc import aio
+
+async def main():
+    async def take(request, context):
+        return b"\\x08\\x01"
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Bare", {"Take": grpc.unary_unary_rpc_method_handler(take)})
+    server = aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
 PROFILES_PER_REQUEST = 100
 EVENTS_PER_PROFILE = 10
 CUSTOMERS_PER_BATCH = 25
@@ -220,10 +246,14 @@ async def run(
                 if kind == "bulk":
                     metadata = (("authorization", f"Klaviyo-API-Key {server.token}"), ("revision", "2026-07-15"))
                     requests = [bulk_request(n) for n in range(total)]
+                elif kind == "floor":
+                    metadata = (("authorization", f"Bearer {server.token}"),)
+                    body = tracking_pb2.GetSystemTimeRequest(project_token="default").SerializeToString()
+                    requests = [body] * total
                 else:
                     metadata = (("authorization", f"Bearer {server.token}"),)
                     requests = [track_request(n, "default") for n in range(total)]
-                method = BULK if kind == "bulk" else BATCH
+                method = {"bulk": BULK, "floor": SYSTEM_TIME}.get(kind, BATCH)
 
                 def caller(ch: aio.Channel) -> Callable[[bytes], Awaitable[bytes]]:
                     # Bytes in, bytes out: the client never parses a message.
@@ -288,6 +318,40 @@ async def run(
         finally:
             await server.stop()
     return result
+
+
+async def bare_floor(count: int, clients: int) -> dict[str, float]:
+    """(c): the tracking batch's bytes to a bare grpc.aio server, closed loop."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", BARE_SERVER, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int(await proc.stdout.readline())
+        channels = [
+            aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(clients)
+        ]
+        body = track_request(0, "default")
+        calls = [ch.unary_unary(BARE) for ch in channels]
+        await asyncio.gather(*(call(body) for call in calls))
+        cpu_before, client_before = proc_cpu_seconds(proc.pid), time.process_time()
+        seconds, latencies = await load(calls, [body] * count)
+        for ch in channels:
+            await ch.close()
+        return {
+            "requests_per_s": len(latencies) / seconds,
+            "p50_ms": pct(latencies, 0.50) * 1000,
+            "p99_ms": pct(latencies, 0.99) * 1000,
+            "server_cpu": (proc_cpu_seconds(proc.pid) - cpu_before) / seconds,
+            "client_cpu": (time.process_time() - client_before) / seconds,
+        }
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_rows(count: int) -> list[dict[str, object]]:
@@ -369,7 +433,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="calls in flight, each on its own connection")
     parser.add_argument("--workers", type=worker_counts, default=[1, 2], help="worker counts, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=("bulk", "track"))
+    parser.add_argument("--only", choices=("bulk", "track", "floor"))
+    parser.add_argument("--floor-requests", type=int, default=5000, help="calls per run of (c), the floor")
     parser.add_argument("--no-phases", action="store_true", help="skip the phase breakdown")
     parser.add_argument("--no-open-loop", action="store_true", help="skip the open-loop runs")
     parser.add_argument("--open-rate-bulk", type=float, default=50.0, help="bulk requests/s offered, open loop")
@@ -481,6 +546,23 @@ def main() -> None:
             print(rule)
             print(row("requests/s achieved (answered OK)", [f"{m['requests_per_s']:,.1f}" for m in ms]))
             shared_rows(ms)
+    if args.only in (None, "floor"):
+        ms = [median("floor", args.floor_requests, n) for n in args.workers]
+        bare = [asyncio.run(bare_floor(args.floor_requests, args.clients)) for _ in range(args.runs)]
+        b = {key: statistics.median(r[key] for r in bare) for key in bare[0]}
+        print()
+        print(f"(c) the floor of a call, closed loop: {args.floor_requests} calls")
+        print(header)
+        print(rule)
+        print(row("GetSystemTime requests/s (no core, no store)", [f"{m['requests_per_s']:,.0f}" for m in ms]))
+        print(row("GetSystemTime latency p50, ms", [f"{m['p50_ms']:,.2f}" for m in ms]))
+        print(row("server CPU, cores (supervisor + workers)", [f"{m['server_cpu']:.2f}" for m in ms]))
+        print(row("client CPU, cores", [f"{m['client_cpu']:.2f}" for m in ms]))
+        print(
+            f"bare grpc.aio server, one process, the tracking batch's {len(track_request(0, 'default')):,} bytes in:"
+            f" {b['requests_per_s']:,.0f} requests/s, p50 {b['p50_ms']:.2f} ms,"
+            f" server CPU {b['server_cpu']:.2f} cores, client CPU {b['client_cpu']:.2f} cores"
+        )
     if not args.no_phases:
         phases(min(args.bulk_requests, 50), min(args.track_requests, 500))
 
