@@ -10,38 +10,16 @@ import builtins
 import json
 import sqlite3
 from collections.abc import Callable
-from typing import Any
 
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease
+from batchgrpc.store.rows import BULK_COLUMNS, bulk_of
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
-_BULK_COLUMNS = (
-    "seq, id, account, status, event_count, accepted_count, deduplicated_count, rejected_count, errors,"
-    " created_time, completed_time, request"
-)
-
-
-def _bulk(row: tuple[Any, ...]) -> BulkJob:
-    (_, id_, account, status, count, accepted, dedup, rejected, errors, created, completed, request) = row
-    return BulkJob(
-        id=id_,
-        account=account,
-        status=status,
-        event_count=count,
-        accepted_count=accepted,
-        deduplicated_count=dedup,
-        rejected_count=rejected,
-        errors=tuple(tuple(e) for e in json.loads(errors)),
-        created_time=created,
-        completed_time=completed,
-        request=request,
-    )
-
 
 def _get_bulk(conn: sqlite3.Connection, job_id: str) -> BulkJob | None:
-    row = conn.execute(f"SELECT {_BULK_COLUMNS} FROM bulk_jobs WHERE id = ?", (job_id,)).fetchone()
-    return _bulk(row) if row else None
+    row = conn.execute(f"SELECT {BULK_COLUMNS} FROM bulk_jobs WHERE id = ?", (job_id,)).fetchone()
+    return bulk_of(row) if row else None
 
 
 class SqliteBulkJobStore:

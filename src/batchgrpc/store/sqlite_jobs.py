@@ -11,12 +11,9 @@ is its key and it needs no id index (its id is computed when it is read).
 from __future__ import annotations
 
 import builtins
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from batchgrpc.eventids import row_event_ids
 from batchgrpc.store import (
     BatchJob,
     DataSource,
@@ -28,120 +25,21 @@ from batchgrpc.store import (
     RowError,
     SourceInUse,
 )
-from batchgrpc.store.migrations import id_halves, id_text
+from batchgrpc.store.migrations import id_halves
+from batchgrpc.store.rows import (
+    EVENT_COLUMNS,
+    EVENT_FIELDS,
+    JOB_COLUMNS,
+    JOB_FIELDS,
+    SOURCE_COLUMNS,
+    events_of,
+    job_of,
+    job_value,
+    page_of,
+    source_of,
+    source_values,
+)
 from batchgrpc.store.sqlite_tx import Runs
-
-_SOURCE_COLUMNS = (
-    "seq, id, kind, account, name, format, status, tags, event_columns, event_data,"
-    " size, sha256, created_time, updated_time, completed_time"
-)
-
-_JOB_JSON = frozenset({"tags", "event_data", "event_columns", "columns", "scopes"})
-_JOB_FIELDS = (
-    "id",
-    "account",
-    "name",
-    "event_name",
-    "default_event_name",
-    "status",
-    "tags",
-    "event_data",
-    "event_columns",
-    "columns",
-    "scopes",
-    "source_type",
-    "source_id",
-    "source_ref_id",
-    "source_format",
-    "source_released",
-    "success_rows",
-    "failed_rows",
-    "rows_read",
-    "error_code",
-    "error_message",
-    "debug_message",
-    "next_offset",
-    "last_row",
-    "created_time",
-    "started_time",
-    "completed_time",
-    "updated_time",
-)
-_JOB_COLUMNS = "seq, " + ", ".join(_JOB_FIELDS)
-
-_EVENT_FIELDS = (
-    "account",
-    "source",
-    "job_id",
-    "row_number",
-    "event_name",
-    "event_time",
-    "profile_id",
-    "identity",
-    "data",
-    "value",
-    "value_currency",
-    "unique_id",
-)
-_EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(_EVENT_FIELDS)
-
-
-def page_of(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
-    """Rows fetched with LIMIT limit+1, seq first: the page and the next cursor."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page([make(r) for r in rows], rows[-1][0] if more and rows else None)
-
-
-def _source(row: tuple[Any, ...]) -> DataSource:
-    (_, id_, kind, account, name, fmt, status, tags, columns, data, size, sha, created, updated, completed) = row
-    return DataSource(
-        id=id_,
-        kind=kind,
-        account=account,
-        name=name,
-        format=fmt,
-        status=status,
-        tags=tuple(json.loads(tags)),
-        event_columns=tuple(json.loads(columns)),
-        event_data=json.loads(data),
-        size=size,
-        sha256=sha,
-        created_time=created,
-        updated_time=updated,
-        completed_time=completed,
-    )
-
-
-def _job(row: tuple[Any, ...]) -> BatchJob:
-    values = dict(zip(_JOB_FIELDS, row[1:], strict=True))
-    for name in _JOB_JSON:
-        value = json.loads(values[name])
-        values[name] = value if isinstance(value, dict) else tuple(value)
-    values["source_released"] = bool(values["source_released"])
-    return BatchJob(**values)
-
-
-def events_of(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
-    """Events from rows of `_EVENT_COLUMNS`. A batch row's id is not stored:
-    it is computed from its job and row, for the whole page in one call."""
-    rows_ids = iter(row_event_ids([(r[5], r[6]) for r in rows if r[1] is None]))
-    return [
-        Event(
-            next(rows_ids) if r[1] is None else id_text(r[1], r[2]),
-            **dict(zip(_EVENT_FIELDS, r[3:], strict=True)),
-            position=r[0],
-        )
-        for r in rows
-    ]
-
-
-def _encode_job_value(name: str, value: object) -> object:
-    if name in _JOB_JSON:
-        return json.dumps(list(value) if isinstance(value, tuple) else value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
 
 
 def _stored_id(event: Event) -> tuple[int, int] | tuple[None, None]:
@@ -152,16 +50,16 @@ def _stored_id(event: Event) -> tuple[int, int] | tuple[None, None]:
 def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> int:
     before = conn.total_changes
     conn.executemany(
-        f"INSERT OR IGNORE INTO events (id_high, id_low, {', '.join(_EVENT_FIELDS)})"
-        f" VALUES ({', '.join('?' * (len(_EVENT_FIELDS) + 2))})",
-        [(*_stored_id(e), *(getattr(e, f) for f in _EVENT_FIELDS)) for e in events],
+        f"INSERT OR IGNORE INTO events (id_high, id_low, {', '.join(EVENT_FIELDS)})"
+        f" VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 2))})",
+        [(*_stored_id(e), *(getattr(e, f) for f in EVENT_FIELDS)) for e in events],
     )
     return conn.total_changes - before
 
 
 def _get_job(conn: sqlite3.Connection, job_id: str) -> BatchJob | None:
-    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
-    return _job(row) if row else None
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
+    return job_of(row) if row else None
 
 
 class SqliteDataSourceStore:
@@ -171,24 +69,9 @@ class SqliteDataSourceStore:
     async def create(self, source: DataSource) -> None:
         def _create(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO data_sources ({_SOURCE_COLUMNS.removeprefix('seq, ')})"
+                f"INSERT INTO data_sources ({SOURCE_COLUMNS.removeprefix('seq, ')})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source.id,
-                    source.kind,
-                    source.account,
-                    source.name,
-                    source.format,
-                    source.status,
-                    json.dumps(list(source.tags)),
-                    json.dumps(list(source.event_columns)),
-                    json.dumps(source.event_data),
-                    source.size,
-                    source.sha256,
-                    source.created_time,
-                    source.updated_time,
-                    source.completed_time,
-                ),
+                source_values(source),
             )
 
         await self._store.write(_create)
@@ -196,10 +79,10 @@ class SqliteDataSourceStore:
     async def get(self, account: str, kind: str, source_id: str) -> DataSource | None:
         def _get(conn: sqlite3.Connection) -> DataSource | None:
             row = conn.execute(
-                f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
+                f"SELECT {SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
                 (source_id, account, kind),
             ).fetchone()
-            return _source(row) if row else None
+            return source_of(row) if row else None
 
         return await self._store.run(_get)
 
@@ -207,7 +90,7 @@ class SqliteDataSourceStore:
         self, account: str, kind: str, *, name: str, tags: tuple[str, ...], cursor: int | None, limit: int
     ) -> Page[DataSource]:
         def _list(conn: sqlite3.Connection) -> Page[DataSource]:
-            sql = f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE account = ? AND kind = ?"
+            sql = f"SELECT {SOURCE_COLUMNS} FROM data_sources WHERE account = ? AND kind = ?"
             params: list[object] = [account, kind]
             if name:
                 sql += " AND name = ?"
@@ -219,7 +102,7 @@ class SqliteDataSourceStore:
                 sql += " AND seq < ?"
                 params.append(cursor)
             rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
-            return page_of(rows, limit, _source)
+            return page_of(rows, limit, source_of)
 
         return await self._store.run(_list)
 
@@ -234,15 +117,15 @@ class SqliteDataSourceStore:
             ).rowcount
             if not changed:
                 return None
-            row = conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ?", (source_id,)).fetchone()
-            return _source(row)
+            row = conn.execute(f"SELECT {SOURCE_COLUMNS} FROM data_sources WHERE id = ?", (source_id,)).fetchone()
+            return source_of(row)
 
         return await self._store.write(_complete)
 
     async def delete(self, account: str, kind: str, source_id: str, *, in_use: tuple[str, ...]) -> DataSource | None:
         def _delete(conn: sqlite3.Connection) -> DataSource | None:
             row = conn.execute(
-                f"SELECT {_SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
+                f"SELECT {SOURCE_COLUMNS} FROM data_sources WHERE id = ? AND account = ? AND kind = ?",
                 (source_id, account, kind),
             ).fetchone()
             if row is None:
@@ -258,7 +141,7 @@ class SqliteDataSourceStore:
             if users:
                 raise SourceInUse(users)
             conn.execute("DELETE FROM data_sources WHERE id = ?", (source_id,))
-            return _source(row)
+            return source_of(row)
 
         return await self._store.write(_delete)
 
@@ -270,8 +153,8 @@ class SqliteJobStore:
     async def create(self, job: BatchJob, notification: Event) -> None:
         def _create(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO batch_jobs ({', '.join(_JOB_FIELDS)}) VALUES ({', '.join('?' * len(_JOB_FIELDS))})",
-                tuple(_encode_job_value(f, getattr(job, f)) for f in _JOB_FIELDS),
+                f"INSERT INTO batch_jobs ({', '.join(JOB_FIELDS)}) VALUES ({', '.join('?' * len(JOB_FIELDS))})",
+                tuple(job_value(f, getattr(job, f)) for f in JOB_FIELDS),
             )
             _insert_events(conn, [notification])
 
@@ -286,7 +169,7 @@ class SqliteJobStore:
 
     async def list(self, account: str, where: JobFilter, *, cursor: int | None, limit: int) -> Page[BatchJob]:
         def _list(conn: sqlite3.Connection) -> Page[BatchJob]:
-            sql = f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE account = ?"
+            sql = f"SELECT {JOB_COLUMNS} FROM batch_jobs WHERE account = ?"
             params: list[object] = [account]
             if where.name:
                 sql += " AND name = ?"
@@ -304,7 +187,7 @@ class SqliteJobStore:
                 sql += " AND seq < ?"
                 params.append(cursor)
             rows = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
-            return page_of(rows, limit, _job)
+            return page_of(rows, limit, job_of)
 
         return await self._store.run(_list)
 
@@ -474,9 +357,9 @@ def _holds(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:
 
 def _set(conn: sqlite3.Connection, job_id: str, changes: dict[str, object]) -> None:
     # Column names come from our own code, checked against the schema's list.
-    assert set(changes) <= set(_JOB_FIELDS), changes
+    assert set(changes) <= set(JOB_FIELDS), changes
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    values = [_encode_job_value(name, value) for name, value in changes.items()]
+    values = [job_value(name, value) for name, value in changes.items()]
     conn.execute(f"UPDATE batch_jobs SET {assignments} WHERE id = ?", (*values, job_id))
 
 
@@ -492,7 +375,7 @@ class SqliteEventLog:
 
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]:
         def _list(conn: sqlite3.Connection) -> Page[Event]:
-            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE account = ?"
+            sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE account = ?"
             params: list[object] = [account]
             for column, value in (
                 ("job_id", where.job_id),
@@ -513,7 +396,7 @@ class SqliteEventLog:
     async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
         def _after(conn: sqlite3.Connection) -> builtins.list[Event]:
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (position, limit)
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (position, limit)
             ).fetchall()
             return events_of(rows)
 

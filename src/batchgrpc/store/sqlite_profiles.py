@@ -12,23 +12,15 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from typing import Any
 
 from batchgrpc import core
 from batchgrpc.events.profiles import settle
 from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile
-from batchgrpc.store.sqlite_jobs import page_of
+from batchgrpc.store.rows import PROFILE_COLUMNS, page_of, profile_of
 from batchgrpc.store.sqlite_tx import Runs
-
-_PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
 
 #: Longest merge chain followed; a longer one means a broken store.
 _MAX_CHAIN = 64
-
-
-def _profile(row: tuple[Any, ...]) -> Profile:
-    _, id_, account, attributes, customer_ids, created, updated = row
-    return Profile(id_, account, json.loads(attributes), json.loads(customer_ids), created, updated)
 
 
 def _resolve(conn: sqlite3.Connection, account: str, profile_id: str) -> tuple[int, str] | None:
@@ -172,14 +164,14 @@ class SqliteProfileStore:
             hit = _resolve(conn, account, profile_id)
             if hit is None:
                 return None
-            row = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE id = ?", (hit[1],)).fetchone()
-            return _profile(row)
+            row = conn.execute(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = ?", (hit[1],)).fetchone()
+            return profile_of(row)
 
         return await self._store.run(_get)
 
     async def list(self, account: str, identifiers: dict[str, str], *, cursor: int | None, limit: int) -> Page[Profile]:
         def _list(conn: sqlite3.Connection) -> Page[Profile]:
-            sql = f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE account = ? AND merged_into IS NULL"
+            sql = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE account = ? AND merged_into IS NULL"
             params: list[object] = [account]
             for kind, value in identifiers.items():
                 if value:
@@ -189,6 +181,6 @@ class SqliteProfileStore:
                     )
                     params += [account, kind, value]
             rows = conn.execute(sql + " AND seq > ? ORDER BY seq LIMIT ?", (*params, cursor or 0, limit + 1)).fetchall()
-            return page_of(rows, limit, _profile)
+            return page_of(rows, limit, profile_of)
 
         return await self._store.run(_list)
