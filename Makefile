@@ -20,13 +20,15 @@ PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
         test-rust test-go test-python stubtest bench-core bench-schema bench-jobs bench-jobs-rss bench-ingest \
-        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest clean
+        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest servers servers-stop clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
 	@echo "make test             set up, build and run every check (what CI runs)"
 	@echo "make serve-rest       the server plus the REST sidecar on $(REST_LISTEN)"
 	@echo "make gateway          build the REST sidecar (target/go-bin/batchgrpc-gateway)"
+	@echo "make servers          start the tests' PostgreSQL and Kafka and leave them running ($(SERVERS_STATE)/env)"
+	@echo "make servers-stop     stop them"
 	@echo "make generate         regenerate the Python stubs from proto/"
 	@echo "make lint             buf lint, ruff, mypy, stubtest, clippy"
 	@echo "make bench-core       the row pipeline against pure-Python peers (prints figures)"
@@ -119,9 +121,10 @@ lint-proto: $(VENV)/.deps
 	buf format --diff --exit-code
 
 lint-python: setup
-	ruff check src tests bench tools/protoc-gen-grpc-python
-	ruff format --check src tests bench tools/protoc-gen-grpc-python
+	ruff check src tests bench tools/protoc-gen-grpc-python tools/servers.py
+	ruff format --check src tests bench tools/protoc-gen-grpc-python tools/servers.py
 	mypy
+	mypy tools/servers.py
 	python -m mypy.stubtest batchgrpc._core
 
 lint-rust:
@@ -146,8 +149,22 @@ test-rust:
 test-go:
 	cd gateway && go test ./...
 
+# Under tools/servers.py, which installs and starts the throwaway PostgreSQL
+# and Kafka the tests use (BATCHGRPC_TEST_POSTGRES, BATCHGRPC_TEST_KAFKA) and
+# stops them however pytest ends.
 test-python: setup $(GRPCURL) $(GATEWAY)
-	python -m pytest $(PYTEST_ARGS)
+	$(PYTHON) tools/servers.py run -- python -m pytest $(PYTEST_ARGS)
+
+# The same servers left running, for one test at a time by hand:
+#   make servers && source $(SERVERS_STATE)/env && python -m pytest tests/...
+SERVERS_STATE ?= target/servers
+
+servers:
+	$(PYTHON) tools/servers.py start --state-dir $(SERVERS_STATE)
+	@echo "source $(SERVERS_STATE)/env to use them; make servers-stop to stop them"
+
+servers-stop:
+	$(PYTHON) tools/servers.py stop --state-dir $(SERVERS_STATE)
 
 # The fuzz targets must build on every change (stable, no sanitizer).
 fuzz-build:
