@@ -12,7 +12,6 @@ and closes them and drops the database after.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from batchgrpc.store import Store
 from batchgrpc.store.factory import open_store as open_by_url
 from batchgrpc.store.postgres import PostgresStore
+from tests.servers import postgres_url
 
 #: Opens one more store on the test's database.
 OpenStore = Callable[[], Awaitable[Store]]
@@ -45,14 +45,6 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[OpenStore]:
     finally:
         for store in reversed(opened):
             await store.close()
-
-
-def postgres_url() -> str:
-    """The server `make test` started (tools/servers.py): never a skip."""
-    url = os.environ.get("BATCHGRPC_TEST_POSTGRES")
-    if not url:
-        pytest.fail("BATCHGRPC_TEST_POSTGRES is not set: run the tests through `make test`, which starts PostgreSQL")
-    return url
 
 
 @contextlib.asynccontextmanager
