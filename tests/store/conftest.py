@@ -15,7 +15,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -55,13 +54,13 @@ async def postgresql_database(tmp_path: Path) -> AsyncIterator[OpenStore]:
     name = f"contract_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type] # a name we made
-    opened: list[Any] = []
+    opened: list[PostgresStore] = []
 
     async def open_store() -> Store:
         # psycopg reads a URL's path as the database.
         store = await PostgresStore.open(admin.rsplit("/", 1)[0] + f"/{name}")
         opened.append(store)
-        return store  # type: ignore[return-value] # protocol by protocol: PARTIAL says which
+        return store
 
     try:
         yield open_store
@@ -77,16 +76,10 @@ BACKENDS: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Open
     "sqlite": sqlite_database,
 }
 
-#: Backends being written protocol by protocol, and the suite's modules
-#: they pass so far; the others run them all.
-PARTIAL: dict[str, frozenset[str]] = {}
 
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames:
-        module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        names = [name for name in sorted(BACKENDS) if name not in PARTIAL or module in PARTIAL[name]]
-        metafunc.parametrize("backend", names)
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture

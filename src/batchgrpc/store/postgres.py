@@ -25,7 +25,21 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from batchgrpc.store import ApiKey, Claim, ClaimState, LimitRecord
+from batchgrpc.store import (
+    ApiKey,
+    BulkJobStore,
+    Claim,
+    ClaimState,
+    DataSourceStore,
+    EventLog,
+    IdempotencyStore,
+    JobStore,
+    KeyStore,
+    LeaseStore,
+    LimitRecord,
+    ProfileStore,
+    RateLimitStore,
+)
 from batchgrpc.store.postgres_schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -78,15 +92,16 @@ class PostgresStore:
         )
         from batchgrpc.store.postgres_profiles import PostgresBulkJobStore, PostgresProfileStore
 
-        self.keys = PostgresKeyStore(self)
-        self.idempotency = PostgresIdempotencyStore(self)
-        self.limits = PostgresRateLimitStore(self)
-        self.sources = PostgresDataSourceStore(self)
-        self.jobs = PostgresJobStore(self)
-        self.events = PostgresEventLog(self)
-        self.leases = PostgresLeaseStore(self)
-        self.profiles = PostgresProfileStore(self)
-        self.bulk_jobs = PostgresBulkJobStore(self)
+        # Typed as the protocols: that is all the rest of the code may use.
+        self.keys: KeyStore = PostgresKeyStore(self)
+        self.idempotency: IdempotencyStore = PostgresIdempotencyStore(self)
+        self.limits: RateLimitStore = PostgresRateLimitStore(self)
+        self.sources: DataSourceStore = PostgresDataSourceStore(self)
+        self.jobs: JobStore = PostgresJobStore(self)
+        self.events: EventLog = PostgresEventLog(self)
+        self.leases: LeaseStore = PostgresLeaseStore(self)
+        self.profiles: ProfileStore = PostgresProfileStore(self)
+        self.bulk_jobs: BulkJobStore = PostgresBulkJobStore(self)
 
     @classmethod
     async def open(cls, conninfo: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:
