@@ -7,12 +7,9 @@ any replica sees. Where two replicas may race for one row (a request id, a
 rate-limit bucket), the statement itself settles it: `INSERT ... ON
 CONFLICT` and row locks (`FOR UPDATE`), never a read then a blind write.
 
-Being written protocol by protocol (issue 14): it has the keys,
-idempotency, rate limits, data-source records, batch jobs, leases and the
-event log, each passing the store contract suite (`PARTIAL` in
-tests/store/conftest.py says which modules); `--store postgresql://...` is
-refused until every protocol is here (profiles, bulk jobs, and file bytes
-in the database remain).
+Every store protocol is here and passes the store contract suite. `--store
+postgresql://...` is still refused (`factory.py`) until uploaded file bytes
+live in the database, so that any replica's job can read any upload.
 """
 
 from __future__ import annotations
