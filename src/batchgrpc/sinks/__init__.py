@@ -90,5 +90,7 @@ def open_sink(url: str) -> EventSink:
         hosts = [h for h in parts.netloc.split(",") if h]
         if not hosts or not topic or "/" in topic or any(not h.rpartition(":")[2].isdigit() for h in hosts):
             raise ConfigError(f"sink: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC, got {url!r}")
-        raise ConfigError("sink: this build has no Kafka sink yet; use log or file:///PATH")
+        from batchgrpc.sinks.kafka import KafkaSink
+
+        return KafkaSink(",".join(hosts), topic)
     raise ConfigError(f"sink: expected log, file:///PATH or kafka://HOST:PORT/TOPIC, got {url!r}")
