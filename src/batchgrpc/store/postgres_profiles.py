@@ -20,7 +20,15 @@ from batchgrpc import core
 from batchgrpc.events.profiles import settle
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Page, Profile
 from batchgrpc.store.postgres_jobs import lock_events
-from batchgrpc.store.rows import BULK_COLUMNS, PROFILE_COLUMNS, bulk_of, page_of, profile_of
+from batchgrpc.store.rows import (
+    BULK_COLUMNS,
+    BULK_INSERT_COLUMNS,
+    PROFILE_COLUMNS,
+    bulk_of,
+    bulk_values,
+    page_of,
+    profile_of,
+)
 
 if TYPE_CHECKING:
     from batchgrpc.store.postgres import Connection, PostgresStore
@@ -190,20 +198,8 @@ class PostgresBulkJobStore:
     async def create(self, job: BulkJob, lease: Lease) -> None:
         async def _create(conn: Connection) -> None:
             await conn.execute(
-                "INSERT INTO bulk_jobs (id, account, status, event_count, rejected_count, errors, request,"
-                " created_time, lease_owner, lease_expires) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    job.id,
-                    job.account,
-                    job.status,
-                    job.event_count,
-                    job.rejected_count,
-                    json.dumps([list(e) for e in job.errors]),
-                    job.request,
-                    job.created_time,
-                    lease.owner,
-                    lease.expires,
-                ),
+                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                bulk_values(job, lease),
             )
 
         await self._store.write(_create)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from batchgrpc.eventids import row_event_ids
-from batchgrpc.store import BatchJob, BulkJob, DataSource, Event, Page, Profile
+from batchgrpc.store import BatchJob, BulkJob, DataSource, Event, Lease, Page, Profile
 from batchgrpc.store.migrations import id_text
 
 SOURCE_COLUMNS = (
@@ -69,6 +69,10 @@ EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(EVENT_FIELDS)
 BULK_COLUMNS = (
     "seq, id, account, status, event_count, accepted_count, deduplicated_count, rejected_count, errors,"
     " created_time, completed_time, request"
+)
+#: What a new bulk job's row is created with (`bulk_values`).
+BULK_INSERT_COLUMNS = (
+    "id, account, status, event_count, rejected_count, errors, request, created_time, lease_owner, lease_expires"
 )
 PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
 
@@ -165,6 +169,14 @@ def bulk_of(row: tuple[Any, ...]) -> BulkJob:
         completed_time=completed,
         request=bytes(request),
     )
+
+
+def bulk_values(job: BulkJob, lease: Lease) -> tuple[object, ...]:
+    """The values of `BULK_INSERT_COLUMNS`, in order: a new job, held by
+    the worker that stored it."""
+    errors = json.dumps([list(e) for e in job.errors])
+    return (job.id, job.account, job.status, job.event_count, job.rejected_count, errors, job.request,
+            job.created_time, lease.owner, lease.expires)  # fmt: skip
 
 
 def profile_of(row: tuple[Any, ...]) -> Profile:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease
-from batchgrpc.store.rows import BULK_COLUMNS, bulk_of
+from batchgrpc.store.rows import BULK_COLUMNS, BULK_INSERT_COLUMNS, bulk_of, bulk_values
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -29,20 +29,8 @@ class SqliteBulkJobStore:
     async def create(self, job: BulkJob, lease: Lease) -> None:
         def _create(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO bulk_jobs (id, account, status, event_count, rejected_count, errors, request,"
-                " created_time, lease_owner, lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.account,
-                    job.status,
-                    job.event_count,
-                    job.rejected_count,
-                    json.dumps([list(e) for e in job.errors]),
-                    job.request,
-                    job.created_time,
-                    lease.owner,
-                    lease.expires,
-                ),
+                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                bulk_values(job, lease),
             )
 
         await self._store.write(_create)
