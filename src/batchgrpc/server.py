@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from batchgrpc import reflection
 from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper, load_pepper
 from batchgrpc.batches import servicers as batches
-from batchgrpc.batches.files import FileStore
+from batchgrpc.batches.files import DatabaseFiles, files_for
 from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.v6 import audience_list_pb2, batch_job_pb2, file_asset_pb2, report_pb2
 from batchgrpc.config import Config
@@ -161,12 +161,16 @@ async def start(config: Config, *, worker: bool = False) -> Running:
             ],
         )
         changes = Changes()
-        files = FileStore(config.data_dir / "files", config.max_upload_bytes)
+        files = files_for(store, config.data_dir, config.max_upload_bytes)
+        if isinstance(files, DatabaseFiles):
+            swept = await files.sweep()
+            if swept:
+                log.info("removed abandoned uploads", extra={"fields": {"uploads": swept}})
         leases = Leases(store.leases, config.lease_seconds)
         relay = Relay(store.events, sink, leases)
         runner = JobRunner(
             store,
-            files.path,
+            files,
             changes,
             leases,
             relay,

@@ -301,7 +301,7 @@ def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     [
         ("sqlite:relative.db", "expected sqlite:///ABSOLUTE/PATH"),
         ("mysql://u@h:1/d", "unknown scheme 'mysql'"),
-        ("postgresql://ann:s3cret@db:5432/events", "this build has no PostgreSQL store yet"),
+        ("postgresql://ann:s3cret@db/events", "names no port"),
     ],
 )
 def test_a_bad_store_url_stops_serve_before_it_starts(tmp_path: Path, store: str, message: str) -> None:
@@ -311,6 +311,18 @@ def test_a_bad_store_url_stops_serve_before_it_starts(tmp_path: Path, store: str
     assert "s3cret" not in result.stderr
     assert "worker serving" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_database_that_cannot_be_reached_stops_serve_saying_why(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = serve(tmp_path, "--workers", "2", "--store", f"postgresql://ann:s3cret@127.0.0.1:{port}/events")
+    assert result.returncode == 1
+    assert f"cannot start: store: cannot open postgresql://ann:***@127.0.0.1:{port}/events" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "s3cret" not in result.stderr
+    assert "worker serving" not in result.stderr
 
 
 def test_a_schema_too_new_stops_serve_before_any_worker_starts(tmp_path: Path) -> None:

@@ -12,17 +12,15 @@ and closes them and drops the database after.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from batchgrpc.store import Store
 from batchgrpc.store.factory import open_store as open_by_url
 from batchgrpc.store.postgres import PostgresStore
-from tests.servers import postgres_url
+from tests.servers import postgres_database
 
 #: Opens one more store on the test's database.
 OpenStore = Callable[[], Awaitable[Store]]
@@ -50,31 +48,30 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[OpenStore]:
 async def postgresql_database(tmp_path: Path) -> AsyncIterator[OpenStore]:
     """A fresh database on the test server, dropped after; every store
     opened on it has its own pool, as two replicas would."""
-    admin = postgres_url()
-    name = f"contract_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type] # a name we made
     opened: list[PostgresStore] = []
+    async with postgres_database("contract") as url:
 
-    async def open_store() -> Store:
-        # psycopg reads a URL's path as the database.
-        store = await PostgresStore.open(admin.rsplit("/", 1)[0] + f"/{name}")
-        opened.append(store)
-        return store
+        async def open_store() -> Store:
+            store = await PostgresStore.open(url)
+            opened.append(store)
+            return store
 
-    try:
-        yield open_store
-    finally:
-        for store in reversed(opened):
-            await store.close()
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[arg-type]
+        try:
+            yield open_store
+        finally:
+            for store in reversed(opened):
+                await store.close()
 
 
 BACKENDS: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[OpenStore]]] = {
     "postgresql": postgresql_database,
     "sqlite": sqlite_database,
 }
+
+
+#: The backends that replicas share: they hold uploaded file bytes
+#: (`UploadStore`); SQLite's stay in the data directory, one machine's.
+SHARED_BACKENDS = ("postgresql",)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -93,3 +90,10 @@ async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[OpenStore]:
 async def store(open_store: OpenStore) -> Store:
     """A store on a fresh, empty database."""
     return await open_store()
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+async def open_shared(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
+    """Opens stores on one fresh database of a backend that replicas share."""
+    async with BACKENDS[str(request.param)](tmp_path) as opener:
+        yield opener

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from batchgrpc.batches.files import FileStore
+from batchgrpc.batches.files import DiskFiles
 from batchgrpc.owner import start_ticks
 
 
@@ -22,5 +22,5 @@ def test_start_removes_only_the_parts_of_writers_that_are_gone(tmp_path: Path) -
     old = root / ".file_c.00000000.part"
     for part in (live, gone, old):
         part.write_bytes(b"x")
-    FileStore(root, 1024)
+    DiskFiles(root, 1024)
     assert sorted(p.name for p in root.iterdir()) == [live.name]

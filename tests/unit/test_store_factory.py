@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +26,9 @@ from batchgrpc.store.factory import (
     open_store,
     parse_store_url,
 )
+from batchgrpc.store.postgres import PostgresStore
 from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
+from tests.servers import postgres_database
 
 
 @pytest.mark.parametrize(
@@ -91,9 +94,25 @@ def test_bad_postgresql_urls_say_what_is_expected_and_never_the_password(url: st
     assert "secret" not in str(caught.value)
 
 
-async def test_a_postgresql_url_is_refused_by_this_build(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="this build has no PostgreSQL store yet") as caught:
-        await open_store("postgresql://ann:secret@db:5432/events")
+async def test_a_postgresql_url_opens_the_database_it_names() -> None:
+    async with postgres_database() as url:
+        store = await open_store(url)
+        try:
+            assert isinstance(store, PostgresStore)
+            assert store.uploads is not None
+            await store.keys.create(ApiKey("bgk_f", "acme", b"h" * 32, frozenset({"events:read"}), False, 1.0))
+            assert (await store.keys.get("bgk_f")) is not None
+        finally:
+            await store.close()
+
+
+async def test_a_postgresql_server_that_refuses_says_so_without_the_password() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(StoreUnavailable) as caught:
+        await open_store(f"postgresql://ann:secret@127.0.0.1:{port}/events")
+    assert f"cannot open postgresql://ann:***@127.0.0.1:{port}/events" in str(caught.value)
     assert "secret" not in str(caught.value)
 
 

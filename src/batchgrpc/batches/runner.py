@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, Protocol
 
 from batchgrpc import core
+from batchgrpc.batches.files import Files
 from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status, may_move
 from batchgrpc.errors import DataFileError, InvalidJobSpec
 from batchgrpc.eventids import notification_id
@@ -100,7 +101,7 @@ class JobRunner:
     def __init__(
         self,
         store: Store,
-        source_path: Callable[[str], Path],
+        files: Files,
         changes: Changes,
         leases: Leases,
         delivery: Delivery,
@@ -110,7 +111,7 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._source_path = source_path
+        self._files = files
         self._changes = changes
         self._leases = leases
         self._owner = leases.owner
@@ -294,51 +295,55 @@ class JobRunner:
         canceled meanwhile."""
         started = time.perf_counter()
         try:
-            if spec is None:
-                spec = await core.compile_job(
-                    event_name=job.event_name,
-                    default_event_name=job.default_event_name,
-                    event_columns=list(job.event_columns),
-                    event_data=job.event_data,
-                    columns=list(job.columns),
+            source = await self._store.sources.get(job.account, job.source_type.lower(), job.source_id)
+            if source is None:
+                raise FileNotFoundError(errno.ENOENT, "its data source is gone")
+            async with self._files.local(source) as path:
+                if spec is None:
+                    spec = await core.compile_job(
+                        event_name=job.event_name,
+                        default_event_name=job.default_event_name,
+                        event_columns=list(job.event_columns),
+                        event_data=job.event_data,
+                        columns=list(job.columns),
+                    )
+                reader = await core.open_rows(
+                    path,
+                    job.source_format,
+                    job_id=job.id,
+                    spec=spec,
+                    chunk_rows=self._chunk_rows,
+                    resume_offset=job.next_offset,
+                    resume_row=job.last_row,
                 )
-            reader = await core.open_rows(
-                self._source_path(job.source_id),
-                job.source_format,
-                job_id=job.id,
-                spec=spec,
-                chunk_rows=self._chunk_rows,
-                resume_offset=job.next_offset,
-                resume_row=job.last_row,
-            )
-            # Read the next chunk while the last one is being stored.
-            pending = asyncio.ensure_future(core.next_chunk(reader))
-            while (chunk := await pending) is not None:
+                # Read the next chunk while the last one is being stored.
                 pending = asyncio.ensure_future(core.next_chunk(reader))
-                stored = await self._store.jobs.record_chunk(
-                    JobChunk(
-                        job_id=job.id,
-                        encoded=chunk.encoded,
-                        issues=chunk.issues,
-                        rows=chunk.rows,
-                        good=chunk.good,
-                        failed=chunk.failed,
-                        next_offset=chunk.next_offset,
-                        last_row=chunk.last_row,
-                        event_time=self._clock(),
-                    ),
-                    account=job.account,
-                    while_status=Status.IN_PROGRESS,
-                    holder=self._owner,
-                )
-                if stored is None:
-                    # Canceled, or the lease went to another worker (this one
-                    # stalled past it): either way, not ours to write.
-                    pending.cancel()
-                    log.info("stopped", extra={"fields": {"job_id": job.id, "row": job.last_row}})
-                    return None
-                job = stored
-                self._changes.notify(job.id)
+                while (chunk := await pending) is not None:
+                    pending = asyncio.ensure_future(core.next_chunk(reader))
+                    stored = await self._store.jobs.record_chunk(
+                        JobChunk(
+                            job_id=job.id,
+                            encoded=chunk.encoded,
+                            issues=chunk.issues,
+                            rows=chunk.rows,
+                            good=chunk.good,
+                            failed=chunk.failed,
+                            next_offset=chunk.next_offset,
+                            last_row=chunk.last_row,
+                            event_time=self._clock(),
+                        ),
+                        account=job.account,
+                        while_status=Status.IN_PROGRESS,
+                        holder=self._owner,
+                    )
+                    if stored is None:
+                        # Canceled, or the lease went to another worker (this one
+                        # stalled past it): either way, not ours to write.
+                        pending.cancel()
+                        log.info("stopped", extra={"fields": {"job_id": job.id, "row": job.last_row}})
+                        return None
+                    job = stored
+                    self._changes.notify(job.id)
         except DataFileError as e:
             return await self._fail(job, e.file_reason, e.message, f"at byte {e.offset}")
         except InvalidJobSpec as e:

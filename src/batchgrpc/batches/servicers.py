@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from grpc import aio
 
-from batchgrpc.batches.files import FileStore
+from batchgrpc.batches.files import Files
 from batchgrpc.batches.jobs import BatchJobService
 from batchgrpc.batches.runner import Changes, JobRunner
 from batchgrpc.batches.sources import AudienceListService, FileAssetService, ReportService
@@ -19,7 +19,7 @@ from batchgrpc.store import Store
 def register(
     server: aio.Server,
     store: Store,
-    files: FileStore,
+    files: Files,
     runner: JobRunner,
     changes: Changes,
     idempotency: Idempotency,

@@ -8,6 +8,7 @@ that produces it, and it is DONE / READY when the stream completes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 from batchgrpc import core, paging
 from batchgrpc.batches import convert
-from batchgrpc.batches.files import FileStore, infer_format
+from batchgrpc.batches.files import Files, infer_format
 from batchgrpc.batches.status import UNFINISHED_NAMES
 from batchgrpc.batches.v6 import (
     audience_list_pb2,
@@ -107,7 +108,7 @@ def _empty_file(kind: str) -> InvalidArgument:
 
 
 class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
-    def __init__(self, store: Store, files: FileStore, idempotency: Idempotency, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, files: Files, idempotency: Idempotency, clock: Callable[[], float]) -> None:
         self._store = store
         self._files = files
         self._idempotency = idempotency
@@ -143,7 +144,7 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
             source_id = new_id("file")
             received = await self._files.receive(source_id, _chunks(messages, "metadata"))
             if received.size == 0:
-                self._files.remove(source_id)
+                await self._files.discard(source_id, received)
                 raise _empty_file("file_asset")
             now = self._clock()
             source = DataSource(
@@ -162,7 +163,11 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
                 updated_time=now,
                 completed_time=now,
             )
-            await self._store.sources.create(source)
+            try:
+                await self._store.sources.create(source)
+            except BaseException:
+                await asyncio.shield(self._files.discard(source_id, received))
+                raise
             return file_asset_pb2.UploadFileAssetResponse(file_asset=convert.file_asset(source))
 
         return await self._idempotency.once(
@@ -218,7 +223,7 @@ class FileAssetService(file_asset_pb2_grpc.FileAssetServiceServicer):
             ) from None
         if source is None:
             raise _not_found("file_asset", request.file_asset_id)
-        self._files.remove(source.id)
+        await self._files.remove(source.id)
         return file_asset_pb2.DeleteFileAssetResponse(file_asset=convert.file_asset(source))
 
 
@@ -230,7 +235,7 @@ class _Produced:
     empty_status: str
     full_status: str
 
-    def __init__(self, store: Store, files: FileStore, idempotency: Idempotency, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, files: Files, idempotency: Idempotency, clock: Callable[[], float]) -> None:
         self._store = store
         self._files = files
         self._idempotency = idempotency
@@ -296,7 +301,7 @@ class _Produced:
         try:
             received = await self._files.receive(source_id, _chunks(messages, id_field))
             if received.size == 0:
-                self._files.remove(source_id)
+                await self._files.discard(source_id, received)
                 raise _empty_file(self.kind)
             done = await self._store.sources.complete(
                 source.account,
@@ -308,11 +313,13 @@ class _Produced:
                 sha256=received.sha256,
                 now=self._clock(),
             )
+            if done is None:
+                # Deleted or completed by another replica meanwhile.
+                await self._files.discard(source_id, received)
+                raise _not_found(self.kind, source_id)
+            await self._files.settle(source_id, received)
         finally:
             self._uploading.discard(source_id)
-        if done is None:
-            # Deleted or completed by another replica meanwhile.
-            raise _not_found(self.kind, source_id)
         return done
 
 

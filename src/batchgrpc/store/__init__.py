@@ -634,6 +634,59 @@ class RateLimitStore(Protocol):
         connections (nothing, for one that uses the store's pool)."""
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One complete upload of a data source's bytes, as stored: `chunks`
+    pieces, numbered from 0, of `size` bytes in all."""
+
+    id: str
+    source_id: str
+    size: int
+    sha256: str
+    chunks: int
+
+
+class UploadStore(Protocol):
+    """Uploaded file bytes in the database, in chunks, so that a job on any
+    replica reads any upload. Only a store that replicas share has one; the
+    SQLite store's `uploads` is None, and its files stay in the data
+    directory, which is one machine's like the database file.
+
+    Storage only: `batchgrpc.batches.files` streams, counts and hashes. An
+    upload's chunks are written as they arrive, each in its own short
+    transaction, so that no transaction is held open for a slow client; it
+    is visible only once `publish` marks it complete. A source may have
+    several complete uploads (two racing uploads of one report, or one a
+    crash left before its source was completed): the source's own SHA-256
+    says which is its content.
+    """
+
+    async def begin(self, upload_id: str, source_id: str, *, now: float) -> None: ...
+
+    async def append(self, upload_id: str, seq: int, data: bytes, *, now: float) -> None:
+        """Stores chunk `seq` of an upload begun and not yet complete."""
+
+    async def publish(self, upload_id: str, *, size: int, sha256: str) -> None:
+        """Marks the upload complete."""
+
+    async def find(self, source_id: str, sha256: str) -> Upload | None:
+        """The newest complete upload of the source with that content."""
+
+    async def chunk(self, upload_id: str, seq: int) -> bytes | None:
+        """Chunk `seq` of a complete upload; None once it is removed."""
+
+    async def discard(self, upload_id: str) -> None:
+        """Removes one upload and its chunks (one that failed midway)."""
+
+    async def remove(self, source_id: str, *, keep: str = "") -> int:
+        """Removes the source's uploads, complete or not; with `keep`, only
+        its complete uploads but that one. Returns how many."""
+
+    async def sweep(self, *, untouched_since: float) -> int:
+        """Removes incomplete uploads with no chunk written since then (their
+        writer died); returns how many."""
+
+
 class Store(Protocol):
     keys: KeyStore
     idempotency: IdempotencyStore
@@ -644,5 +697,7 @@ class Store(Protocol):
     bulk_jobs: BulkJobStore
     leases: LeaseStore
     limits: RateLimitStore
+    #: None where files stay on the machine's disk (see `UploadStore`).
+    uploads: UploadStore | None
 
     async def close(self) -> None: ...

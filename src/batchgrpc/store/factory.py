@@ -4,8 +4,8 @@
   (``sqlite:///var/lib/batchgrpc/batchgrpc.db`` is ``/var/lib/batchgrpc/batchgrpc.db``,
   as a ``file://`` URL reads; the four-slash spelling some tools write for an
   absolute path means the same file).
-- ``postgresql://USER[:PASS]@HOST:PORT/DB``: parsed and checked, then refused:
-  this build has no PostgreSQL store yet.
+- ``postgresql://USER[:PASS]@HOST:PORT/DB``: the PostgreSQL store on that
+  database, which replicas share (`postgres.py`); it migrates it at start.
 
 The rest of the code sees only the `Store` protocol that `open_store` returns.
 """
@@ -19,8 +19,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+import psycopg.conninfo
+import psycopg_pool
+
 from batchgrpc.config import Config, ConfigError
 from batchgrpc.store import Store
+from batchgrpc.store.postgres import PostgresStore, SchemaTooNew
 from batchgrpc.store.sqlite import SqliteStore
 
 log = logging.getLogger("batchgrpc.store")
@@ -117,10 +122,27 @@ async def open_store(url: str) -> Store:
     """Opens (creating and migrating as needed) the store `url` names."""
     parsed = parse_store_url(url)
     if isinstance(parsed, PostgresUrl):
-        raise ConfigError(
-            f"store: {_shown(url)!r} is a PostgreSQL URL, and this build has no PostgreSQL store yet; use {SQLITE_FORM}"
-        )
+        return await _open_postgres(url, parsed)
     return await SqliteStore.open(parsed.path)
+
+
+async def _open_postgres(url: str, parsed: PostgresUrl) -> Store:
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.user,
+        password=parsed.password,
+        dbname=parsed.database,
+        application_name="batchgrpc",
+        # A database that does not answer is an error at start, not a hang.
+        connect_timeout=10,
+    )
+    try:
+        return await PostgresStore.open(conninfo)
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+        raise StoreUnavailable(f"store: cannot open {_shown(url)}: {e}") from e
+    except SchemaTooNew as e:
+        raise StoreUnavailable(f"store: {_shown(url)}: {e}") from e
 
 
 async def open_for_set_up(config: Config) -> Store:

@@ -36,6 +36,7 @@ from batchgrpc.store import (
     LimitRecord,
     ProfileStore,
     RateLimitStore,
+    UploadStore,
 )
 from batchgrpc.store.postgres_schema import MIGRATIONS
 
@@ -88,6 +89,7 @@ class PostgresStore:
             PostgresLeaseStore,
         )
         from batchgrpc.store.postgres_profiles import PostgresBulkJobStore, PostgresProfileStore
+        from batchgrpc.store.postgres_uploads import PostgresUploadStore
 
         # Typed as the protocols: that is all the rest of the code may use.
         self.keys: KeyStore = PostgresKeyStore(self)
@@ -99,11 +101,16 @@ class PostgresStore:
         self.leases: LeaseStore = PostgresLeaseStore(self)
         self.profiles: ProfileStore = PostgresProfileStore(self)
         self.bulk_jobs: BulkJobStore = PostgresBulkJobStore(self)
+        self.uploads: UploadStore | None = PostgresUploadStore(self)
 
     @classmethod
     async def open(cls, conninfo: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:
         """Connects (failing with the server's own words when it cannot) and
         migrates."""
+        # One connection first: a pool that cannot connect says only that it
+        # timed out, this says what the server (or the network) said.
+        first = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        await first.close()
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
         )

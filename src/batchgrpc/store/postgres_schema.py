@@ -219,5 +219,32 @@ MIGRATIONS: list[tuple[str, ...]] = [
             updated_time double precision NOT NULL
         )
         """,
+        # Uploaded file bytes (`UploadStore`): chunks written as they
+        # arrive, the upload visible once complete. No foreign key to
+        # data_sources: a file asset's record is made after its bytes.
+        """
+        CREATE TABLE uploads (
+            id        text PRIMARY KEY,
+            source_id text NOT NULL,
+            complete  boolean NOT NULL DEFAULT false,
+            size      bigint NOT NULL DEFAULT 0,
+            sha256    text NOT NULL DEFAULT '',
+            chunks    integer NOT NULL DEFAULT 0,
+            touched   double precision NOT NULL
+        )
+        """,
+        "CREATE INDEX uploads_source ON uploads(source_id, sha256) WHERE complete",
+        "CREATE INDEX uploads_incomplete ON uploads(touched) WHERE NOT complete",
+        """
+        CREATE TABLE upload_chunks (
+            upload_id text NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+            seq       integer NOT NULL,
+            data      bytea NOT NULL,
+            PRIMARY KEY (upload_id, seq)
+        )
+        """,
+        # Chunks are already compressed or not worth compressing twice; the
+        # default EXTENDED would try pglz on every one.
+        "ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
     ),
 ]

@@ -34,6 +34,7 @@ from batchgrpc.store import (
     LeaseStore,
     ProfileStore,
     RateLimitStore,
+    UploadStore,
 )
 from batchgrpc.store.migrations import MIGRATIONS
 from batchgrpc.store.sqlite_bulk import SqliteBulkJobStore
@@ -124,6 +125,8 @@ class SqliteStore:
         self.bulk_jobs: BulkJobStore = SqliteBulkJobStore(self)
         self.leases: LeaseStore = SqliteLeaseStore(self)
         self.limits: RateLimitStore = SqliteRateLimitStore(conn)
+        #: Files stay in the data directory: one machine's, like this file.
+        self.uploads: UploadStore | None = None
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
