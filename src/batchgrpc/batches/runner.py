@@ -242,6 +242,10 @@ class JobRunner:
                     seconds=self._leases.seconds,
                     statuses=UNFINISHED_NAMES,
                 )
+                if job is not None:
+                    log.info(
+                        "taking up", extra={"fields": {"job_id": job.id, "status": job.status, "row": job.last_row}}
+                    )
             if job is not None:
                 await self._advance(job, spec)
         except Exception:
