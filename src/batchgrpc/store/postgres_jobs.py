@@ -16,6 +16,7 @@ transactions from waiting on each other.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -414,18 +415,27 @@ class PostgresLeaseStore:
         return await self._store.read(_holds)
 
     async def renew(self, owner: str, *, now: float, seconds: float) -> int:
-        async def _renew(conn: Connection) -> int:
-            cursor = await conn.execute("UPDATE leases SET expires = %s WHERE owner = %s", (now + seconds, owner))
-            renewed = cursor.rowcount
-            for table in _LEASED:
-                cursor = await conn.execute(
-                    f"UPDATE {table} SET lease_expires = %s WHERE lease_owner = %s",
-                    (now + seconds, owner),
-                )
-                renewed += cursor.rowcount
-            return renewed
+        # One transaction per table. Writers lock a job's row and the event
+        # log's lock in either order (a chunk takes the events lock first, a
+        # bulk job's completion its row first), so one transaction holding
+        # rows of both job tables while it waits made a cycle with them:
+        # PostgreSQL broke it by failing the heartbeat, and leases lapsed.
+        async def _renew(conn: Connection, table: str, owner_column: str, expires_column: str) -> int:
+            cursor = await conn.execute(
+                f"UPDATE {table} SET {expires_column} = %s WHERE {owner_column} = %s",
+                (now + seconds, owner),
+            )
+            return cursor.rowcount
 
-        return await self._store.write(_renew)
+        renewed = 0
+        for table, owner_column, expires_column in (
+            ("leases", "owner", "expires"),
+            *((table, "lease_owner", "lease_expires") for table in _LEASED),
+        ):
+            renewed += await self._store.write(
+                functools.partial(_renew, table=table, owner_column=owner_column, expires_column=expires_column)
+            )
+        return renewed
 
     async def owners(self) -> builtins.list[str]:
         async def _owners(conn: Connection) -> builtins.list[str]:
