@@ -226,6 +226,13 @@ async def test_three_replicas_on_postgresql_and_kafka_survive_a_killed_job_holde
                     await asyncio.sleep(0.05)
 
             sending = asyncio.create_task(traffic())
+            # A's watch follows the progress that B, the job's holder, makes.
+            seen = await Client(a.channel, a.token).wait_for(
+                job.id, lambda j: status(j) == "IN_PROGRESS" and j.rows_read >= 10_000
+            )
+            row = await query(url, "SELECT lease_owner FROM batch_jobs WHERE id = %s", job.id)
+            assert row is not None
+            assert holder(replicas, row[0]) is b  # type: ignore[arg-type]
             allowed, took = await read_limit_held(replicas)
 
             async def holder_now() -> Served | None:
@@ -274,16 +281,16 @@ async def test_three_replicas_on_postgresql_and_kafka_survive_a_killed_job_holde
                 return bool(row and row[0])
 
             try:
-                await eventually(relayed_all, seconds=60, every=0.2)
+                await eventually(relayed_all, seconds=120, every=0.2)
             except TimeoutError:
-                import subprocess as sp  # DEBUG
-
-                print(sp.run([".venv/bin/py-spy", "dump", "--pid", str(survivor.proc.pid)], capture_output=True, text=True).stdout)
-                raise
+                relay_log = [e for e in survivor.log_lines() if e.get("logger") == "batchgrpc.relay"]
+                position = await query(url, "SELECT position, (SELECT max(seq) FROM events) FROM sink_positions")
+                raise AssertionError(f"the relay stopped at {position}; its log: {relay_log[-5:]}") from None
             logs = {r.proc.pid: r.log_lines() for r in replicas}
 
         # The job: DONE once Kafka had its events, with exact counts.
         assert len(killed) == 2
+        assert seen.rows_read < ROWS
         counts = (status(done), done.rows_read, done.success_rows, done.failed_rows)
         assert counts == ("DONE", ROWS, ROWS - FAILED, FAILED)
 

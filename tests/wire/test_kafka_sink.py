@@ -20,7 +20,7 @@ from grpc import aio
 
 from batchgrpc import server
 from batchgrpc.batches.v6 import batch_job_pb2
-from batchgrpc.sinks import SinkUnavailable, open_sink
+from batchgrpc.sinks import SinkUnavailable, kafka, open_sink
 from batchgrpc.sinks.kafka import KafkaSink
 from batchgrpc.store import Event
 from tests.servers import kafka_bootstrap
@@ -133,6 +133,30 @@ async def test_a_new_relay_fences_the_old_and_drops_what_it_left_uncommitted() -
         await first.close()
     seen = await asyncio.to_thread(committed, topic, 4)
     assert sorted(int(m["headers"]["position"]) for m in seen) == [1, 2, 3, 4]
+
+
+async def test_a_call_that_hangs_is_given_up_and_a_fresh_producer_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    topic = new_topic()
+    sink = KafkaSink(kafka_bootstrap(), topic)
+    await sink.open()
+    await sink.deliver([event(1)])
+    monkeypatch.setattr(kafka, "WATCHDOG_SECONDS", 0.3)
+    started = time.monotonic()
+    # A librdkafka call that never returns, as one on the sink's thread would.
+    with pytest.raises(SinkUnavailable, match="did not return"):
+        await sink._call(time.sleep, 5)
+    assert time.monotonic() - started < 2
+    monkeypatch.setattr(kafka, "WATCHDOG_SECONDS", 60.0)
+    # The relay's next round: a new producer, on a new thread, beside the hung one.
+    await sink.close()
+    await sink.open()
+    try:
+        assert await sink.recover() == 1
+        await sink.deliver([event(2)])
+    finally:
+        await sink.close()
+    seen = await asyncio.to_thread(committed, topic, 2)
+    assert sorted(int(m["headers"]["position"]) for m in seen) == [1, 2]
 
 
 async def test_an_unreachable_broker_is_sink_unavailable() -> None:

@@ -13,19 +13,25 @@ Exactly once for a `read_committed` consumer, whatever is killed when:
   (`recover`) and goes on after it, even when the relay before it
   committed a batch and died before recording it in the store.
 
-librdkafka's calls block; each runs on a thread, off the event loop. Any
-failure is `SinkUnavailable`: the relay closes the sink, waits, opens a
-fresh producer and goes on from the recorded position.
+librdkafka's calls block; each runs on the sink's own thread, off the event
+loop, under a watchdog (`WATCHDOG_SECONDS`). Any failure is
+`SinkUnavailable`: the relay closes the sink, waits, opens a fresh producer
+and goes on from the recorded position. A call past the watchdog is given
+up with its thread and producer, so a librdkafka call that never returns
+(reported upstream for transactional producers) costs a retry, not a relay
+that stops without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -33,8 +39,14 @@ from batchgrpc.sinks import SinkUnavailable
 from batchgrpc.sinks.message import message_of
 from batchgrpc.store import Event
 
+log = logging.getLogger("batchgrpc.relay")
+T = TypeVar("T")
+
 #: Seconds a blocking Kafka call may take before the sink counts as down.
 TIMEOUT_SECONDS = 10.0
+#: Seconds after which a call is given up for hung: past every timeout it
+#: was given (a transaction's produce loop and commit take at most a few).
+WATCHDOG_SECONDS = 60.0
 #: How far back from a partition's end `recover` first looks for a message
 #: (the offsets there are also transaction markers), growing by 4x.
 _LOOK_BACK = 16
@@ -48,6 +60,29 @@ class KafkaSink:
         self._servers = servers
         self._topic = topic
         self._producer: Producer | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the sink's thread, under the watchdog."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="kafka-sink")
+        future = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        try:
+            async with asyncio.timeout(WATCHDOG_SECONDS):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            log.error(
+                "a Kafka call hung; giving up its producer",
+                extra={"fields": {"sink": self.name, "call": getattr(fn, "__name__", str(fn))}},
+            )
+            # The stuck thread keeps the old producer; the next open makes a
+            # new one on a new thread, and its init_transactions fences the old.
+            self._thread.shutdown(wait=False)
+            self._thread = None
+            self._producer = None
+            raise SinkUnavailable(
+                f"Kafka at {self._servers}: a call did not return in {WATCHDOG_SECONDS:g} s"
+            ) from None
 
     async def open(self) -> None:
         producer = Producer(
@@ -61,14 +96,14 @@ class KafkaSink:
         )
         try:
             # Fences any earlier relay and aborts what it left open.
-            await asyncio.to_thread(producer.init_transactions, TIMEOUT_SECONDS)
+            await self._call(producer.init_transactions, TIMEOUT_SECONDS)
         except KafkaException as e:
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
         self._producer = producer
 
     async def recover(self) -> int:
         try:
-            return await asyncio.to_thread(self._highest_position)
+            return await self._call(self._highest_position)
         except KafkaException as e:
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
 
@@ -108,7 +143,7 @@ class KafkaSink:
         if producer is None:
             raise SinkUnavailable("the Kafka sink is not open")
         try:
-            await asyncio.to_thread(_transaction, producer, self._topic, events)
+            await self._call(_transaction, producer, self._topic, events)
         except KafkaException as e:
             # The relay closes the sink and opens a fresh producer.
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
@@ -116,7 +151,12 @@ class KafkaSink:
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await asyncio.to_thread(producer.flush, TIMEOUT_SECONDS)
+            # Nothing is lost if this fails: what is not committed is aborted.
+            with contextlib.suppress(SinkUnavailable):
+                await self._call(producer.flush, TIMEOUT_SECONDS)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown(wait=False)
 
 
 def _transaction(producer: Producer, topic: str, events: Sequence[Event]) -> None:
@@ -128,12 +168,15 @@ def _transaction(producer: Producer, topic: str, events: Sequence[Event]) -> Non
                 *message.headers,
                 ("position", str(message.position).encode()),
             ]
+            deadline = time.monotonic() + TIMEOUT_SECONDS
             while True:
                 try:
                     producer.produce(topic, key=message.key, value=message.value, headers=headers)
                     break
                 except BufferError:
                     # The local queue is full: let librdkafka send some.
+                    if time.monotonic() > deadline:
+                        raise KafkaException(f"the producer's queue stayed full for {TIMEOUT_SECONDS:g} s") from None
                     producer.poll(0.1)
         producer.commit_transaction(TIMEOUT_SECONDS)
     except BaseException:
