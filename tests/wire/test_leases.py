@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from batchgrpc.batches.files import DiskFiles
 from batchgrpc.batches.runner import Changes, JobRunner, notification
 from batchgrpc.leases import Leases
 from batchgrpc.sinks import LogSink
@@ -42,14 +43,15 @@ async def finished(store: SqliteStore) -> BatchJob | None:
 
 async def test_a_worker_whose_lease_was_taken_stops_writing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = tmp_path / "data"
-    source = tmp_path / "people.csv"
-    source.write_bytes(b"email\n" + b"".join(b"p%d@example.com\n" % i for i in range(ROWS)))
+    files = DiskFiles(tmp_path / "files", 1 << 30)
+    files.path("src-job_leased").write_bytes(b"email\n" + b"".join(b"p%d@example.com\n" % i for i in range(ROWS)))
     first, second = await SqliteStore.open(data / DATABASE_NAME), await SqliteStore.open(data / DATABASE_NAME)
+    await first.sources.create(build.source("src-job_leased"))
 
     def runner(store: SqliteStore, leases: Leases) -> JobRunner:
         return JobRunner(
             store,
-            lambda _: source,
+            files,
             Changes(),
             leases,
             Relay(store.events, LogSink(), leases),
