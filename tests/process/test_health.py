@@ -252,7 +252,9 @@ async def test_health_follows_the_broker_and_the_outbox_delivers_what_waited_onc
             async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
                 harness = Harness(running, config, channel)
                 events = running.store.events
-                assert await statuses(channel) == {SERVING}
+                # A cold first metadata request on a busy machine may take
+                # past the probe's bound: ready within seconds, then.
+                await becomes(channel, SERVING, 30)
                 await track(harness, "before", 5)
                 before = await logged(harness)
                 assert len(before) == 5
@@ -287,7 +289,10 @@ async def test_health_follows_the_broker_and_the_outbox_delivers_what_waited_onc
         finally:
             await server.stop(running, 0.5)
     # One line per change, not one per probe.
-    assert changes(caplog) == [("SERVING", []), ("NOT_SERVING", ["sink"]), ("SERVING", [])]
+    seen = changes(caplog)
+    ready = next(i for i, change in enumerate(seen) if change[0] == "SERVING")
+    assert seen[:ready] in ([], [("NOT_SERVING", ["sink"])])
+    assert seen[ready:] == [("SERVING", []), ("NOT_SERVING", ["sink"]), ("SERVING", [])]
     # Each event of the log once, those that waited among them, in order.
     assert [m["headers"]["event_id"] for m in delivered] == [e.event_id for e in everything]
     assert [int(m["headers"]["position"]) for m in delivered] == [e.position for e in everything]
