@@ -20,12 +20,13 @@ PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
         test-rust test-go test-python stubtest bench-core bench-schema bench-jobs bench-jobs-rss bench-ingest \
-        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest servers servers-stop clean
+        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest serve-cluster servers servers-stop clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
 	@echo "make test             set up, build and run every check (what CI runs)"
 	@echo "make serve-rest       the server plus the REST sidecar on $(REST_LISTEN)"
+	@echo "make serve-cluster    REPLICAS (default 3) replicas on PostgreSQL, events to Kafka; Ctrl-C stops it all"
 	@echo "make gateway          build the REST sidecar (target/go-bin/batchgrpc-gateway)"
 	@echo "make servers          start the tests' PostgreSQL and Kafka and leave them running ($(SERVERS_STATE)/env)"
 	@echo "make servers-stop     stop them"
@@ -104,6 +105,14 @@ serve-rest: setup $(GATEWAY)
 	$(GATEWAY) --listen $(REST_LISTEN) --backend $(LISTEN) & \
 	wait
 
+REPLICAS ?= 3
+
+# Replicas on one PostgreSQL database, every event to one Kafka topic
+# (tools/cluster.py: servers in target/cluster/servers, replicas' data in
+# target/cluster/replica-N, ports 50051 and up); Ctrl-C stops all of it.
+serve-cluster: setup
+	python tools/cluster.py --replicas $(REPLICAS)
+
 # --- generated code -----------------------------------------------------------
 
 generate: $(VENV)/.deps $(GO_PLUGINS)
@@ -121,8 +130,8 @@ lint-proto: $(VENV)/.deps
 	buf format --diff --exit-code
 
 lint-python: setup
-	ruff check src tests bench tools/protoc-gen-grpc-python tools/servers.py
-	ruff format --check src tests bench tools/protoc-gen-grpc-python tools/servers.py
+	ruff check src tests bench tools/protoc-gen-grpc-python tools/servers.py tools/cluster.py
+	ruff format --check src tests bench tools/protoc-gen-grpc-python tools/servers.py tools/cluster.py
 	mypy
 	mypy tools/servers.py
 	python -m mypy.stubtest batchgrpc._core
