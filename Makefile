@@ -241,7 +241,7 @@ bench-jobs-rss: setup
 bench-ingest: setup
 	python bench/bench_ingest.py --workers $(BENCH_WORKERS) $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
 
-# Starts its own PostgreSQL (durable settings) and Kafka; about 10 minutes.
+# Starts its own PostgreSQL (durable settings) and Kafka; about 6 minutes here.
 BENCH_CLUSTER_ROWS ?= 300000
 BENCH_CLUSTER_ARGS ?=
 
