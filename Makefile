@@ -19,13 +19,14 @@ RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_cor
 PY_SOURCES := $(shell find src -name '*.py' -o -name '*.pyi')
 
 .PHONY: help setup build serve test generate check-generated lint lint-proto lint-python lint-rust lint-go \
-        test-rust test-go test-python stubtest bench-core bench-schema bench-jobs bench-jobs-rss bench-ingest \
-        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest servers servers-stop clean
+        test-rust test-go test-python stubtest bench-core bench-schema bench-jobs bench-jobs-rss bench-ingest bench-cluster \
+        fuzz fuzz-build fuzz-ci fuzz-cmin fuzz-tools grpcurl gateway serve-rest serve-cluster servers servers-stop clean
 
 help:
 	@echo "make serve            set up, build and run the server on $(LISTEN) (data in $(DATA_DIR))"
 	@echo "make test             set up, build and run every check (what CI runs)"
 	@echo "make serve-rest       the server plus the REST sidecar on $(REST_LISTEN)"
+	@echo "make serve-cluster    REPLICAS (default 3) replicas on PostgreSQL, events to Kafka; Ctrl-C stops it all"
 	@echo "make gateway          build the REST sidecar (target/go-bin/batchgrpc-gateway)"
 	@echo "make servers          start the tests' PostgreSQL and Kafka and leave them running ($(SERVERS_STATE)/env)"
 	@echo "make servers-stop     stop them"
@@ -36,6 +37,7 @@ help:
 	@echo "make bench-jobs       batch jobs end to end through a real server, 1 and 2 workers (prints figures)"
 	@echo "make bench-jobs-rss   a batch job's worker RSS on ~100 MB and ~1 GB files (it must stay flat)"
 	@echo "make bench-ingest     bulk create events and tracking batches, 1 and 2 workers (prints figures)"
+	@echo "make bench-cluster    bulk ingest and a batch job: SQLite, PostgreSQL with 1 and 2 replicas, Kafka sink"
 	@echo "make fuzz             run each fuzz target for FUZZ_SECONDS (default 60), growing fuzz/corpus"
 	@echo "make fuzz-ci          run each fuzz target 30 s from a copy of the committed corpus (in make test)"
 	@echo "make clean            remove build output and the virtualenv"
@@ -104,6 +106,14 @@ serve-rest: setup $(GATEWAY)
 	$(GATEWAY) --listen $(REST_LISTEN) --backend $(LISTEN) & \
 	wait
 
+REPLICAS ?= 3
+
+# Replicas on one PostgreSQL database, every event to one Kafka topic
+# (tools/cluster.py: servers in target/cluster/servers, replicas' data in
+# target/cluster/replica-N, ports 50051 and up); Ctrl-C stops all of it.
+serve-cluster: setup
+	python tools/cluster.py --replicas $(REPLICAS)
+
 # --- generated code -----------------------------------------------------------
 
 generate: $(VENV)/.deps $(GO_PLUGINS)
@@ -121,8 +131,8 @@ lint-proto: $(VENV)/.deps
 	buf format --diff --exit-code
 
 lint-python: setup
-	ruff check src tests bench tools/protoc-gen-grpc-python tools/servers.py
-	ruff format --check src tests bench tools/protoc-gen-grpc-python tools/servers.py
+	ruff check src tests bench tools/protoc-gen-grpc-python tools/servers.py tools/cluster.py
+	ruff format --check src tests bench tools/protoc-gen-grpc-python tools/servers.py tools/cluster.py
 	mypy
 	mypy tools/servers.py
 	python -m mypy.stubtest batchgrpc._core
@@ -230,6 +240,13 @@ bench-jobs-rss: setup
 # BENCH_PROFILE=path also writes py-spy stacks of each server process (needs py-spy).
 bench-ingest: setup
 	python bench/bench_ingest.py --workers $(BENCH_WORKERS) $(if $(BENCH_PROFILE),--profile $(BENCH_PROFILE))
+
+# Starts its own PostgreSQL (durable settings) and Kafka; about 6 minutes here.
+BENCH_CLUSTER_ROWS ?= 300000
+BENCH_CLUSTER_ARGS ?=
+
+bench-cluster: setup
+	python bench/bench_cluster.py --rows $(BENCH_CLUSTER_ROWS) $(BENCH_CLUSTER_ARGS)
 
 clean:
 	rm -rf target .venv .pytest_cache .mypy_cache .ruff_cache

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,24 +137,31 @@ class Server:
         await self.proc.wait()
 
 
-async def start_server(data_dir: Path, log: Path, workers: int) -> Server:
+async def start_server(
+    data_dir: Path, log: Path, workers: int, args: Sequence[str] = (), token: str | None = None
+) -> Server:
+    """`batchgrpc serve` with `args` after its own; `token`: the key to use
+    on a store that has keys already (another replica's), which prints no
+    first key."""
     env = {**os.environ, "BATCHGRPC_NO_RATE_LIMITS": "1"}
     # Append mode: the workers write to the same file (inherited stderr).
     with log.with_suffix(".out").open("ab") as out, log.with_suffix(".err").open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
             BATCHGRPC, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--workers", str(workers),
+            *args,
             stdout=out, stderr=err, env=env,
         )  # fmt: skip
     # The server prints the first key, then logs "listening" with its port
     # and its workers' pids.
     for _ in range(1200):
-        token = re.search(r"token:\s+(bgk_\S+)", log.with_suffix(".out").read_text())
+        printed = re.search(r"token:\s+(bgk_\S+)", log.with_suffix(".out").read_text())
+        key = token or (printed.group(1) if printed else None)
         for line in log.with_suffix(".err").read_text().splitlines():
             entry = json.loads(line) if line.startswith("{") else {}
-            if token and entry.get("msg") == "listening":
+            if key and entry.get("msg") == "listening":
                 pids = [int(pid) for pid in entry["worker_pids"]]
                 assert len(pids) == workers, entry
-                return Server(proc, int(entry["port"]), token.group(1), pids, log.with_suffix(".err"))
+                return Server(proc, int(entry["port"]), key, pids, log.with_suffix(".err"))
         if proc.returncode is not None:
             break
         await asyncio.sleep(0.05)
@@ -255,6 +262,13 @@ async def job_to_done(
     return last
 
 
+def assert_done(done: Sequence[batch_job_pb2.BatchJob], rows: Sequence[int]) -> None:
+    """Every job DONE, having read its file's rows."""
+    for job, expected in zip(done, rows, strict=True):
+        assert batch_job_pb2.BatchJob.Status.Name(job.status) == "DONE", job
+        assert job.rows_read == expected, job
+
+
 async def run_jobs(files: list[Path], rows: list[int], workers: int) -> dict[str, float]:
     """One job per file, all at once, each created on a channel of its own
     (spread over the workers: the worker that creates a job runs it)."""
@@ -279,9 +293,7 @@ async def run_jobs(files: list[Path], rows: list[int], workers: int) -> dict[str
             finally:
                 for ch in channels:
                     await ch.close()
-            for job, expected in zip(done, rows, strict=True):
-                assert batch_job_pb2.BatchJob.Status.Name(job.status) == "DONE", job
-                assert job.rows_read == expected, job
+            assert_done(done, rows)
             ids = {job.id for job in done}
             # The worker that read each job's file ("read": its last chunk stored).
             ran_on = {e["pid"] for e in server.log_entries() if e.get("msg") == "read" and e.get("job_id") in ids}
@@ -432,7 +444,11 @@ def worker_counts(text: str) -> list[int]:
 
 def columns(counts: list[int]) -> tuple[str, str]:
     """The header and rule of a table with a column per worker count."""
-    names = [f"{n} worker{'s' if n > 1 else ''}" for n in counts]
+    return head([f"{n} worker{'s' if n > 1 else ''}" for n in counts])
+
+
+def head(names: list[str]) -> tuple[str, str]:
+    """The header and rule of a table with a column per name (of `row`'s widths)."""
     return (
         "| measure                                  | " + " | ".join(f"{n:>12}" for n in names) + " |",
         "|------------------------------------------|" + "|".join("-" * 13 + ":" for _ in names) + "|",

@@ -374,6 +374,9 @@ class Postgres(Server):
         self.port = 0
         self.bindir = Path()
         self.account: pwd.struct_passwd | None = None
+        #: Whether commits are flushed to disk (a benchmark's choice,
+        #: `started(durable=True)`); the tests' cluster is thrown away.
+        self.durable = False
 
     def as_owner(self) -> dict[str, Any]:
         if self.account is None:
@@ -418,12 +421,11 @@ class Postgres(Server):
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": str(self.dir),
+        }
+        if not self.durable:
             # A throwaway cluster: a crash loses it anyway, so durability
             # buys nothing here and costs the tests time.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
-        }
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         argv = [str(self.bindir / "postgres"), "-D", str(self.dir / "data")]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
@@ -628,7 +630,7 @@ def _terminal_sent_it() -> bool:
 class Cluster:
     """The servers of one run (or one `start`), all under one temporary directory."""
 
-    def __init__(self, kinds: Sequence[str], signals: Signals, *, runner: bool) -> None:
+    def __init__(self, kinds: Sequence[str], signals: Signals, *, runner: bool, durable: bool = False) -> None:
         self.signals = signals
         self.began = time.monotonic()
         self.root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_base()))
@@ -638,6 +640,9 @@ class Cluster:
             # behind for the next one to clear (`sweep`).
             write_json(self.root / "runner.json", {"pid": os.getpid(), "ticks": start_ticks(os.getpid())})
         self.servers = [KINDS[kind](self.root) for kind in kinds]
+        for server in self.servers:
+            if isinstance(server, Postgres):
+                server.durable = durable
         self._threads: list[threading.Thread] = []
 
     def start(self, *, guard: bool) -> None:
@@ -733,10 +738,13 @@ class Cluster:
         return clean
 
 
-def started(kinds: Sequence[str], signals: Signals, *, runner: bool) -> Cluster:
+def started(kinds: Sequence[str], signals: Signals, *, runner: bool, durable: bool = False) -> Cluster:
     """A cluster whose servers are all ready; if one cannot start (its log is
-    kept in target/server-logs) or a signal comes first, none is left running."""
-    servers = Cluster(kinds, signals, runner=runner)
+    kept in target/server-logs) or a signal comes first, none is left running.
+    `durable`: PostgreSQL flushes every commit to disk (fsync, synchronous
+    commit and full-page writes at their defaults), for a benchmark that
+    compares its durable writes with SQLite's."""
+    servers = Cluster(kinds, signals, runner=runner, durable=durable)
     try:
         servers.start(guard=runner)
     except BaseException as error:
