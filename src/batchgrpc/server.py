@@ -18,7 +18,7 @@ import google.api.annotations_pb2
 import google.rpc.error_details_pb2  # noqa: F401
 import grpc
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from batchgrpc import reflection
 from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper, load_pepper
@@ -30,6 +30,7 @@ from batchgrpc.config import Config
 from batchgrpc.events import servicers as events
 from batchgrpc.events.bulk import BulkProcessor, batch_of
 from batchgrpc.events.v1 import event_bulk_create_job_pb2, event_pb2, profile_pb2
+from batchgrpc.health import HealthMonitor
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import CallInterceptor
 from batchgrpc.leases import Leases
@@ -75,6 +76,7 @@ class Running:
     processor: BulkProcessor
     leases: Leases
     relay: Relay
+    monitor: HealthMonitor
 
 
 class PortUnavailable(RuntimeError):
@@ -202,14 +204,18 @@ async def start(config: Config, *, worker: bool = False) -> Running:
     except BaseException:
         await store.close()
         raise
-    for name in ("", *CONTRACT_SERVICES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, store, keyring, health_servicer, first_admin_key, runner, processor, leases, relay)
+    # SERVING while the store and the sink answer (batchgrpc.health).
+    monitor = HealthMonitor(health_servicer, ("", *CONTRACT_SERVICES), {"store": store.ping, "sink": sink.ping})
+    await monitor.start()
+    return Running(
+        server, port, store, keyring, health_servicer, first_admin_key, runner, processor, leases, relay, monitor
+    )
 
 
 async def stop(running: Running, grace_seconds: float) -> None:
     """NOT_SERVING first, so balancers drain us, then let calls finish."""
     await running.health.enter_graceful_shutdown()
+    await running.monitor.stop()
     await running.server.stop(grace_seconds)
     # Jobs stop at a chunk boundary and resume on the next start.
     await running.runner.stop()

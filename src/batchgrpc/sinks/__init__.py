@@ -51,6 +51,11 @@ class EventSink(Protocol):
         """Hands over `events` (in position order), all or nothing: when it
         returns the sink holds every one; when it raises, none."""
 
+    async def ping(self) -> None:
+        """Returns once the sink could take events (a broker answered);
+        raises `SinkUnavailable` when it cannot: what health reports. Works
+        whether or not this worker's relay has the sink open."""
+
     async def close(self) -> None: ...
 
 
@@ -68,6 +73,9 @@ class LogSink:
 
     async def deliver(self, events: Sequence[Event]) -> None:
         return None
+
+    async def ping(self) -> None:
+        return None  # the store's own ping covers the event log
 
     async def close(self) -> None:
         return None

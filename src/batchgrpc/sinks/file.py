@@ -102,6 +102,11 @@ class FileSink:
             os.ftruncate(self._fd, size)
             raise SinkUnavailable(f"{self.path}: {e.strerror}") from e
 
+    async def ping(self) -> None:
+        # A local file, for debugging: there is nothing to reach, and a
+        # write that fails shows in the relay's log.
+        return None
+
     async def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

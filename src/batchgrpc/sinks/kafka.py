@@ -47,6 +47,9 @@ TIMEOUT_SECONDS = 10.0
 #: Seconds after which a call is given up for hung: past every timeout it
 #: was given (a transaction's produce loop and commit take at most a few).
 WATCHDOG_SECONDS = 60.0
+#: How long `ping` waits for the broker's metadata: a broker that answers
+#: does so in milliseconds; health should not wait for a relay's 10 s.
+PING_SECONDS = 2.0
 #: How far back from a partition's end `recover` first looks for a message
 #: (the offsets there are also transaction markers), growing by 4x.
 _LOOK_BACK = 16
@@ -61,6 +64,7 @@ class KafkaSink:
         self._topic = topic
         self._producer: Producer | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._pinger: Producer | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the sink's thread, under the watchdog."""
@@ -146,6 +150,20 @@ class KafkaSink:
             await self._call(_transaction, producer, self._topic, events)
         except KafkaException as e:
             # The relay closes the sink and opens a fresh producer.
+            raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
+
+    async def ping(self) -> None:
+        # A producer of its own, kept across the relay's close and open: the
+        # relay's exists only on the worker holding the relay lease, and is
+        # replaced after every failure. Never transactional (its
+        # transactional.id would fence the relay); it asks for the topic
+        # only, without creating it: a probe changes nothing, and the
+        # relay's first send creates the topic as before.
+        if self._pinger is None:
+            self._pinger = Producer({"bootstrap.servers": self._servers, "allow.auto.create.topics": False})
+        try:
+            await asyncio.to_thread(self._pinger.list_topics, self._topic, timeout=PING_SECONDS)
+        except KafkaException as e:
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
 
     async def close(self) -> None:

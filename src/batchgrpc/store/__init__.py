@@ -700,4 +700,8 @@ class Store(Protocol):
     #: None where files stay on the machine's disk (see `UploadStore`).
     uploads: UploadStore | None
 
+    async def ping(self) -> None:
+        """Returns once the store has answered a trivial query, raises when
+        it cannot: what health reports."""
+
     async def close(self) -> None: ...

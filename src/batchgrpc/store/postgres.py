@@ -14,6 +14,7 @@ live in the database, so that any replica's job can read any upload.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,9 @@ Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 _MIGRATION_LOCK = 0x62617463_68677270  # "batchgrp"
 #: Connections per replica: its RPCs, job runners, relay and heartbeat.
 POOL_SIZE = 8
+#: How long `ping` waits for the database: far longer than a round trip
+#: under load, short enough that health turns NOT_SERVING within seconds.
+PING_SECONDS = 2.0
 
 
 class SchemaTooNew(RuntimeError):
@@ -133,6 +137,12 @@ class PostgresStore:
         """Runs `fn(connection)` as one transaction, committed before it returns."""
         async with self._pool.connection() as conn, conn.transaction():
             return await fn(conn)
+
+    async def ping(self) -> None:
+        # The pool waits up to 30 s for a connection while the server is
+        # down (and keeps trying to make one): health must hear sooner.
+        async with asyncio.timeout(PING_SECONDS), self._pool.connection() as conn:
+            await conn.execute("SELECT 1")
 
     async def close(self) -> None:
         await self._pool.close()

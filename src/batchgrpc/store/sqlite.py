@@ -170,6 +170,11 @@ class SqliteStore:
         other writes) before it returns."""
         return await self._writes.write(fn)
 
+    async def ping(self) -> None:
+        # Through the reader, the way every RPC's key lookup goes; a read
+        # of the database header, so a file that cannot be read fails it.
+        await self.run(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+
     async def close(self) -> None:
         await self.limits.close()
         loop = asyncio.get_running_loop()
