@@ -33,6 +33,7 @@ from batchgrpc.store import (
     SourceInUse,
 )
 from batchgrpc.store.migrations import id_halves
+from batchgrpc.store.postgres_sets import columns, copy_rows
 from batchgrpc.store.rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -62,21 +63,29 @@ async def lock_events(conn: Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVENTS_LOCK,))
 
 
+#: `unnest`'s element type for each column `insert_events` writes.
+_NUMERIC = {"row_number": "bigint", "event_time": "float8", "value": "float8"}
+_EVENT_TYPES = ("bigint", "bigint", *(_NUMERIC.get(f, "text") for f in EVENT_FIELDS))
+
+
 async def insert_events(conn: Connection, events: Sequence[Event]) -> int:
-    """Inserts events (the caller holds `lock_events`); a notification
-    already stored is not stored again. Returns how many were new."""
-    placeholders = ", ".join(["%s"] * (len(EVENT_FIELDS) + 2))
-    new = 0
-    async with conn.cursor() as cursor:
-        for event in events:
-            stored = (None, None) if event.source == "BATCH_JOB" else id_halves(event.event_id)
-            await cursor.execute(
-                f"INSERT INTO events (id_high, id_low, {', '.join(EVENT_FIELDS)}) VALUES ({placeholders})"
-                " ON CONFLICT DO NOTHING",
-                (*stored, *(getattr(event, f) for f in EVENT_FIELDS)),
-            )
-            new += cursor.rowcount
-    return new
+    """Inserts events (the caller holds `lock_events`) in one statement, in
+    their order; a notification already stored is not stored again.
+    Returns how many were new."""
+    if not events:
+        return 0
+    rows = [
+        (*((None, None) if e.source == "BATCH_JOB" else id_halves(e.event_id)), *(getattr(e, f) for f in EVENT_FIELDS))
+        for e in events
+    ]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in _EVENT_TYPES)
+    names = ", ".join(("id_high", "id_low", *EVENT_FIELDS))
+    cursor = await conn.execute(
+        f"INSERT INTO events ({names}) SELECT {names} FROM unnest({arrays})"
+        f" WITH ORDINALITY AS t({names}, n) ORDER BY n ON CONFLICT DO NOTHING",
+        columns(rows, len(_EVENT_TYPES)),
+    )
+    return cursor.rowcount
 
 
 async def _get_job(conn: Connection, job_id: str, *, lock: bool = False) -> BatchJob | None:
@@ -299,13 +308,12 @@ class PostgresJobStore:
                     " ORDER BY n",
                     (account, chunk.job_id, chunk.event_time, chunk.encoded),
                 )
-            if chunk.issues:
-                async with conn.cursor() as errors:
-                    await errors.executemany(
-                        "INSERT INTO row_errors (job_id, row_number, byte_offset, column_name, reason, message)"
-                        " VALUES (%s, %s, %s, %s, %s, %s)",
-                        [(chunk.job_id, *issue) for issue in chunk.issues],
-                    )
+            async with conn.cursor() as errors:
+                await copy_rows(
+                    errors,
+                    "row_errors (job_id, row_number, byte_offset, column_name, reason, message)",
+                    [(chunk.job_id, *issue) for issue in chunk.issues],
+                )
             await conn.execute(
                 "UPDATE batch_jobs SET rows_read = rows_read + %s, success_rows = success_rows + %s,"
                 " failed_rows = failed_rows + %s, next_offset = %s, last_row = %s, updated_time = %s WHERE id = %s",

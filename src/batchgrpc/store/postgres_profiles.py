@@ -20,6 +20,7 @@ from batchgrpc import core
 from batchgrpc.events.profiles import settle
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Page, Profile
 from batchgrpc.store.postgres_jobs import lock_events
+from batchgrpc.store.postgres_sets import columns, copy_rows
 from batchgrpc.store.rows import (
     BULK_COLUMNS,
     BULK_INSERT_COLUMNS,
@@ -88,30 +89,46 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
         ).fetchall()
         profiles = [tuple(r) for r in rows]
     plan = core.plan_ingest(updates, identifiers, resolved, profiles, batch.events, account, now)
+    # Set-based: a statement per kind of change, never one per row. The
+    # plan names each profile, merged profile and identifier once (a map in
+    # the core), so no statement touches a row twice.
     async with conn.cursor() as cursor:
         # In creation order, so `seq` keeps their age.
-        await cursor.executemany(
-            "INSERT INTO profiles (id, account, attributes, attribute_time, customer_ids, merged_into,"
-            " created_time, updated_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        await copy_rows(
+            cursor,
+            "profiles (id, account, attributes, attribute_time, customer_ids, merged_into, created_time, updated_time)",
             plan.created,
         )
-        await cursor.executemany(
-            "UPDATE profiles SET attributes = %s, attribute_time = %s, customer_ids = %s, merged_into = %s,"
-            " updated_time = %s WHERE id = %s",
-            plan.updated,
-        )
-        # What a merged profile had stored follows it to its survivor.
-        await cursor.executemany("UPDATE profile_identifiers SET profile_id = %s WHERE profile_id = %s", plan.moved)
-        await cursor.executemany(
-            "INSERT INTO profile_identifiers (account, kind, value, profile_id) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
-            plan.identifiers,
-        )
+        if plan.updated:
+            await cursor.execute(
+                "UPDATE profiles AS p SET attributes = u.a, attribute_time = u.t, customer_ids = u.c,"
+                " merged_into = u.m, updated_time = u.at"
+                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[])"
+                " AS u(a, t, c, m, at, id) WHERE p.id = u.id",
+                columns(plan.updated, 6),
+            )
+        moved = columns(plan.moved, 2)
+        if plan.moved:
+            # What a merged profile had stored follows it to its survivor.
+            await cursor.execute(
+                "UPDATE profile_identifiers AS i SET profile_id = m.live"
+                " FROM unnest(%s::text[], %s::text[]) AS m(live, merged) WHERE i.profile_id = m.merged",
+                moved,
+            )
+        if plan.identifiers:
+            await cursor.execute(
+                "INSERT INTO profile_identifiers (account, kind, value, profile_id)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+                " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+                columns(plan.identifiers, 4),
+            )
         await lock_events(conn)
-        await cursor.executemany(
-            "UPDATE events SET profile_id = %s WHERE account = %s AND profile_id = %s AND profile_id <> ''",
-            [(live, account, pid) for live, pid in plan.moved],
-        )
+        if plan.moved:
+            await cursor.execute(
+                "UPDATE events AS e SET profile_id = m.live FROM unnest(%s::text[], %s::text[]) AS m(live, merged)"
+                " WHERE e.account = %s AND e.profile_id = m.merged AND e.profile_id <> ''",
+                (*moved, account),
+            )
         repeats = list(plan.repeats)
         rows_to_store = plan.rows
         if plan.lookups != b"[]":
@@ -128,10 +145,10 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
             if stored:
                 repeated = {row for row, _ in stored}
                 rows_to_store = [r for i, r in enumerate(rows_to_store) if i not in repeated]
-        await cursor.executemany(
-            "INSERT INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-            " profile_id, identity, data, value, value_currency, unique_id, dedup_key)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        await copy_rows(
+            cursor,
+            "events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
+            " profile_id, identity, data, value, value_currency, unique_id, dedup_key)",
             rows_to_store,
         )
     return settle(plan.applied, batch.event_counts, repeats)
