@@ -25,7 +25,10 @@ from batchgrpc.store import EventLog
 log = logging.getLogger("batchgrpc.relay")
 
 #: Events per delivery: one sink transaction and one store write each.
-BATCH = 1000
+#: Measured on the Kafka sink (PostgreSQL store, idle 2-core VM): 31 ms a
+#: batch of 1,000 (32,000 events/s), 110 ms a batch of 5,000 (45,000/s);
+#: the rest is per event. A batch is a few MB in memory.
+BATCH = 5000
 #: How often an idle relay looks for new events.
 IDLE_SECONDS = 0.1
 #: How long a relay waits before trying again after the sink failed.
