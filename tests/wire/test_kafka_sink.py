@@ -20,12 +20,15 @@ from grpc import aio
 
 from batchgrpc import server
 from batchgrpc.batches.v6 import batch_job_pb2
-from batchgrpc.sinks import SinkUnavailable, kafka, open_sink
+from batchgrpc.leases import Leases
+from batchgrpc.sinks import Held, SinkUnavailable, kafka, open_sink
 from batchgrpc.sinks.kafka import KafkaSink
+from batchgrpc.sinks.relay import Relay
 from batchgrpc.store import Event
+from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
 from tests.servers import kafka_bootstrap
 
-from ..conftest import Harness, make_config
+from ..conftest import Harness, eventually, make_config
 from .batches_client import Client, status
 
 CSV = b"email,event_name\n" + b"".join(b"p%d@example.com,signup\n" % i for i in range(1500))
@@ -90,10 +93,10 @@ async def test_batches_are_transactions_read_once_and_recover_finds_the_last_pos
     sink = KafkaSink(kafka_bootstrap(), topic)
     await sink.open()
     try:
-        assert await sink.recover() == 0
+        assert await sink.recover() is None
         await sink.deliver([event(n) for n in range(1, 6)])
         await sink.deliver([event(n, "other") for n in range(6, 9)])
-        assert await sink.recover() == 8
+        assert await sink.recover() == Held(8, f"{8:032x}")
     finally:
         await sink.close()
     seen = await asyncio.to_thread(committed, topic, 8)
@@ -107,6 +110,37 @@ async def test_batches_are_transactions_read_once_and_recover_finds_the_last_pos
     value = first["value"]
     assert isinstance(value, dict)
     assert (value["event_name"], value["account"], value["data"]) == ("viewed", "acme", {"n": 1})
+
+
+async def test_a_relay_on_a_topic_another_store_wrote_sends_every_event_of_its_own(tmp_path: Path) -> None:
+    # A new database on an old topic: its positions start over below the
+    # topic's, which must not pass for its own.
+    topic = new_topic(partitions=1)
+    other = KafkaSink(kafka_bootstrap(), topic)
+    await other.open()
+    try:
+        await other.deliver([event(n) for n in range(1, 21)])
+    finally:
+        await other.close()
+    store = await SqliteStore.open(tmp_path / DATABASE_NAME)
+    try:
+        await store.events.append([event(n) for n in range(101, 106)])
+        relay = Relay(store.events, KafkaSink(kafka_bootstrap(), topic), Leases(store.leases, 5.0))
+        relay.start()
+
+        async def caught_up() -> bool:
+            return await store.events.delivered(f"kafka:{topic}") == 5
+
+        try:
+            await eventually(caught_up, seconds=60)
+        finally:
+            await relay.stop()
+    finally:
+        await store.close()
+    seen = await asyncio.to_thread(committed, topic, 25)
+    assert [(m["headers"]["position"], m["headers"]["event_id"]) for m in seen[20:]] == [
+        (str(n - 100), f"{n:032x}") for n in range(101, 106)
+    ]
 
 
 async def test_a_new_relay_fences_the_old_and_drops_what_it_left_uncommitted() -> None:
@@ -123,7 +157,7 @@ async def test_a_new_relay_fences_the_old_and_drops_what_it_left_uncommitted() -
     second = KafkaSink(kafka_bootstrap(), topic)
     await second.open()  # aborts the zombie's transaction
     try:
-        assert await second.recover() == 3
+        assert await second.recover() == Held(3, f"{3:032x}")
         await second.deliver([event(4)])
         # The first relay, fenced off, can deliver nothing more.
         with pytest.raises(SinkUnavailable):
@@ -151,7 +185,7 @@ async def test_a_call_that_hangs_is_given_up_and_a_fresh_producer_goes_on(monkey
     await sink.close()
     await sink.open()
     try:
-        assert await sink.recover() == 1
+        assert await sink.recover() == Held(1, f"{1:032x}")
         await sink.deliver([event(2)])
     finally:
         await sink.close()

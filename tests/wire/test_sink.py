@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
@@ -19,7 +20,7 @@ from batchgrpc import server
 from batchgrpc.batches.v6 import batch_job_pb2
 from batchgrpc.events.v1 import event_pb2
 from batchgrpc.leases import Leases
-from batchgrpc.sinks import SinkUnavailable, open_sink
+from batchgrpc.sinks import Held, SinkUnavailable, open_sink
 from batchgrpc.sinks.file import FileSink
 from batchgrpc.sinks.relay import Relay
 from batchgrpc.store import Event
@@ -152,6 +153,65 @@ async def test_a_relay_taking_over_sends_nothing_twice(tmp_path: Path) -> None:
         await store.close()
 
 
+async def relayed(store: SqliteStore, path: Path, events: list[Event]) -> list[dict[str, Any]]:
+    """Appends `events` to the store, lets a relay deliver the whole log to
+    the file at `path`, and returns the file's lines."""
+    await store.events.append(events)
+    [*_, newest] = await store.events.after(0, limit=1000)
+    relay = Relay(store.events, FileSink(path), Leases(store.leases, 5.0))
+    relay.start()
+
+    async def caught_up() -> bool:
+        return await store.events.delivered(f"file:{path}") == newest.position
+
+    try:
+        await eventually(caught_up, seconds=10)
+    finally:
+        await relay.stop()
+    return lines(path)
+
+
+async def test_a_relay_on_a_file_another_store_wrote_sends_every_event_of_its_own(tmp_path: Path) -> None:
+    # A new database pointed at an old sink: positions start over, and the
+    # other store's higher ones must not pass for this one's.
+    path = tmp_path / "events.jsonl"
+    other = FileSink(path)
+    await other.open()
+    await other.deliver([event(n) for n in range(1, 8)])
+    await other.close()
+    store = await SqliteStore.open(tmp_path / "data" / DATABASE_NAME)
+    try:
+        seen = await relayed(store, path, [event(n) for n in range(101, 104)])
+    finally:
+        await store.close()
+    assert [(d["position"], d["headers"]["event_id"]) for d in seen[7:]] == [
+        (n - 100, f"{n:032x}") for n in (101, 102, 103)
+    ]
+
+
+async def test_a_store_restored_from_a_backup_sends_the_events_it_makes_after(tmp_path: Path) -> None:
+    # The sink got positions 1-7 of this store; the store was then restored
+    # to a backup holding 1-3 (none recorded as delivered), and its next
+    # events take positions 4 and 5 again: they must go, not pass for
+    # delivered. What the backup held goes again too (the same ids).
+    path = tmp_path / "events.jsonl"
+    before = FileSink(path)
+    await before.open()
+    await before.deliver([event(n) for n in range(1, 8)])
+    await before.close()
+    store = await SqliteStore.open(tmp_path / "data" / DATABASE_NAME)
+    try:
+        await store.events.append([event(n) for n in range(1, 4)])
+        seen = await relayed(store, path, [event(n) for n in (201, 202)])
+    finally:
+        await store.close()
+    assert [(d["position"], d["headers"]["event_id"]) for d in seen[7:]] == [
+        *((n, f"{n:032x}") for n in (1, 2, 3)),
+        (4, f"{201:032x}"),
+        (5, f"{202:032x}"),
+    ]
+
+
 async def test_a_torn_last_line_is_cut_off_and_its_event_sent_again(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     sink = FileSink(path)
@@ -162,7 +222,7 @@ async def test_a_torn_last_line_is_cut_off_and_its_event_sent_again(tmp_path: Pa
         f.write(b'{"position":3,"key":"acme/"')  # a crash mid-write
     again = FileSink(path)
     await again.open()
-    assert await again.recover() == 2
+    assert await again.recover() == Held(2, f"{2:032x}")
     await again.deliver([event(3)])
     await again.close()
     assert [d["headers"]["event_id"] for d in lines(path)] == [f"{n:032x}" for n in (1, 2, 3)]

@@ -9,9 +9,10 @@ transactions (Kafka with a transactional producer):
 
 - `deliver` is all or nothing: a consumer sees the whole batch or none of it;
 - every message carries its position, so after a crash the relay asks the
-  sink what it holds (`recover`: the highest position committed there) and
-  carries on after it, instead of sending again what the store had not yet
-  recorded as delivered.
+  sink what it holds (`recover`: the event at the highest position committed
+  there) and carries on after it, instead of sending again what the store
+  had not yet recorded as delivered; the relay checks first that the event
+  is the store's own at that position (`relay`).
 
 `log` is the default sink: the event log itself, so an event is delivered
 when it is committed and no relay runs.
@@ -20,6 +21,7 @@ when it is committed and no relay runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -33,6 +35,14 @@ class SinkUnavailable(Exception):
     relay); the events wait in the outbox and the relay tries again."""
 
 
+@dataclass(frozen=True)
+class Held:
+    """An event as a sink holds it: its position and id."""
+
+    position: int
+    event_id: str
+
+
 class EventSink(Protocol):
     #: The name the store keeps this sink's delivered position under.
     name: str
@@ -43,9 +53,9 @@ class EventSink(Protocol):
         """Connects (and fences off any other relay of this sink); raises
         `SinkUnavailable` when it cannot."""
 
-    async def recover(self) -> int:
-        """The highest event position the sink holds (0: none): what a
-        relay that died may have delivered without recording it."""
+    async def recover(self) -> Held | None:
+        """The event of the highest position the sink holds (None: none):
+        what a relay that died may have delivered without recording it."""
 
     async def deliver(self, events: Sequence[Event]) -> None:
         """Hands over `events` (in position order), all or nothing: when it
@@ -68,8 +78,8 @@ class LogSink:
     async def open(self) -> None:
         return None
 
-    async def recover(self) -> int:
-        return 0
+    async def recover(self) -> Held | None:
+        return None
 
     async def deliver(self, events: Sequence[Event]) -> None:
         return None

@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from batchgrpc.sinks import SinkUnavailable
+from batchgrpc.sinks import Held, SinkUnavailable
 from batchgrpc.sinks.message import message_of
 from batchgrpc.store import Event
 
@@ -73,17 +73,18 @@ class FileSink:
             os.fsync(fd)
         self._fd = fd
 
-    async def recover(self) -> int:
+    async def recover(self) -> Held | None:
         return await asyncio.to_thread(self._recover)
 
-    def _recover(self) -> int:
+    def _recover(self) -> Held | None:
         assert self._fd is not None, "open first"
         size = os.fstat(self._fd).st_size
         tail = os.pread(self._fd, min(size, _TAIL), max(0, size - _TAIL))
         lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
         if not lines[-1]:
-            return 0
-        return int(json.loads(lines[-1])["position"])
+            return None
+        last = json.loads(lines[-1])
+        return Held(int(last["position"]), last["headers"]["event_id"])
 
     async def deliver(self, events: Sequence[Event]) -> None:
         data = b"".join(_line(e) for e in events)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from batchgrpc.sinks import SinkUnavailable
+from batchgrpc.sinks import Held, SinkUnavailable
 from batchgrpc.sinks.message import message_of
 from batchgrpc.store import Event
 
@@ -105,13 +105,13 @@ class KafkaSink:
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
         self._producer = producer
 
-    async def recover(self) -> int:
+    async def recover(self) -> Held | None:
         try:
             return await self._call(self._highest_position)
         except KafkaException as e:
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e
 
-    def _highest_position(self) -> int:
+    def _highest_position(self) -> Held | None:
         consumer = Consumer(
             {
                 "bootstrap.servers": self._servers,
@@ -124,13 +124,14 @@ class KafkaSink:
             metadata = consumer.list_topics(self._topic, timeout=TIMEOUT_SECONDS)
             topic = metadata.topics.get(self._topic)
             if topic is None or topic.error is not None:
-                return 0  # no topic yet: nothing delivered
-            return max((self._last_in(consumer, p) for p in topic.partitions), default=0)
+                return None  # no topic yet: nothing delivered
+            last = [held for p in topic.partitions if (held := self._last_in(consumer, p)) is not None]
+            return max(last, key=lambda held: held.position, default=None)
         finally:
             consumer.close()
 
-    def _last_in(self, consumer: Consumer, partition: int) -> int:
-        """The position of the last committed message of one partition (0: none)."""
+    def _last_in(self, consumer: Consumer, partition: int) -> Held | None:
+        """The last committed event of one partition (None: none)."""
         low, high = consumer.get_watermark_offsets(
             TopicPartition(self._topic, partition), timeout=TIMEOUT_SECONDS, cached=False
         )
@@ -139,7 +140,7 @@ class KafkaSink:
             start = max(low, high - back)
             found = _positions(consumer, TopicPartition(self._topic, partition, start), high)
             if found or start == low:
-                return max(found, default=0)
+                return max(found, key=lambda held: held.position, default=None)
             back *= 4
 
     async def deliver(self, events: Sequence[Event]) -> None:
@@ -204,13 +205,14 @@ def _transaction(producer: Producer, topic: str, events: Sequence[Event]) -> Non
         raise
 
 
-def _positions(consumer: Consumer, start: TopicPartition, high: int) -> list[int]:
-    """The `position` headers of the committed messages from `start` to the
-    partition's end `high` (read_committed skips aborted ones and markers)."""
+def _positions(consumer: Consumer, start: TopicPartition, high: int) -> list[Held]:
+    """The events (`position` and `event_id` headers) of the committed
+    messages from `start` to the partition's end `high` (read_committed skips
+    aborted ones and markers)."""
     if start.offset >= high:
         return []
     consumer.assign([start])
-    found: list[int] = []
+    found: list[Held] = []
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
         while time.monotonic() < deadline:
@@ -224,7 +226,9 @@ def _positions(consumer: Consumer, start: TopicPartition, high: int) -> list[int
                 continue
             if message.error() is not None:
                 raise KafkaException(message.error())
-            found += [int(v) for k, v in _headers(message) if k == "position"]
+            headers = dict(_headers(message))
+            if "position" in headers:
+                found.append(Held(int(headers["position"]), headers.get("event_id", b"").decode()))
             if (message.offset() or 0) >= high - 1:
                 return found
         raise KafkaException(f"{start.topic}[{start.partition}]: its end was not reached in {TIMEOUT_SECONDS:g} s")

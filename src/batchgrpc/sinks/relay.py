@@ -19,7 +19,7 @@ import contextlib
 import logging
 
 from batchgrpc.leases import Leases
-from batchgrpc.sinks import EventSink
+from batchgrpc.sinks import EventSink, Held
 from batchgrpc.store import EventLog
 
 log = logging.getLogger("batchgrpc.relay")
@@ -56,6 +56,11 @@ class Relay:
                 await self._task
         await self._sink.close()
 
+    async def _has(self, held: Held) -> bool:
+        """Whether the store's event at `held.position` is `held`'s."""
+        at = await self._events.after(held.position - 1, limit=1)
+        return bool(at) and at[0].position == held.position and at[0].event_id == held.event_id
+
     async def delivered(self, position: int) -> bool:
         """Whether the sink has every event up to `position`."""
         if self._sink.delivers_at_commit:
@@ -84,10 +89,27 @@ class Relay:
         name = self._sink.name
         position = await self._events.delivered(name)
         held = await self._sink.recover()
-        if held > position:
-            # Delivered by a relay that died before recording it.
-            log.info("sink holds more than recorded", extra={"fields": {"sink": name, "from": position, "to": held}})
-            position = await self._events.mark_delivered(name, held, now=self._leases.clock())
+        if held is not None and held.position > position:
+            if await self._has(held):
+                # Delivered by a relay that died before recording it.
+                log.info(
+                    "sink holds more than recorded",
+                    extra={"fields": {"sink": name, "from": position, "to": held.position}},
+                )
+                position = await self._events.mark_delivered(name, held.position, now=self._leases.clock())
+            else:
+                # Not this store's event at that position: the sink was
+                # written by another store (a new database on an old
+                # topic), or this one was restored from a backup older
+                # than the sink. Its positions say nothing of this store's;
+                # going on after them would lose events, so the relay goes
+                # on from its own record, and a consumer may see again
+                # (same event ids) what it had before the restore.
+                fields = {"sink": name, "held": held.position, "event_id": held.event_id, "from": position}
+                log.error(
+                    "the sink's last event is not this store's; sending from the recorded position",
+                    extra={"fields": fields},
+                )
         log.info("relaying", extra={"fields": {"sink": name, "position": position}})
         while await self._leases.store.holds(self._lease, self._leases.owner, now=self._leases.clock()):
             events = await self._events.after(position, limit=self._batch)

@@ -4,9 +4,8 @@
 holds the version. Every replica migrates at start under one advisory lock
 (`postgres.migrate`), so replicas starting together apply each step once.
 
-The backend is not offered by `--store` until it implements every store
-protocol; until then version 1 is still being written and may change (no
-database of it exists outside the tests). Times are Unix seconds (double
+Migrations are append-only now that `--store` offers the backend: never
+edit one that has shipped, add the next. Times are Unix seconds (double
 precision), as on SQLite; JSON is kept as the text the core wrote and
 reads back (text, not jsonb: jsonb would reorder keys and respell
 numbers).
