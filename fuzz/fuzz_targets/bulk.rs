@@ -26,7 +26,7 @@ fn rejected_by(pointer: &str) -> Option<(usize, Option<usize>)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(validation) = validate_bulk(data, 1_795_000_000.0) {
+    if let Ok(validation) = validate_bulk(data, 1_795_000_000.0, 631_152_000.0) {
         for v in &validation.violations {
             // The document's own part (at most ~130 characters) plus 256.
             assert!(v.pointer.chars().count() <= 400, "{}", v.pointer);

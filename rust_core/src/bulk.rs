@@ -11,7 +11,7 @@ use crate::limits::{
     self, clip, clip_to, longer_than, MAX_CUSTOMER_ID_CHARS, MAX_ECHO_CHARS, MAX_METRIC_NAME_CHARS,
     MAX_NAME_CHARS, MAX_RESOURCE_ID_CHARS,
 };
-use crate::rules::{is_email, parse_timestamp};
+use crate::rules::{is_email, iso_date, parse_timestamp};
 use crate::wire::{each_message, string, Field, Values, Wire};
 
 /// One violation: where, a stable reason, and a message.
@@ -56,8 +56,6 @@ pub const MAX_DEPTH: usize = 10;
 pub const MAX_UNIQUE_ID_CHARS: usize = MAX_NAME_CHARS;
 /// Most characters of one client key inside a pointer.
 const MAX_KEY_IN_POINTER: usize = 64;
-/// 2000-01-01T00:00:00Z: the earliest event time upstream takes.
-const EARLIEST: f64 = 946_684_800.0;
 const YEAR: f64 = 366.0 * 86_400.0;
 
 /// ISO 4217 alphabetic codes in use.
@@ -704,8 +702,10 @@ fn names_properties(value: &Value) -> bool {
 }
 
 /// Validates a serialized bulk-create request against Klaviyo's rules; `now`
-/// is Unix seconds. Returns every violation (none when valid), and whether
-/// they fail the request even with `partial_success`.
+/// is Unix seconds, `earliest` the earliest event time the request's
+/// revision takes (a January 1st: upstream's rule is "after the year N").
+/// Returns every violation (none when valid), and whether they fail the
+/// request even with `partial_success`.
 ///
 /// A request that passes (or fails by item only) has no `Struct` or
 /// `ListValue` deeper than the decoder's 20 levels, so Python's protobuf
@@ -715,7 +715,7 @@ fn names_properties(value: &Value) -> bool {
 /// Over 5 MiB or 1,000 events (checked first, the request fails whole), or
 /// bytes that are not the request.
 #[allow(clippy::too_many_lines)] // the rules, in the order the document nests
-pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
+pub fn validate_bulk(bytes: &[u8], now: f64, earliest: f64) -> Result<Validation, CoreError> {
     limits::check_bulk_request(bytes.len() as u64, 0)?;
     let mut values = Values::default();
     let (kind, items) = decode_request(bytes, &mut values)?;
@@ -837,10 +837,13 @@ pub fn validate_bulk(bytes: &[u8], now: f64) -> Result<Validation, CoreError> {
                         "INVALID_TIME",
                         format!("{:?} is not an ISO-8601 date-time", clip(&event.time)),
                     )),
-                    Some(t) if !(EARLIEST..=now + YEAR).contains(&t) => out.push(violation(
+                    Some(t) if !(earliest..=now + YEAR).contains(&t) => out.push(violation(
                         &format!("{e}/attributes/time"),
                         "TIME_OUT_OF_RANGE",
-                        "time must be after 2000-01-01 and at most one year from now".into(),
+                        format!(
+                            "time must be after {} and at most one year from now",
+                            iso_date(earliest)
+                        ),
                     )),
                     Some(_) => {}
                 }
@@ -1085,6 +1088,8 @@ mod tests {
     use crate::wire::tests::{deep_list, ld, nested, string_value, struct_of};
 
     const NOW: f64 = 1_795_000_000.0;
+    /// 2000-01-01, the floor of the revisions before 2026-07-15.
+    const EARLIEST: f64 = 946_684_800.0;
     const PROPERTIES: &str =
         "/data/attributes/events-bulk-create/data/0/attributes/events/data/0/attributes/properties";
     const PROFILE: &str = "/data/attributes/events-bulk-create/data/0/attributes/profile/data";
@@ -1132,7 +1137,7 @@ mod tests {
         let mut bytes = request(&object(&[("a", string_value("b"))]));
         bytes.extend(ld(2, b"req-1"));
         bytes.extend([3 << 3, 1]);
-        let validation = validate_bulk(&bytes, NOW).unwrap();
+        let validation = validate_bulk(&bytes, NOW, EARLIEST).unwrap();
         assert_eq!(validation.request_id, "req-1");
         assert!(validation.partial_success);
         assert_eq!(validation.item_events, vec![1]);
@@ -1210,7 +1215,7 @@ mod tests {
     }
 
     fn found(bytes: &[u8]) -> Vec<(String, &'static str)> {
-        validate_bulk(bytes, NOW)
+        validate_bulk(bytes, NOW, EARLIEST)
             .unwrap()
             .violations
             .into_iter()
@@ -1247,7 +1252,7 @@ mod tests {
 
     #[test]
     fn an_empty_request_misses_its_type_and_items() {
-        let validation = validate_bulk(&[], NOW).unwrap();
+        let validation = validate_bulk(&[], NOW, EARLIEST).unwrap();
         let reasons: Vec<_> = validation.violations.iter().map(|v| v.reason).collect();
         assert_eq!(reasons, ["INVALID_TYPE", "MISSING_ITEMS"]);
         assert!(!validation.fails_whole);
@@ -1255,13 +1260,17 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_an_error() {
-        assert!(validate_bulk(&[0x0a, 0x10, 0x01], 0.0).is_err());
+        assert!(validate_bulk(&[0x0a, 0x10, 0x01], 0.0, EARLIEST).is_err());
     }
 
     #[test]
     fn a_valid_request_has_no_violations() {
-        let validation =
-            validate_bulk(&request(&object(&[("a", string_value("b"))])), NOW).unwrap();
+        let validation = validate_bulk(
+            &request(&object(&[("a", string_value("b"))])),
+            NOW,
+            EARLIEST,
+        )
+        .unwrap();
         assert_eq!(
             validation,
             Validation {
@@ -1284,8 +1293,12 @@ mod tests {
     #[test]
     fn nesting_past_the_decoder_fails_whole_with_the_same_pointer() {
         for levels in [15, 19, 20, 50, 5_000] {
-            let validation =
-                validate_bulk(&request(&struct_of("p", &nested(levels, false))), NOW).unwrap();
+            let validation = validate_bulk(
+                &request(&struct_of("p", &nested(levels, false))),
+                NOW,
+                EARLIEST,
+            )
+            .unwrap();
             let got: Vec<_> = validation
                 .violations
                 .iter()
@@ -1302,7 +1315,7 @@ mod tests {
         let properties = struct_of("p", &deep_list(5 * 1024 * 1024 - 200));
         let bytes = request(&properties);
         assert!(bytes.len() as u64 <= limits::BULK_EVENTS_MAX_REQUEST_BYTES);
-        let validation = validate_bulk(&bytes, NOW).unwrap();
+        let validation = validate_bulk(&bytes, NOW, EARLIEST).unwrap();
         assert!(validation.fails_whole);
         assert_eq!(validation.violations.len(), 1);
         assert_eq!(validation.violations[0].reason, "NESTING_TOO_DEEP");
@@ -1321,7 +1334,7 @@ mod tests {
             &[email("a@example.com"), location].concat(),
             &[event(&[], "m")],
         );
-        let validation = validate_bulk(&bytes, NOW).unwrap();
+        let validation = validate_bulk(&bytes, NOW, EARLIEST).unwrap();
         assert!(validation.fails_whole);
         assert_eq!(validation.violations[0].reason, "NESTING_TOO_DEEP");
         assert!(validation.violations[0]
@@ -1465,6 +1478,7 @@ mod tests {
                 &[event(&[], "m")],
             ),
             NOW,
+            EARLIEST,
         )
         .unwrap()
         .violations;
@@ -1545,7 +1559,7 @@ mod tests {
             value = ld(5, &struct_of(&"k".repeat(250), &value));
         }
         let huge = "h".repeat(100 * 1024);
-        let got = validate_bulk(&request(&struct_of(&huge, &value)), NOW)
+        let got = validate_bulk(&request(&struct_of(&huge, &value)), NOW, EARLIEST)
             .unwrap()
             .violations;
         let reasons: Vec<_> = got.iter().map(|v| v.reason).collect();
@@ -1564,6 +1578,7 @@ mod tests {
         let got = validate_bulk(
             &request_with("", &email(&bad_email), &[event(&[], "m")]),
             NOW,
+            EARLIEST,
         )
         .unwrap()
         .violations;
@@ -1572,6 +1587,7 @@ mod tests {
         let got = validate_bulk(
             &request_with("", &email(&bad_email), &[event(&[], "m")]),
             NOW,
+            EARLIEST,
         )
         .unwrap()
         .violations;

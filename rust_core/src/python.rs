@@ -228,10 +228,16 @@ struct BulkValidation {
 
 /// Validates a serialized `batchgrpc.events.v1.CreateEventBulkCreateJobRequest`
 /// with Klaviyo's rules: every violation as `(pointer, reason, message)`.
-/// `now` is Unix seconds, for the time window.
+/// `now` is Unix seconds, for the time window, and `earliest` the earliest
+/// event time the request's revision takes.
 #[pyfunction]
-fn validate_bulk_request(py: Python<'_>, request: &[u8], now: f64) -> PyResult<BulkValidation> {
-    let validation = py.detach(move || bulk::validate_bulk(request, now))?;
+fn validate_bulk_request(
+    py: Python<'_>,
+    request: &[u8],
+    now: f64,
+    earliest: f64,
+) -> PyResult<BulkValidation> {
+    let validation = py.detach(move || bulk::validate_bulk(request, now, earliest))?;
     Ok(BulkValidation {
         violations: validation
             .violations

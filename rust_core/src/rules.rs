@@ -681,9 +681,40 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DD` of the day Unix time `seconds` falls in (Hinnant's
+/// inverse of `days_from_civil`), for messages that name a bound.
+#[must_use]
+#[allow(clippy::cast_possible_truncation)] // seconds of the years we name
+pub fn iso_date(seconds: f64) -> String {
+    let z = (seconds / 86_400.0).floor() as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_date_is_the_inverse_of_days_from_civil() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1990, 1, 1),
+            (2000, 2, 29),
+            (2026, 12, 31),
+            (1969, 12, 31),
+        ] {
+            let seconds = days_from_civil(y, m, d) as f64 * 86_400.0 + 3_600.0;
+            assert_eq!(iso_date(seconds), format!("{y:04}-{m:02}-{d:02}"));
+        }
+    }
 
     fn rule(value_type: &str, pattern: &str, max_length: usize, allowed: &[&str]) -> ColumnRule {
         ColumnRule::compile(

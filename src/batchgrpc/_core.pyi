@@ -350,8 +350,9 @@ def plan_ingest(
     ValueError for stored state or events of another layout. Releases the
     interpreter."""
 
-def validate_bulk_request(request: bytes, now: float) -> BulkValidation:
+def validate_bulk_request(request: bytes, now: float, earliest: float) -> BulkValidation:
     """Validates a serialized `CreateEventBulkCreateJobRequest` with Klaviyo's
-    rules, every violation at once. Raises `PayloadTooLarge` over 5 MiB,
+    rules, every violation at once; `earliest` is the earliest event time
+    the request's revision takes. Raises `PayloadTooLarge` over 5 MiB,
     `TooManyItems` over 1,000 events, `MalformedRequest` for bytes that are
     not the request."""

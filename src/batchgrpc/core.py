@@ -66,9 +66,10 @@ async def _sized(data: bytes, check: Callable[[bytes], T]) -> T:
     return await asyncio.to_thread(check, data)
 
 
-async def validate_bulk_request(data: bytes, now: float) -> BulkValidation:
-    """Upstream's bulk-create rules over the request's bytes, all at once."""
-    return await _sized(data, lambda d: _core.validate_bulk_request(d, now))
+async def validate_bulk_request(data: bytes, now: float, earliest: float) -> BulkValidation:
+    """Upstream's bulk-create rules over the request's bytes, all at once;
+    `earliest` is the earliest event time the request's revision takes."""
+    return await _sized(data, lambda d: _core.validate_bulk_request(d, now, earliest))
 
 
 async def bulk_rows(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> BulkRows:

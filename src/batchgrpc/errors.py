@@ -60,6 +60,7 @@ class Reason(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     MISSING_REVISION = "MISSING_REVISION"
     INVALID_REVISION = "INVALID_REVISION"
+    UNKNOWN_REVISION = "UNKNOWN_REVISION"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
     AMBIGUOUS_CREDENTIALS = "AMBIGUOUS_CREDENTIALS"
@@ -240,6 +241,14 @@ class MissingRevision(InvalidArgument):
 
 class InvalidRevision(InvalidArgument):
     reason = Reason.INVALID_REVISION
+
+
+class UnknownRevision(BatchgrpcError):
+    """A well-formed revision upstream does not document: its 404."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = Reason.UNKNOWN_REVISION
+    default_upstream_code = "not_found"
 
 
 class Unauthenticated(BatchgrpcError):

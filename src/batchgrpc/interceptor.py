@@ -26,7 +26,7 @@ from grpc import aio
 from batchgrpc import memory, requests
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
 from batchgrpc.errors import AmbiguousCredentials, BatchgrpcError, Internal, RateLimited
-from batchgrpc.events.revision import check_revision
+from batchgrpc.events.revision import check_revision, set_current
 from batchgrpc.ratelimit import Decision, RateLimiter
 
 log = logging.getLogger("batchgrpc.rpc")
@@ -91,7 +91,7 @@ class _Call:
                 metadata={"limit": str(self.decision.limit)},
             )
         if self.policy.revision:
-            check_revision(metadata.get("revision"))
+            set_current(check_revision(metadata.get("revision")))
         _principal.set(self.principal)
 
     def response_metadata(self) -> Metadata:

@@ -11,9 +11,12 @@ from google.protobuf import json_format
 
 from batchgrpc import _core
 from batchgrpc.errors import PayloadTooLarge, TooManyItems
+from batchgrpc.events.revision import REVISIONS
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk
 
 NOW = time.time()
+#: The floor of the revision the tests send (2026-07-15: after 1990).
+EARLIEST = REVISIONS["2026-07-15"].earliest_event_time
 ITEMS = "/data/attributes/events-bulk-create/data"
 
 
@@ -40,7 +43,7 @@ def document(*items: dict[str, Any]) -> dict[str, Any]:
 def validate(body: dict[str, Any]) -> list[tuple[str, str, str]]:
     request = bulk.CreateEventBulkCreateJobRequest()
     json_format.ParseDict(body, request)
-    validation = _core.validate_bulk_request(request.SerializeToString(), NOW)
+    validation = _core.validate_bulk_request(request.SerializeToString(), NOW, EARLIEST)
     assert not validation.fails_whole
     return validation.violations
 
@@ -63,7 +66,7 @@ def test_every_violation_is_reported_at_once_with_its_pointer() -> None:
     body = document(
         item(
             {"email": "not-an-email", "phone_number": "5550006"},
-            event("x" * 128, time="1999-12-31T23:59:59Z", value_currency="ZZZ"),
+            event("x" * 128, time="1989-12-31T23:59:59Z", value_currency="ZZZ"),
         ),
         item({"first_name": "No identifier"}, event(unique_id="u"), event(unique_id="u")),
     )

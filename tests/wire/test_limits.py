@@ -190,7 +190,38 @@ async def test_events_api_requires_a_valid_revision(harness: Harness, revision: 
     assert [v.field for v in error.bad_request.field_violations] == ["revision"]  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("revision", ["2026-07-15", "2024-10-15.pre"])
+@pytest.mark.parametrize("revision", ["2026-10-16", "2023-10-15", "2026-07-15.beta", "2099-01-15"])
+async def test_a_revision_upstream_does_not_document_is_its_404(harness: Harness, revision: str) -> None:
+    stub = bulk_grpc.EventBulkCreateJobServiceStub(harness.channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.CreateEventBulkCreateJob(bulk_request(1), metadata=(*bearer(harness.admin), ("revision", revision)))
+    error = rich_error(caught.value)
+    assert error.code == grpc.StatusCode.NOT_FOUND
+    assert (error.info.reason, error.info.metadata["code"]) == ("UNKNOWN_REVISION", "not_found")
+    assert error.message == "No valid revisions found for method"
+    assert [v.field for v in error.bad_request.field_violations] == ["revision"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("revision", "accepted"), [("2026-04-15", False), ("2026-07-15", True), ("2026-10-15", True)])
+async def test_the_revision_sets_how_early_an_event_may_be(harness: Harness, revision: str, accepted: bool) -> None:
+    # "must be after the year 2000" up to 2026-04-15, 1990 from 2026-07-15.
+    request = bulk_request(1)
+    request.data.attributes.events_bulk_create.data[0].attributes.events.data[
+        0
+    ].attributes.time = "1995-06-01T00:00:00Z"
+    stub = bulk_grpc.EventBulkCreateJobServiceStub(harness.channel)
+    metadata = (*bearer(harness.admin), ("revision", revision))
+    if accepted:
+        assert (await stub.CreateEventBulkCreateJob(request, metadata=metadata)).event_bulk_create_job.id
+        return
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.CreateEventBulkCreateJob(request, metadata=metadata)
+    [violation] = rich_error(caught.value).bad_request.field_violations  # type: ignore[union-attr]
+    assert violation.reason == "TIME_OUT_OF_RANGE"
+    assert "after 2000-01-01" in violation.description
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15", "2024-10-15.pre", "2026-10-15"])
 async def test_valid_revisions_pass(harness: Harness, revision: str) -> None:
     stub = bulk_grpc.EventBulkCreateJobServiceStub(harness.channel)
     response = await stub.CreateEventBulkCreateJob(

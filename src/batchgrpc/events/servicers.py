@@ -17,6 +17,7 @@ from batchgrpc.batches.jobs import visible
 from batchgrpc.batches.sources import new_id
 from batchgrpc.errors import FieldViolation, InvalidArgument, MalformedRequest, NotFound
 from batchgrpc.events.bulk import BulkProcessor, rejected_by
+from batchgrpc.events.revision import current_revision
 from batchgrpc.events.v1 import event_bulk_create_job_pb2 as bulk_pb2
 from batchgrpc.events.v1 import (
     event_bulk_create_job_pb2_grpc,
@@ -90,7 +91,7 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
         # Upstream's rules, all at once, from the request's bytes: the 5 MB /
         # 1,000-event limits and malformed bytes fail the request first
         # (raised); then every violation with its JSON:API pointer.
-        validation = await core.validate_bulk_request(data, now)
+        validation = await core.validate_bulk_request(data, now, current_revision().earliest_event_time)
         violations = validation.violations
         if validation.fails_whole:
             # Nested past what the core decodes: the request fails whole even
