@@ -187,14 +187,14 @@ func bloomreachBody(batch bool, f failure) bloomreachError {
 	if batch {
 		return bloomreachError{Message: f.message}
 	}
-	errs := make([]string, 0, max(1, len(f.violations)))
-	for _, v := range f.violations {
-		if v.GetDescription() != "" {
-			errs = append(errs, v.GetDescription())
-		}
+	// The message is the sentence for one error (for a field, the server's
+	// violation says only what is wrong with it); several are listed each.
+	if len(f.violations) < 2 {
+		return bloomreachError{Errors: []string{f.message}}
 	}
-	if len(errs) == 0 {
-		errs = append(errs, f.message)
+	errs := make([]string, 0, len(f.violations))
+	for _, v := range f.violations {
+		errs = append(errs, cmp.Or(v.GetDescription(), f.message))
 	}
 	return bloomreachError{Errors: errs}
 }

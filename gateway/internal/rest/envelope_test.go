@@ -197,9 +197,17 @@ func TestErrorsAnswerInEachAPIsOwnEnvelope(t *testing.T) {
 			body:   `{"success": false, "errors": ["At least one id should be specified."]}`,
 		},
 		{
+			name: "bloomreach single command with two errors: both", path: "/track/v2/projects/p/customers/events", method: http.MethodPost,
+			err: serverError(t, codes.InvalidArgument, "At least one id should be specified. (and 1 more)", "INVALID_ARGUMENT",
+				map[string]string{"code": "bad_request"}, violations(
+					"customer_ids", "At least one id should be specified.", "event_type", "Field 'event_type' is required.")),
+			status: 400,
+			body:   `{"success": false, "errors": ["At least one id should be specified.", "Field 'event_type' is required."]}`,
+		},
+		{
 			name: "bloomreach forbidden", path: "/track/v2/projects/other/system/time", method: http.MethodGet,
 			err: serverError(t, codes.PermissionDenied, "The project token is not the key's.", "PROJECT_TOKEN_MISMATCH",
-				map[string]string{"code": "not_authorized"}),
+				map[string]string{"code": "not_authorized"}, violations("project_token", "must be the key's project")),
 			status: 403,
 			body:   `{"success": false, "errors": ["The project token is not the key's."]}`,
 		},
