@@ -141,9 +141,19 @@ func klaviyoBody(f failure) klaviyoErrors {
 	}
 	out := klaviyoErrors{Errors: make([]klaviyoError, 0, len(f.violations))}
 	for _, v := range f.violations {
-		out.Errors = append(out.Errors, entry(klaviyoSource(v.GetField()), v.GetDescription()))
+		out.Errors = append(out.Errors, entry(klaviyoSource(v.GetField()), f.about(v)))
 	}
 	return out
+}
+
+// about is the sentence for one violation: the message when it is the only
+// one (a violation's description often says only what is wrong with the
+// field, "required header"), else its description.
+func (f failure) about(v *errdetails.BadRequest_FieldViolation) string {
+	if len(f.violations) == 1 {
+		return f.message
+	}
+	return cmp.Or(v.GetDescription(), f.message)
 }
 
 // klaviyoSource is a JSON:API error source: a body field is a pointer into
@@ -187,14 +197,12 @@ func bloomreachBody(batch bool, f failure) bloomreachError {
 	if batch {
 		return bloomreachError{Message: f.message}
 	}
-	// The message is the sentence for one error (for a field, the server's
-	// violation says only what is wrong with it); several are listed each.
-	if len(f.violations) < 2 {
+	if len(f.violations) == 0 {
 		return bloomreachError{Errors: []string{f.message}}
 	}
 	errs := make([]string, 0, len(f.violations))
 	for _, v := range f.violations {
-		errs = append(errs, cmp.Or(v.GetDescription(), f.message))
+		errs = append(errs, f.about(v))
 	}
 	return bloomreachError{Errors: errs}
 }

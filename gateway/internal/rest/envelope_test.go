@@ -114,10 +114,10 @@ func TestErrorsAnswerInEachAPIsOwnEnvelope(t *testing.T) {
 				 "source": {"pointer": "/data/attributes/events-bulk-create/data/3/attributes/profile/data/attributes/email"}, "meta": {}}]}`,
 		},
 		{
-			name: "klaviyo header or query parameter: source.parameter",
+			name: "klaviyo header: source.parameter, and the message says the one violation",
 			path: "/api/profiles", method: http.MethodGet,
 			err: serverError(t, codes.InvalidArgument, "The revision header is required.", "MISSING_REVISION",
-				map[string]string{"code": "invalid"}, violations("revision", "The revision header is required.")),
+				map[string]string{"code": "invalid"}, violations("revision", "required header")),
 			status: 400,
 			body: `{"errors": [{"id": "ID", "status": 400, "code": "invalid", "title": "Invalid input.",
 				"detail": "The revision header is required.", "source": {"parameter": "revision"}, "meta": {}}]}`,
