@@ -84,10 +84,9 @@ class _Call:
         authorize(self.principal, self.policy, self.method)
         self.decision = await limiter.acquire(self.principal.account, self.policy.api)
         if self.decision is not None and not self.decision.allowed:
-            seconds = self.decision.retry_after or 1.0
             raise RateLimited(
-                f"Request was throttled. Expected available in {max(1, round(seconds + 0.499))} second(s).",
-                retry_after=seconds,
+                f"Request was throttled. Expected available in {self.decision.retry_after_seconds} second(s).",
+                retry_after=self.decision.retry_after or 1.0,
                 metadata={"limit": str(self.decision.limit)},
             )
         if self.policy.revision:

@@ -58,8 +58,14 @@ class Decision:
             ("ratelimit-reset", str(self.reset)),
         ]
         if self.retry_after is not None:
-            md.append(("retry-after", str(max(1, math.ceil(self.retry_after)))))
+            md.append(("retry-after", str(self.retry_after_seconds)))
         return md
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """`retry_after` as the whole seconds clients parse (`int(Retry-After)`),
+        rounded up and at least 1; the same figure the refusal's message says."""
+        return max(1, math.ceil(self.retry_after or 0.0))
 
 
 class RateLimiter:

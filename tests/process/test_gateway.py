@@ -1,6 +1,6 @@
 """The REST sidecar (gateway/) as a real process in front of a real server:
 the upstream bodies posted unchanged, upstream-shaped answers, errors as
-HTTP codes with the rich details, headers both ways.
+HTTP codes in each upstream API's own error body, headers both ways.
 
 `make test` builds the sidecar and points BATCHGRPC_GATEWAY at it. The
 server runs in this process; HTTP calls run in a thread so that the
@@ -96,8 +96,10 @@ async def test_tracking_seed_body_unchanged_gives_upstream_results(rest: Rest) -
     clock, customer, purchase = body["results"]
     assert clock["success"] is True
     assert isinstance(clock["time"], float)
-    assert customer == {"success": True, "errors": [], "command_id": "abc"}
-    assert purchase == {"success": True, "errors": []}
+    # As upstream: "errors" only on a command that failed.
+    assert set(clock) == {"success", "time"}
+    assert customer == {"success": True, "command_id": "abc"}
+    assert purchase == {"success": True}
     # Rate limits come back as the HTTP headers clients know.
     assert reply.headers["ratelimit-limit"] == "100"
     assert "ratelimit-remaining" in reply.headers
@@ -142,8 +144,7 @@ async def test_single_tracking_routes_take_the_standalone_bodies(rest: Rest) -> 
     )
     assert (event.status, event.body) == (200, {"success": True, "errors": []})
     no_id = await rest.call("POST", f"{base}/customers", {"properties": {"first_name": "X"}})
-    assert no_id.status == 400
-    assert no_id.body["message"] == "At least one id should be specified."
+    assert (no_id.status, no_id.body) == (400, {"success": False, "errors": ["At least one id should be specified."]})
 
 
 async def test_bulk_seed_body_unchanged_is_accepted_with_202(rest: Rest, harness: Harness) -> None:
@@ -167,40 +168,232 @@ async def test_bulk_seed_body_unchanged_is_accepted_with_202(rest: Rest, harness
     assert sorted(e["event_name"] for e in events.body["events"]) == ["Placed Order", "Placed Order"]
 
 
-async def test_errors_are_http_codes_with_the_rich_details(rest: Rest) -> None:
-    empty = await rest.call("POST", "/track/v2/projects/default/batch", {"commands": []})
-    assert empty.status == 400
-    assert empty.body["message"] == "No commands"
-    info, bad = empty.body["details"]
-    assert (info["@type"], info["reason"]) == ("type.googleapis.com/google.rpc.ErrorInfo", "NO_COMMANDS")
-    assert bad["field_violations"][0]["field"] == "commands"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
-    # A misspelled field is refused by name, never dropped.
-    typo = await rest.call("POST", "/track/v2/projects/default/batch", {"comands": []})
-    assert typo.status == 400
-    assert 'unknown field "comands"' in typo.body["message"]
 
-    assert (await rest.call("GET", "/track/v2/projects/default/system/time", scheme="")).status == 401
-    other = await rest.call("GET", "/track/v2/projects/someone-else/system/time")
-    assert other.status == 403
-    assert other.body["details"][0]["reason"] == "PROJECT_TOKEN_MISMATCH"
-    missing = await rest.call("GET", "/v6/batches/job_nope")
-    assert missing.status == 404
-    # The revision header reaches the server as metadata: without it, the
-    # Klaviyo routes refuse the call.
+def envelope(reply: Reply) -> Any:
+    """The error body with each error id checked to be a UUID, then blanked:
+    Extole's `unique_id`, the `id` of each Klaviyo error object."""
+    body = json.loads(json.dumps(reply.body))
+    ids = [body] if "unique_id" in body else [e for e in body.get("errors", ()) if isinstance(e, dict)]
+    for holder in ids:
+        key = "unique_id" if "unique_id" in holder else "id"
+        assert UUID.fullmatch(holder[key]), body
+        holder[key] = "ID"
+    return body
+
+
+def klaviyo_error(status: int, code: str, title: str, detail: str, **source: str) -> dict[str, Any]:
+    return {
+        "id": "ID", "status": status, "code": code, "title": title, "detail": detail,
+        "source": source or {"pointer": "/data"}, "meta": {},
+    }  # fmt: skip
+
+
+def extole_error(status: int, code: str, message: str, **parameters: str) -> dict[str, Any]:
+    return {"unique_id": "ID", "http_status_code": status, "code": code, "message": message, "parameters": parameters}
+
+
+NO_KEY = "Missing credentials: send an authorization header (Bearer, Klaviyo-API-Key, Token or Basic)."
+KLAVIYO = {"scheme": "Klaviyo-API-Key", REVISION[0]: REVISION[1]}
+EMAIL = "/data/attributes/events-bulk-create/data/{}/attributes/profile/data/attributes/email"
+
+
+def bulk_body(*emails: str) -> dict[str, Any]:
+    """A bulk create of one event for each email."""
+    event = {
+        "type": "event",
+        "attributes": {"properties": {}, "metric": {"data": {"type": "metric", "attributes": {"name": "M"}}}},
+    }
+    items = [
+        {"type": "event-bulk-create", "attributes": {
+            "profile": {"data": {"type": "profile", "attributes": {"email": email}}}, "events": {"data": [event]},
+        }}
+        for email in emails
+    ]  # fmt: skip
+    return {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": items}}}}
+
+
+async def test_klaviyo_routes_answer_errors_as_json_api_error_objects(rest: Rest, harness: Harness) -> None:
+    invalid = await rest.call("POST", "/api/event-bulk-create-jobs", bulk_body("x@", "ok@example.com", "y@"), **KLAVIYO)
+    assert invalid.status == 400
+    # One error object per violation, each pointing at its item.
+    assert envelope(invalid) == {"errors": [
+        klaviyo_error(400, "invalid", "Invalid input.", '"x@" is not a valid email address', pointer=EMAIL.format(0)),
+        klaviyo_error(400, "invalid", "Invalid input.", '"y@" is not a valid email address', pointer=EMAIL.format(2)),
+    ]}  # fmt: skip
+    one = await rest.call("POST", "/api/event-bulk-create-jobs", bulk_body("x@"), **KLAVIYO)
+    assert envelope(one) == {"errors": [klaviyo_error(
+        400, "invalid", "Invalid input.",
+        'The payload provided in the request is invalid: "x@" is not a valid email address',
+        pointer=EMAIL.format(0),
+    )]}  # fmt: skip
+
     no_revision = await rest.call("GET", "/api/profiles", scheme="Klaviyo-API-Key")
     assert no_revision.status == 400
-    assert no_revision.body["details"][1]["field_violations"][0]["field"] == "revision"
+    assert envelope(no_revision) == {"errors": [klaviyo_error(
+        400, "invalid", "Invalid input.",
+        "The revision header is required: send metadata `revision: YYYY-MM-DD` (optionally `.suffix`).",
+        parameter="revision",
+    )]}  # fmt: skip
+
+    no_key = await rest.call("GET", "/api/profiles", scheme="", **{REVISION[0]: REVISION[1]})
+    assert (no_key.status, no_key.headers["www-authenticate"]) == (401, "Klaviyo-API-Key")
+    assert envelope(no_key) == {"errors": [
+        klaviyo_error(401, "not_authenticated", "Authentication credentials were not provided.", NO_KEY)
+    ]}  # fmt: skip
+
+    reader = Rest(rest.base, (await harness.key(["events:read"])).token)
+    denied = await reader.call("POST", "/api/event-bulk-create-jobs", bulk_body("ok@example.com"), **KLAVIYO)
+    assert denied.status == 403
+    assert envelope(denied) == {"errors": [klaviyo_error(
+        403, "permission_denied", "You do not have permission to perform this action.",
+        "The API key lacks the scope this call needs: events:write.",
+    )]}  # fmt: skip
+
+    missing = await rest.call("GET", "/api/event-bulk-create-jobs/nope", **KLAVIYO)
+    assert missing.status == 404
+    assert envelope(missing) == {"errors": [klaviyo_error(404, "not_found", "Not found.", "Bulk create job not found")]}
+
+    # Bodies the sidecar refuses itself: the same envelope.
+    bad_json = await rest.call("POST", "/api/event-bulk-create-jobs", b'{"data": {"type": ', **KLAVIYO)
+    assert bad_json.status == 400
+    assert envelope(bad_json) == {"errors": [
+        klaviyo_error(400, "invalid", "Invalid input.", "Invalid JSON body at body: unexpected EOF")
+    ]}  # fmt: skip
+    typo = await rest.call("POST", "/api/event-bulk-create-jobs", {"data": {"typ": "x"}}, **KLAVIYO)
+    assert envelope(typo) == {"errors": [klaviyo_error(
+        400, "invalid", "Invalid input.", 'Invalid JSON body at /data/typ: unknown field "typ"', pointer="/data/typ"
+    )]}  # fmt: skip
+    wrong_method = await rest.call("DELETE", "/api/profiles", **KLAVIYO)
+    assert wrong_method.status == 405
+    assert envelope(wrong_method) == {"errors": [klaviyo_error(
+        405, "method_not_allowed", "Method not allowed.",
+        "The method is not allowed on this route: DELETE /api/profiles",
+    )]}  # fmt: skip
 
 
-async def test_a_rate_limited_call_is_429_with_retry_after(tmp_path: Path) -> None:
-    async with serving(tmp_path, tracking="1/s") as harness, sidecar(harness) as rest:
-        assert (await rest.call("GET", "/track/v2/projects/default/system/time")).status == 200
-        refused = await rest.call("GET", "/track/v2/projects/default/system/time")
+async def test_extole_routes_answer_errors_as_rest_exception_responses(rest: Rest, harness: Harness) -> None:
+    no_source = await rest.call("POST", "/v6/batches", {"name": "x"})
+    assert no_source.status == 400
+    assert envelope(no_source) == extole_error(
+        400, "batch_job_data_source_empty", "Data source is required",
+        field="data_source", description="type and the id of a report, audience list or file asset",
+        reason="INVALID_ARGUMENT",
+    )  # fmt: skip
+
+    no_key = await rest.call("GET", "/v6/batches", scheme="")
+    assert (no_key.status, no_key.headers["www-authenticate"]) == (401, "Bearer")
+    assert envelope(no_key) == extole_error(401, "missing_access_token", NO_KEY)
+
+    reader = Rest(rest.base, (await harness.key(["events:read"])).token)
+    denied = await reader.call("GET", "/v6/batches")
+    assert denied.status == 403
+    assert envelope(denied) == extole_error(
+        403, "scopes_denied", "The API key lacks the scope this call needs: batches:read.",
+        method="/batchgrpc.batches.v6.BatchJobService/ListBatchJobs", required_scopes="batches:read",
+    )  # fmt: skip
+
+    missing = await rest.call("GET", "/v6/batches/job_nope")
+    assert missing.status == 404
+    assert envelope(missing) == extole_error(404, "batch_job_not_found", "Batch job not found", batch_job_id="job_nope")
+
+    bad_json = await rest.call("POST", "/v6/batches", b"{'name': 1}")
+    assert bad_json.status == 400
+    body = envelope(bad_json)
+    assert body["message"].startswith("Invalid JSON body at body: syntax error (line 1:2)")
+    assert body == extole_error(
+        400, "invalid_parameter", body["message"], field="body", description=body["message"], reason="INVALID_ARGUMENT"
+    )
+    no_route = await rest.call("GET", "/v6/nothing")
+    assert (no_route.status, envelope(no_route)) == (
+        404,
+        extole_error(404, "not_found", "No such route: GET /v6/nothing"),
+    )
+
+
+async def test_tracking_routes_answer_errors_as_success_false(rest: Rest, harness: Harness) -> None:
+    base = "/track/v2/projects/default"
+    # A whole batch refused says why in "message"; a single command lists "errors".
+    empty = await rest.call("POST", f"{base}/batch", {"commands": []})
+    assert (empty.status, empty.body) == (400, {"success": False, "message": "No commands"})
+    no_id = await rest.call("POST", f"{base}/customers/events", {"event_type": "x"})
+    assert (no_id.status, no_id.body) == (400, {"success": False, "errors": ["At least one id should be specified."]})
+
+    no_key = await rest.call("POST", f"{base}/batch", {"commands": []}, scheme="")
+    assert (no_key.status, no_key.headers["www-authenticate"]) == (401, 'Basic realm="tracking"')
+    assert no_key.body == {"success": False, "message": NO_KEY}
+    other = await rest.call("GET", "/track/v2/projects/someone-else/system/time")
+    assert (other.status, other.body) == (
+        403, {"success": False, "errors": ["The project token does not match the API key's project."]}
+    )  # fmt: skip
+    reader = Rest(rest.base, (await harness.key(["events:set"])).token)
+    denied = await reader.call("POST", f"{base}/customers", {"customer_ids": {"registered": "a"}})
+    assert (denied.status, denied.body) == (
+        403, {"success": False, "errors": ["The API key lacks the scope this call needs: customers:set."]}
+    )  # fmt: skip
+
+    bad_json = await rest.call("POST", f"{base}/batch", b'{"commands": [')
+    assert (bad_json.status, bad_json.body) == (
+        400,
+        {"success": False, "message": "Invalid JSON body at body: unexpected EOF"},
+    )
+    typo = await rest.call("POST", f"{base}/customers", {"customer_idz": {}})
+    assert (typo.status, typo.body) == (
+        400, {"success": False, "errors": ['Invalid JSON body at customer_idz: unknown field "customer_idz"']}
+    )  # fmt: skip
+
+
+def rate_headers(reply: Reply) -> dict[str, str]:
+    return {k: v for k, v in reply.headers.items() if k.startswith("ratelimit-") or k == "retry-after"}
+
+
+async def test_a_rate_limited_call_is_429_in_each_apis_envelope_with_retry_after(tmp_path: Path) -> None:
+    """One request per second (per minute for batches), so that every figure
+    is exact: the first request takes the only token, the second waits for
+    the whole window."""
+    async with (
+        serving(tmp_path, tracking="1/s", bulk_events="1/s", batches="1/min") as harness,
+        sidecar(harness) as rest,
+    ):
+        first = await rest.call("GET", "/track/v2/projects/default/system/time")
+        assert first.status == 200
+        # Every answer of a limited route says where its account stands.
+        assert rate_headers(first) == {"ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "1"}
+        refused = await rest.call("POST", "/track/v2/projects/default/batch", {"commands": TRACK_SEED_COMMANDS})
         assert refused.status == 429
-        assert refused.headers["retry-after"] == "1"
-        assert refused.headers["ratelimit-remaining"] == "0"
-        assert refused.body["details"][0]["reason"] == "RATE_LIMITED"
+        assert rate_headers(refused) == {
+            "retry-after": "1", "ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "1",
+        }  # fmt: skip
+        assert refused.body == {
+            "success": False,
+            "message": "Request was throttled. Expected available in 1 second(s).",
+        }
+
+        accepted = await rest.call("POST", "/api/event-bulk-create-jobs", bulk_body("ok@example.com"), **KLAVIYO)
+        assert accepted.status == 202
+        assert rate_headers(accepted) == {"ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "1"}
+        throttled = await rest.call("POST", "/api/event-bulk-create-jobs", bulk_body("ok@example.com"), **KLAVIYO)
+        assert throttled.status == 429
+        # The Klaviyo SDK sleeps int(Retry-After) and retries.
+        assert rate_headers(throttled) == {
+            "retry-after": "1", "ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "1",
+        }  # fmt: skip
+        assert envelope(throttled) == {"errors": [klaviyo_error(
+            429, "throttled", "Request was throttled.", "Request was throttled. Expected available in 1 second(s)."
+        )]}  # fmt: skip
+
+        listed = await rest.call("GET", "/v6/batches")
+        assert listed.status == 200
+        assert rate_headers(listed) == {"ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "60"}
+        again = await rest.call("GET", "/v6/batches")
+        assert again.status == 429
+        assert rate_headers(again) == {
+            "retry-after": "60", "ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": "60",
+        }  # fmt: skip
+        assert envelope(again) == extole_error(
+            429, "too_many_requests", "Request was throttled. Expected available in 60 second(s).", limit="1"
+        )
 
 
 def multipart(fields: list[tuple[str, str]], file: tuple[str, bytes] | None) -> tuple[bytes, str]:
@@ -250,7 +443,8 @@ async def test_a_multipart_upload_then_a_batch_job_to_done(rest: Rest) -> None:
     assert (got.body["rows_read"], got.body["success_rows"]) == (str(rows), str(rows))
 
     not_multipart = await rest.call("POST", "/v6/files", {"metadata": {"name": "x.csv"}})
-    assert not_multipart.status == 400
+    assert not_multipart.status == 415
+    assert not_multipart.body["code"] == "unsupported_media_type"
     assert "multipart/form-data" in not_multipart.body["message"]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from batchgrpc.config import Rate, RateLimitConfig
 from batchgrpc.errors import Api
-from batchgrpc.ratelimit import CLOCK_SKEW, RateLimiter
+from batchgrpc.ratelimit import CLOCK_SKEW, Decision, RateLimiter
 from batchgrpc.store.sqlite import DATABASE_NAME, SqliteStore
 from batchgrpc.store.sqlite_limits import SUFFIX
 
@@ -60,6 +60,15 @@ async def test_burst_then_refused_with_retry_after(store: SqliteStore) -> None:
     assert refused.remaining == 0
     assert refused.limit == 10
     assert ("retry-after", "1") in refused.metadata()
+
+
+@pytest.mark.parametrize(("wait", "seconds"), [(0.0005, 1), (1.0, 1), (1.0006, 2), (59.2, 60)])
+def test_retry_after_is_whole_seconds_rounded_up(wait: float, seconds: int) -> None:
+    # The Klaviyo SDK sleeps int(Retry-After): a figure rounded down would
+    # send it back before the bucket has a token.
+    refused = Decision(allowed=False, limit=10, remaining=0, reset=1, retry_after=wait)
+    assert refused.retry_after_seconds == seconds
+    assert ("retry-after", str(seconds)) in refused.metadata()
 
 
 async def test_steady_window_limits_after_bursts(store: SqliteStore) -> None:

@@ -73,10 +73,14 @@ func upstreamCode(a api, reason string) string {
 
 // richStatus is a status with the server's details: ErrorInfo, and a
 // BadRequest when a field is named. The message and field are clipped.
-func richStatus(a api, code codes.Code, reason, field, message string) *status.Status {
+// upstream is upstream's code, "" for the one of the reason.
+func richStatus(a api, code codes.Code, reason, upstream, field, message string) *status.Status {
 	message = clip(message)
 	s := status.New(code, message)
-	info := &errdetails.ErrorInfo{Reason: reason, Domain: domain, Metadata: map[string]string{"code": upstreamCode(a, reason)}}
+	if upstream == "" {
+		upstream = upstreamCode(a, reason)
+	}
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: domain, Metadata: map[string]string{"code": upstream}}
 	if field == "" {
 		with, err := s.WithDetails(info)
 		if err != nil {
@@ -100,7 +104,8 @@ type clientError struct {
 	reason     string
 	field      string
 	message    string
-	httpStatus int // 0: the status grpc-gateway maps from INVALID_ARGUMENT
+	httpStatus int    // 0: the status grpc-gateway maps from INVALID_ARGUMENT
+	upstream   string // upstream's code where the reason's is not it
 }
 
 func (e *clientError) Error() string { return e.message }
@@ -111,7 +116,7 @@ func invalidField(field, message string) *clientError {
 
 // toHTTP is the error grpc-gateway's handler writes for e on route a.
 func (e *clientError) toHTTP(a api) error {
-	err := richStatus(a, codes.InvalidArgument, e.reason, e.field, e.message).Err()
+	err := richStatus(a, codes.InvalidArgument, e.reason, e.upstream, e.field, e.message).Err()
 	if e.httpStatus != 0 {
 		return &runtime.HTTPStatusError{HTTPStatus: e.httpStatus, Err: err}
 	}
@@ -149,7 +154,23 @@ func enrich(r *http.Request, err error) error {
 	if reason == reasonInvalidArgument {
 		field = fieldIn(s.Message())
 	}
-	return richStatus(apiOf(r), s.Code(), reason, field, s.Message()).Err()
+	return richStatus(apiOf(r), s.Code(), reason, "", field, s.Message()).Err()
+}
+
+// routingError is the error for a request that matches no route: 404, or
+// 405 for a path whose route takes another method (grpc-gateway's default
+// says UNIMPLEMENTED, which is a 501).
+func routingError(r *http.Request, httpStatus int) error {
+	route := r.Method + " " + r.URL.Path
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		err := richStatus(apiOf(r), codes.Unimplemented, reasonNotFound, "method_not_allowed", "",
+			"The method is not allowed on this route: "+route).Err()
+		return &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: err}
+	case http.StatusNotFound:
+		return richStatus(apiOf(r), codes.NotFound, reasonNotFound, "", "", "No such route: "+route).Err()
+	}
+	return richStatus(apiOf(r), codes.InvalidArgument, reasonInvalidArgument, "", "", http.StatusText(httpStatus)).Err()
 }
 
 // grpc-gateway names the field of a bad query or path parameter in its

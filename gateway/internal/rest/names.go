@@ -16,7 +16,44 @@ import (
 // except where a field's json_name holds upstream's own spelling that no
 // proto name can have: `_kx`. protojson has no option for "proto names, but
 // json_name where one is given", so the few responses that contain such a
-// field are renamed here; every other response passes untouched.
+// field are renamed here. Here too go the fields that upstream leaves out
+// when they are empty (omitWhenEmpty): protojson emits every field
+// (EmitUnpopulated, for a result's "success": false and counts of 0), and
+// gRPC answers keep them. Every other response passes untouched.
+
+// omitWhenEmpty are the fields that upstream's JSON leaves out when empty:
+// Bloomreach's batch results carry "errors" only when a command failed
+// (upstream-apis.md C.3; the single routes keep their "errors": []), and
+// Extole's job record has these optional members (A.3), absent until the
+// job has them.
+var omitWhenEmpty = map[protoreflect.FullName]bool{
+	"batchgrpc.track.v2.CommandResult.errors":      true,
+	"batchgrpc.batches.v6.BatchJob.event_name":     true,
+	"batchgrpc.batches.v6.BatchJob.started_time":   true,
+	"batchgrpc.batches.v6.BatchJob.completed_time": true,
+	"batchgrpc.batches.v6.BatchJob.error_code":     true,
+	"batchgrpc.batches.v6.BatchJob.error_message":  true,
+	"batchgrpc.batches.v6.BatchJob.debug_message":  true,
+}
+
+// reshaped reports whether a field's JSON differs from protojson's.
+func reshaped(fd protoreflect.FieldDescriptor) bool {
+	return hasUpstreamSpelling(fd) || omitWhenEmpty[fd.FullName()]
+}
+
+func isEmpty(value any) bool {
+	switch v := value.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
 
 // responseBody is what grpc-gateway's wrappers for `response_body` routes
 // implement: the part of the response that is the HTTP body.
@@ -79,7 +116,7 @@ func lowerCamel(name string) string {
 var upstreamNameCache sync.Map // protoreflect.FullName -> bool
 
 // hasUpstreamName reports whether a message, or one nested in it, has a
-// field with an explicit json_name.
+// field with an explicit json_name or omitted when empty.
 func hasUpstreamName(md protoreflect.MessageDescriptor) bool {
 	if cached, ok := upstreamNameCache.Load(md.FullName()); ok {
 		return cached.(bool)
@@ -97,15 +134,16 @@ func searchUpstreamName(md protoreflect.MessageDescriptor, seen map[protoreflect
 	fields := md.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if hasUpstreamSpelling(fd) || (fd.Message() != nil && !fd.IsMap() && searchUpstreamName(fd.Message(), seen)) {
+		if reshaped(fd) || (fd.Message() != nil && !fd.IsMap() && searchUpstreamName(fd.Message(), seen)) {
 			return true
 		}
 	}
 	return false
 }
 
-// rename walks the JSON of m and renames each field with an explicit
-// json_name from its proto name to that json_name.
+// rename walks the JSON of m, drops the empty fields of omitWhenEmpty and
+// renames each field with an explicit json_name from its proto name to that
+// json_name.
 func rename(m protoreflect.Message, tree any) {
 	obj, ok := tree.(map[string]any)
 	if !ok || m.Descriptor().FullName().Parent() == "google.protobuf" {
@@ -117,6 +155,10 @@ func rename(m protoreflect.Message, tree any) {
 		name := string(fd.Name())
 		value, present := obj[name]
 		if !present {
+			continue
+		}
+		if omitWhenEmpty[fd.FullName()] && isEmpty(value) {
+			delete(obj, name)
 			continue
 		}
 		if fd.Message() != nil && !fd.IsMap() && hasUpstreamName(fd.Message()) {

@@ -5,16 +5,21 @@ package rest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	// The error details the server sends (ErrorInfo, BadRequest, RetryInfo),
-	// registered so that an error body can carry them decoded.
-	_ "google.golang.org/genproto/googleapis/rpc/errdetails"
+	// Imported also for its registration: the details the server sends
+	// (ErrorInfo, BadRequest, RetryInfo) must decode to be read.
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/grpclog"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -54,6 +59,7 @@ func Handler(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Han
 		runtime.WithOutgoingTrailerMatcher(outgoingHeader),
 		runtime.WithForwardResponseOption(forwardResponse),
 		runtime.WithErrorHandler(errorResponse),
+		runtime.WithRoutingErrorHandler(routingErrorResponse),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		batchesv6.RegisterBatchJobServiceHandler,
@@ -144,12 +150,12 @@ func forwardResponse(ctx context.Context, w http.ResponseWriter, resp proto.Mess
 // 50 commands of 800 KB fits).
 const DefaultMaxBodyBytes = 64 << 20
 
-// errorResponse is grpc-gateway's: the usual HTTP code for the gRPC code and
-// the google.rpc.Status with its details as the body, plus the rate-limit
-// headers (a 429 says when to come back). An error of the sidecar's own
-// gets the server's details (enrich); one that the body explains (it
-// stalled, is too large, does not decode) says so.
-func errorResponse(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+// errorResponse answers an error in its API's own envelope (envelope.go)
+// with the HTTP code grpc-gateway maps from the gRPC code, and the
+// rate-limit headers (a 429 says when to come back). An error of the
+// sidecar's own gets the server's details first (enrich); one that the body
+// explains (it stalled, is too large, does not decode) says so.
+func errorResponse(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	rateLimitHeaders(ctx, w)
 	var own *clientError
 	if state := stateOf(r); state != nil && !errors.As(err, &own) {
@@ -161,5 +167,71 @@ func errorResponse(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshal
 		// The rest of a stalled body will not come: the connection closes.
 		w.Header().Set("Connection", "close")
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, enrich(r, err))
+	err = enrich(r, err)
+	s := status.Convert(err)
+	httpStatus := runtime.HTTPStatusFromCode(s.Code())
+	var custom *runtime.HTTPStatusError
+	if errors.As(err, &custom) {
+		httpStatus = custom.HTTPStatus
+		s = status.Convert(custom.Err)
+	}
+	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+		for key, values := range md.HeaderMD {
+			if name, ok := outgoingHeader(key); ok {
+				for _, v := range values {
+					w.Header().Add(name, v)
+				}
+			}
+		}
+	}
+	if httpStatus == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		if seconds, ok := retryAfter(s); ok {
+			w.Header().Set("Retry-After", seconds)
+		}
+	}
+	if httpStatus == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", challenge(apiOf(r)))
+	}
+	body, merr := json.Marshal(errorBody(apiOf(r), isTrackingBatch(r), failureOf(s, httpStatus)))
+	if merr != nil {
+		// Strings and numbers only: cannot happen.
+		grpclog.Errorf("error body: %v", merr)
+		httpStatus, body = http.StatusInternalServerError, []byte(`{"message": "Internal error."}`)
+	}
+	w.Header().Del("Trailer")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	if _, err := w.Write(body); err != nil {
+		grpclog.Infof("error body not sent: %v", err)
+	}
+}
+
+// routingErrorResponse answers a request no route takes (errors.go).
+func routingErrorResponse(
+	ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int,
+) {
+	errorResponse(ctx, mux, m, w, r, routingError(r, httpStatus))
+}
+
+// retryAfter is the RetryInfo of s in whole seconds (at least 1), for a
+// 429 whose call sent no retry-after (the server always does).
+func retryAfter(s *status.Status) (string, bool) {
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.RetryInfo); ok {
+			seconds := math.Ceil(info.GetRetryDelay().AsDuration().Seconds())
+			return strconv.Itoa(max(1, int(seconds))), true
+		}
+	}
+	return "", false
+}
+
+// challenge is the WWW-Authenticate of a 401: the scheme the API's keys use.
+func challenge(a api) string {
+	switch a {
+	case apiBatches:
+		return "Bearer"
+	case apiTracking:
+		return `Basic realm="tracking"`
+	}
+	return "Klaviyo-API-Key"
 }

@@ -87,8 +87,11 @@ type uploadForm struct {
 func newUploadForm(r *http.Request) (*uploadForm, error) {
 	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "multipart/form-data" || params["boundary"] == "" {
-		return nil, invalidField("Content-Type",
-			"POST /v6/files takes multipart/form-data (with a boundary) with the file in the part named \"file\".")
+		return nil, &clientError{
+			reason: reasonInvalidArgument, field: "Content-Type",
+			httpStatus: http.StatusUnsupportedMediaType, upstream: "unsupported_media_type",
+			message: "POST /v6/files takes multipart/form-data (with a boundary) with the file in the part named \"file\".",
+		}
 	}
 	body := newFormBody(r.Body, params["boundary"])
 	state := stateOf(r)

@@ -163,23 +163,18 @@ type answer struct {
 	body   map[string]any
 }
 
+// reason reads an Extole error body (the upload's API): the reason of the
+// field at fault, upstream's code and the field.
 func (a answer) reason(t *testing.T) (reason, code, field string) {
 	t.Helper()
-	details, _ := a.body["details"].([]any)
-	for _, d := range details {
-		detail := d.(map[string]any)
-		switch detail["@type"] {
-		case "type.googleapis.com/google.rpc.ErrorInfo":
-			if detail["domain"] != "batchgrpc" {
-				t.Errorf("domain %v", detail["domain"])
-			}
-			reason = detail["reason"].(string)
-			code = detail["metadata"].(map[string]any)["code"].(string)
-		case "type.googleapis.com/google.rpc.BadRequest":
-			violations := detail["field_violations"].([]any)
-			field = violations[0].(map[string]any)["field"].(string)
-		}
+	parameters, _ := a.body["parameters"].(map[string]any)
+	if a.body["http_status_code"] != float64(a.status) || parameters == nil {
+		t.Errorf("not an Extole error body: %d %v", a.status, a.body)
+		return "", "", ""
 	}
+	reason, _ = parameters["reason"].(string)
+	code, _ = a.body["code"].(string)
+	field, _ = parameters["field"].(string)
 	return reason, code, field
 }
 
@@ -365,9 +360,9 @@ func TestTheIdleTimeoutCountsTheClientNotTheServer(t *testing.T) {
 
 func TestAnIdleJSONBodyIsAbandonedWith408(t *testing.T) {
 	g := newTestGateway(t, Options{BodyIdleTimeout: 200 * time.Millisecond})
-	got := g.post(t, "/track/v2/projects/default/batch", "application/json", `{"commands": [`, 100)
+	got := g.post(t, "/v6/batches", "application/json", `{"name": "`, 100)
 	if reason, code, field := got.reason(t); got.status != http.StatusRequestTimeout || reason != "INVALID_ARGUMENT" ||
-		code != "bad_request" || field != "body" {
+		code != "invalid_parameter" || field != "body" {
 		t.Fatalf("answer %d %v", got.status, got.body)
 	}
 }
@@ -375,8 +370,8 @@ func TestAnIdleJSONBodyIsAbandonedWith408(t *testing.T) {
 func TestAJSONBodyOverTheLimitIsPayloadTooLarge(t *testing.T) {
 	g := newTestGateway(t, Options{MaxBodyBytes: 1000})
 	for _, length := range []int{1001, -1} {
-		body := `{"commands": [], "x": "` + strings.Repeat("y", 2000) + `"}`
-		got := g.post(t, "/track/v2/projects/default/batch", "application/json", body, length)
+		body := `{"name": "` + strings.Repeat("y", 2000) + `"}`
+		got := g.post(t, "/v6/batches", "application/json", body, length)
 		if reason, _, field := got.reason(t); got.status != http.StatusBadRequest || reason != "PAYLOAD_TOO_LARGE" ||
 			field != "body" {
 			t.Fatalf("answer %d %v", got.status, got.body)

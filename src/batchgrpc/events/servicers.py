@@ -52,9 +52,17 @@ def decode_checked(request: bytes) -> bulk_pb2.CreateEventBulkCreateJobRequest:
 
 
 def invalid(violations: list[tuple[str, str, str]]) -> InvalidArgument:
+    # One problem is said in the message itself: a REST client's one error
+    # object shows the message (gateway/internal/rest/envelope.go).
+    if len(violations) == 1:
+        summary = f"The payload provided in the request is invalid: {violations[0][2]}"
+    else:
+        summary = (
+            f"The payload provided in the request is invalid: {len(violations)} problem(s), "
+            "each listed with its JSON:API pointer."
+        )
     return InvalidArgument(
-        f"The payload provided in the request is invalid: {len(violations)} problem(s), "
-        "each listed with its JSON:API pointer.",
+        summary,
         violations=[FieldViolation(pointer, message, reason) for pointer, reason, message in violations],
     )
 
