@@ -234,7 +234,12 @@ fn decode_profile(bytes: &[u8], values: &mut Values) -> Result<Profile, CoreErro
                             "meta/patch_properties/unappend",
                             Value::Object(values.decode_struct(b, 1)?),
                         ),
-                        3 => ("meta/patch_properties/unset", values.decode_value(b, 1)?),
+                        3 => match values.decode_value(b, 1)? {
+                            // The SDK's models write every optional member,
+                            // a null for one not set: null is "none".
+                            Value::Null => return Ok(()),
+                            value => ("meta/patch_properties/unset", value),
+                        },
                         _ => return Ok(()),
                     };
                     profile.values.push((at, value));
