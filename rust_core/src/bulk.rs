@@ -12,7 +12,7 @@ use crate::limits::{
     MAX_NAME_CHARS, MAX_RESOURCE_ID_CHARS,
 };
 use crate::rules::{is_email, iso_date, parse_timestamp};
-use crate::wire::{each_message, string, Field, Values, Wire};
+use crate::wire::{each_field, each_message, string, Field, Values, Wire};
 
 /// One violation: where, a stable reason, and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,22 @@ struct Event {
     value: Option<Value>,
     value_currency: String,
     unique_id: String,
+    /// `backfill` as sent (None: not sent, the item's holds).
+    backfill: Option<bool>,
+}
+
+impl Event {
+    /// Upstream's default service of a metric sent through the API.
+    const DEFAULT_SERVICE: &'static str = "api";
+
+    /// The metric's service, upstream's default when not sent.
+    fn service(&self) -> &str {
+        if self.metric_service.is_empty() {
+            Self::DEFAULT_SERVICE
+        } else {
+            &self.metric_service
+        }
+    }
 }
 
 const PROFILE_FIELDS: [&str; 11] = [
@@ -258,16 +274,17 @@ fn decode_event(bytes: &[u8], values: &mut Values) -> Result<Event, CoreError> {
     each_message(bytes, |n, b| {
         match n {
             1 => event.kind = string(b)?,
-            2 => each_message(b, |n, b| {
-                match n {
-                    1 => {
+            2 => each_field(b, |n, field| {
+                match (n, field) {
+                    (1, Field::Bytes(b)) => {
                         values.merge_struct(b, 1, event.properties.get_or_insert_with(Map::new))?;
                     }
-                    2 => decode_metric(b, &mut event)?,
-                    3 => event.time = string(b)?,
-                    4 => event.value = Some(values.decode_value(b, 1)?),
-                    5 => event.value_currency = string(b)?,
-                    6 => event.unique_id = string(b)?,
+                    (2, Field::Bytes(b)) => decode_metric(b, &mut event)?,
+                    (3, Field::Bytes(b)) => event.time = string(b)?,
+                    (4, Field::Bytes(b)) => event.value = Some(values.decode_value(b, 1)?),
+                    (5, Field::Bytes(b)) => event.value_currency = string(b)?,
+                    (6, Field::Bytes(b)) => event.unique_id = string(b)?,
+                    (7, Field::Varint(v)) => event.backfill = Some(v != 0),
                     _ => {}
                 }
                 Ok(())
@@ -311,6 +328,8 @@ struct Item {
     kind: String,
     profile: Option<Profile>,
     events: Vec<Event>,
+    /// `backfill` as sent for the item's events.
+    backfill: Option<bool>,
 }
 
 /// The request's top-level scalars: `request_id` (2), `partial_success` (3).
@@ -364,24 +383,27 @@ fn decode_item(bytes: &[u8], values: &mut Values) -> Result<Item, CoreError> {
         kind: String::new(),
         profile: None,
         events: Vec::new(),
+        backfill: None,
     };
     each_message(bytes, |n, b| match n {
         1 => {
             item.kind = string(b)?;
             Ok(())
         }
-        2 => each_message(b, |n, b| {
-            if n != 1 && n != 2 {
-                return Ok(());
+        2 => each_field(b, |n, field| match (n, field) {
+            (3, Field::Varint(v)) => {
+                item.backfill = Some(v != 0);
+                Ok(())
             }
-            each_message(b, |m, b| {
+            (1 | 2, Field::Bytes(b)) => each_message(b, |m, b| {
                 match (n, m) {
                     (1, 1) => item.profile = Some(decode_profile(b, values)?),
                     (2, 1) => item.events.push(decode_event(b, values)?),
                     _ => {}
                 }
                 Ok(())
-            })
+            }),
+            _ => Ok(()),
         }),
         _ => Ok(()),
     })?;
@@ -896,9 +918,11 @@ pub fn validate_bulk(bytes: &[u8], now: f64, earliest: f64) -> Result<Validation
             // one profile and metric. (Without unique_id the time stands in,
             // and those repeats are deduplicated, not refused.)
             if !event.unique_id.is_empty() && !profile_key.is_empty() && !name.is_empty() {
+                // The metric is its name and service: one name from two
+                // services is two metrics.
                 let key = (
                     profile_key.clone(),
-                    name.to_owned(),
+                    format!("{name}\0{}", event.service()),
                     event.unique_id.clone(),
                 );
                 if !seen.insert(key) {
@@ -987,10 +1011,16 @@ pub fn bulk_rows<S: std::hash::BuildHasher>(
             .trunc();
             // Upstream: without a unique_id, the time to the second stands
             // in, so a profile has at most one such event per metric and second.
+            // The service is part of the metric (and so of the event's id);
+            // the default's keys are as they were before it counted.
+            let service = match event.service() {
+                Event::DEFAULT_SERVICE => String::new(),
+                other => format!("s:{other}:"),
+            };
             let dedup = if event.unique_id.is_empty() {
-                format!("t:{time}")
+                format!("{service}t:{time}")
             } else {
-                format!("u:{}", event.unique_id)
+                format!("{service}u:{}", event.unique_id)
             };
             let data = serde_json::to_string(event.properties.as_ref().unwrap_or(&Map::new()))
                 .expect("a JSON map serializes");
@@ -1012,6 +1042,8 @@ pub fn bulk_rows<S: std::hash::BuildHasher>(
                     value,
                     value_currency: &event.value_currency,
                     unique_id: &event.unique_id,
+                    backfill: event.backfill.or(item.backfill).unwrap_or(false),
+                    metric_service: event.service(),
                 },
             );
         }

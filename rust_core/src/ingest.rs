@@ -37,6 +37,11 @@ pub struct NewEvent<'a> {
     pub value_currency: &'a str,
     /// The caller's id of the event, or empty.
     pub unique_id: &'a str,
+    /// Recorded, but meant to trigger nothing downstream (a bulk event's
+    /// `backfill`).
+    pub backfill: bool,
+    /// A bulk event's metric service; empty for the other sources.
+    pub metric_service: &'a str,
 }
 
 type EventTuple = (
@@ -50,6 +55,8 @@ type EventTuple = (
     String,
     Option<f64>,
     String,
+    String,
+    bool,
     String,
 );
 
@@ -93,6 +100,10 @@ pub fn write_event(out: &mut Vec<u8>, event: &NewEvent<'_>) {
     write_json_string(out, event.value_currency);
     out.push(b',');
     write_json_string(out, event.unique_id);
+    out.push(b',');
+    out.extend_from_slice(if event.backfill { b"true" } else { b"false" });
+    out.push(b',');
+    write_json_string(out, event.metric_service);
     out.push(b']');
 }
 
@@ -142,6 +153,10 @@ pub struct Row {
     /// See `NewEvent`; kept for a bulk event only (what the store finds
     /// repeats by), empty for others.
     pub dedup_key: String,
+    /// See `NewEvent`.
+    pub backfill: bool,
+    /// See `NewEvent`.
+    pub metric_service: String,
 }
 
 /// A request's event rows, ready for the store.
@@ -191,8 +206,21 @@ pub fn event_rows(
     let mut lookups = Vec::from(&b"["[..]);
     let mut repeats = vec![0u64; targets.len()];
     let mut seen: HashSet<u128> = HashSet::with_capacity(events.len());
-    for (item, source, job_id, row_number, name, time, data, dedup, value, currency, unique_id) in
-        events
+    for (
+        item,
+        source,
+        job_id,
+        row_number,
+        name,
+        time,
+        data,
+        dedup,
+        value,
+        currency,
+        unique_id,
+        backfill,
+        metric_service,
+    ) in events
     {
         let target = targets
             .get(item)
@@ -237,6 +265,8 @@ pub fn event_rows(
             value_currency: currency,
             unique_id,
             dedup_key: if deduplicated { dedup } else { String::new() },
+            backfill,
+            metric_service,
         });
     }
     lookups.push(b']');
@@ -271,6 +301,8 @@ mod tests {
                     value: Some(9.5),
                     value_currency: "EUR",
                     unique_id: "",
+                    backfill: false,
+                    metric_service: "api",
                 },
             );
         }

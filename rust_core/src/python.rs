@@ -287,7 +287,7 @@ fn bulk_rows(
 /// Event rows as the parameter tuples of the store's insert: `(id_high,
 /// id_low, account, source, job_id, row_number, event_name, event_time,
 /// profile_id, identity, data, value, value_currency, unique_id,
-/// dedup_key)`.
+/// dedup_key, backfill, metric_service)`.
 ///
 /// Tuples for `executemany`: measured through the server, they went in
 /// faster than one `json_each` statement over a buffer of them
@@ -301,7 +301,7 @@ fn event_row_list<'py>(
     let account = PyString::new(py, account);
     let rows = PyList::empty(py);
     for row in out {
-        let fields: [Bound<'_, PyAny>; 15] = [
+        let fields: [Bound<'_, PyAny>; 17] = [
             row.id.0.into_pyobject(py)?.into_any(),
             row.id.1.into_pyobject(py)?.into_any(),
             account.clone().into_any(),
@@ -317,6 +317,8 @@ fn event_row_list<'py>(
             PyString::new(py, &row.value_currency).into_any(),
             PyString::new(py, &row.unique_id).into_any(),
             PyString::new(py, &row.dedup_key).into_any(),
+            row.backfill.into_pyobject(py)?.to_owned().into_any(),
+            PyString::new(py, &row.metric_service).into_any(),
         ];
         let tuple = PyTuple::new(py, fields)?;
         rows.append(tuple)?;

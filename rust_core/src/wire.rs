@@ -121,6 +121,18 @@ pub(crate) fn each_message<'a>(
     Ok(())
 }
 
+/// Calls `f(number, field)` for every field of a message, of any wire type.
+pub(crate) fn each_field<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(u64, Field<'a>) -> Result<(), CoreError>,
+) -> Result<(), CoreError> {
+    let mut wire = Wire::new(bytes);
+    while let Some((number, field)) = wire.field()? {
+        f(number, field)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn string(bytes: &[u8]) -> Result<String, CoreError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a string is not UTF-8"))
 }

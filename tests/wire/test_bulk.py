@@ -371,3 +371,64 @@ async def test_a_job_that_cannot_be_applied_fails_visibly_and_stores_nothing(har
     assert job.HasField("completed_time")
     assert await bulk.profiles_by() == []
     assert await bulk.events_of() == []
+
+
+def one_item(*events: dict[str, Any], **attributes: Any) -> dict[str, Any]:
+    """A request of one item (for ann@example.com) with `events`' attributes."""
+    data = [{"type": "event", "attributes": {"properties": {}, **e}} for e in events]
+    item = {
+        "profile": {"data": {"type": "profile", "attributes": {"email": "ann@example.com"}}},
+        "events": {"data": data},
+    }
+    body = {"type": "event-bulk-create", "attributes": {**item, **attributes}}
+    return {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": [body]}}}}
+
+
+def metric(name: str, service: str | None = None) -> dict[str, Any]:
+    attributes = {"name": name} if service is None else {"name": name, "service": service}
+    return {"data": {"type": "metric", "attributes": attributes}}
+
+
+async def test_backfill_is_recorded_with_each_event_and_an_events_own_wins(bulk: Bulk) -> None:
+    # What klaviyo-api sends on every request ("backfill": false at both
+    # levels), and each way of saying it; a null is not saying it.
+    body = one_item(
+        {"metric": metric("Viewed"), "unique_id": "inherits"},
+        {"metric": metric("Viewed"), "unique_id": "own-false", "backfill": False},
+        {"metric": metric("Viewed"), "unique_id": "null", "backfill": None},
+        backfill=True,
+    )
+    job = await bulk.run(request(body))
+    assert (job.accepted_count, job.rejected_count) == (3, 0)
+    got = {e.unique_id: e.backfill for e in await bulk.events_of()}
+    assert got == {"inherits": True, "own-false": False, "null": True}
+    body = one_item({"metric": metric("Viewed"), "unique_id": "plain", "backfill": False}, backfill=False)
+    await bulk.run(request(body))
+    assert {e.unique_id: e.backfill for e in await bulk.events_of()}["plain"] is False
+
+
+async def test_a_metric_is_its_name_and_service(bulk: Bulk) -> None:
+    # One unique_id under one name from two services is two metrics' events:
+    # neither a repeat in the request nor of each other once stored.
+    body = one_item(
+        {"metric": metric("Placed Order"), "unique_id": "o-1"},
+        {"metric": metric("Placed Order", "shopify"), "unique_id": "o-1"},
+        {"metric": metric("Placed Order", "api"), "unique_id": "o-2"},
+    )
+    job = await bulk.run(request(body))
+    assert (job.accepted_count, job.deduplicated_count) == (3, 0)
+    got = sorted((e.unique_id, e.metric_service) for e in await bulk.events_of())
+    assert got == [("o-1", "api"), ("o-1", "shopify"), ("o-2", "api")]
+    # Sent again, each repeats itself only.
+    again = await bulk.run(request(body))
+    assert (again.accepted_count, again.deduplicated_count) == (0, 3)
+    # The same name and service twice in one request is upstream's refusal.
+    body = one_item(
+        {"metric": metric("Placed Order", "shopify"), "unique_id": "o-3"},
+        {"metric": metric("Placed Order", "shopify"), "unique_id": "o-3"},
+    )
+    with pytest.raises(aio.AioRpcError) as caught:
+        await bulk.create(request(body))
+    assert [v.reason for v in rich_error(caught.value).bad_request.field_violations] == [  # type: ignore[union-attr]
+        "DUPLICATE_UNIQUE_ID"
+    ]

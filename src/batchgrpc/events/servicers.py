@@ -217,6 +217,8 @@ def event_message(event: Event) -> event_pb2.Event:
         source=event.source,
         value_currency=event.value_currency,
         unique_id=event.unique_id,
+        backfill=event.backfill,
+        metric_service=event.metric_service,
     )
     if event.value is not None:
         message.value = event.value

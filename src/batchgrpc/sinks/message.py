@@ -48,6 +48,8 @@ def value_of(event: Event) -> bytes:
             "value": event.value,
             "value_currency": event.value_currency,
             "unique_id": event.unique_id,
+            "backfill": event.backfill,
+            "metric_service": event.metric_service,
             "account": event.account,
         },
         separators=(",", ":"),

@@ -193,6 +193,10 @@ class Event:
     value: float | None = None
     value_currency: str = ""
     unique_id: str = ""
+    #: A bulk event sent with `backfill`: recorded, meant to trigger nothing.
+    backfill: bool = False
+    #: A bulk event's metric service (`api` by default); empty otherwise.
+    metric_service: str = ""
     #: Its place in the event log (the outbox order), once stored; 0 before.
     position: int = 0
 
@@ -447,6 +451,8 @@ class NewEvent:
     value: float | None = None
     value_currency: str = ""
     unique_id: str = ""
+    backfill: bool = False
+    metric_service: str = ""
 
 
 @dataclass(frozen=True)
@@ -481,8 +487,9 @@ class IngestBatch:
     #: `Update`), one per item.
     profiles: bytes
     #: A JSON array of `[item, source, job_id, row_number, event_name,
-    #: event_time, data, dedup_key, value, value_currency, unique_id]` per
-    #: event, `item` its index in `profiles` (`rust_core/src/ingest.rs`).
+    #: event_time, data, dedup_key, value, value_currency, unique_id,
+    #: backfill, metric_service]` per event, `item` its index in `profiles`
+    #: (`rust_core/src/ingest.rs`).
     events: bytes
     #: Per profile, its number of events.
     event_counts: Sequence[int]
@@ -493,7 +500,7 @@ class IngestBatch:
     def of(cls, items: Sequence[IngestItem]) -> IngestBatch:
         """A batch of items made in Python (a tracking batch's few events)."""
         fields: tuple[str, ...] = ("source", "job_id", "row_number", "event_name", "event_time", "data")
-        fields += ("dedup_key", "value", "value_currency", "unique_id")
+        fields += ("dedup_key", "value", "value_currency", "unique_id", "backfill", "metric_service")
         events = [[i, *(getattr(e, f) for f in fields)] for i, item in enumerate(items) for e in item.events]
         # Empty fields left out (the core reads them as empty): fewer keys
         # to parse under the store's write lock.

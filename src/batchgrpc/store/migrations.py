@@ -300,4 +300,10 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX events_profile ON events(account, profile_id, seq) WHERE profile_id <> ''",
         "CREATE INDEX events_name ON events(account, event_name, seq)",
     ),
+    # 9: a bulk event's `backfill` and metric service (Klaviyo's current
+    # request shape), kept with it for ListEvents and the sink.
+    (
+        "ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN metric_service TEXT NOT NULL DEFAULT ''",
+    ),
 )

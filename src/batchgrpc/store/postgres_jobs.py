@@ -64,7 +64,7 @@ async def lock_events(conn: Connection) -> None:
 
 
 #: `unnest`'s element type for each column `insert_events` writes.
-_NUMERIC = {"row_number": "bigint", "event_time": "float8", "value": "float8"}
+_NUMERIC = {"row_number": "bigint", "event_time": "float8", "value": "float8", "backfill": "boolean"}
 _EVENT_TYPES = ("bigint", "bigint", *(_NUMERIC.get(f, "text") for f in EVENT_FIELDS))
 
 

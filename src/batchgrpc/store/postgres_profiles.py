@@ -148,7 +148,7 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
         await copy_rows(
             cursor,
             "events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-            " profile_id, identity, data, value, value_currency, unique_id, dedup_key)",
+            " profile_id, identity, data, value, value_currency, unique_id, dedup_key, backfill, metric_service)",
             rows_to_store,
         )
     return settle(plan.applied, batch.event_counts, repeats)

@@ -246,4 +246,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         # default EXTENDED would try pglz on every one.
         "ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
     ),
+    # 2: a bulk event's `backfill` and metric service (Klaviyo's current
+    # request shape), kept with it for ListEvents and the sink. Constant
+    # defaults: no table rewrite.
+    (
+        "ALTER TABLE events ADD COLUMN backfill boolean NOT NULL DEFAULT false",
+        "ALTER TABLE events ADD COLUMN metric_service text NOT NULL DEFAULT ''",
+    ),
 ]

@@ -63,6 +63,8 @@ EVENT_FIELDS = (
     "value",
     "value_currency",
     "unique_id",
+    "backfill",
+    "metric_service",
 )
 EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(EVENT_FIELDS)
 
@@ -144,14 +146,12 @@ def events_of(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
     """Events from rows of `EVENT_COLUMNS`. A batch row's id is not stored:
     it is computed from its job and row, for the whole page in one call."""
     rows_ids = iter(row_event_ids([(r[5], r[6]) for r in rows if r[1] is None]))
-    return [
-        Event(
-            next(rows_ids) if r[1] is None else id_text(r[1], r[2]),
-            **dict(zip(EVENT_FIELDS, r[3:], strict=True)),
-            position=r[0],
-        )
-        for r in rows
-    ]
+    events = []
+    for r in rows:
+        fields = dict(zip(EVENT_FIELDS, r[3:], strict=True))
+        fields["backfill"] = bool(fields["backfill"])  # SQLite keeps an integer
+        events.append(Event(next(rows_ids) if r[1] is None else id_text(r[1], r[2]), **fields, position=r[0]))
+    return events
 
 
 def bulk_of(row: tuple[Any, ...]) -> BulkJob:

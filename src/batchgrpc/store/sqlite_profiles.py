@@ -142,8 +142,8 @@ def _store_events(
             rows = [r for i, r in enumerate(rows) if i not in repeated]
     conn.executemany(
         "INSERT INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-        " profile_id, identity, data, value, value_currency, unique_id, dedup_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " profile_id, identity, data, value, value_currency, unique_id, dedup_key, backfill, metric_service)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     return settle(plan.applied, batch.event_counts, repeats)

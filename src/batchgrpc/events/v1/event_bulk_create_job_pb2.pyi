@@ -96,12 +96,14 @@ class EventBulkCreate(_message.Message):
     def __init__(self, type: _Optional[str] = ..., attributes: _Optional[_Union[EventBulkCreateAttributes, _Mapping]] = ...) -> None: ...
 
 class EventBulkCreateAttributes(_message.Message):
-    __slots__ = ("profile", "events")
+    __slots__ = ("profile", "events", "backfill")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
     profile: ProfileRelationship
     events: EventList
-    def __init__(self, profile: _Optional[_Union[ProfileRelationship, _Mapping]] = ..., events: _Optional[_Union[EventList, _Mapping]] = ...) -> None: ...
+    backfill: bool
+    def __init__(self, profile: _Optional[_Union[ProfileRelationship, _Mapping]] = ..., events: _Optional[_Union[EventList, _Mapping]] = ..., backfill: _Optional[bool] = ...) -> None: ...
 
 class ProfileRelationship(_message.Message):
     __slots__ = ("data",)
@@ -152,20 +154,22 @@ class EventResource(_message.Message):
     def __init__(self, type: _Optional[str] = ..., attributes: _Optional[_Union[EventAttributes, _Mapping]] = ...) -> None: ...
 
 class EventAttributes(_message.Message):
-    __slots__ = ("properties", "metric", "time", "value", "value_currency", "unique_id")
+    __slots__ = ("properties", "metric", "time", "value", "value_currency", "unique_id", "backfill")
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VALUE_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     UNIQUE_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
     properties: _struct_pb2.Struct
     metric: MetricRelationship
     time: str
     value: _struct_pb2.Value
     value_currency: str
     unique_id: str
-    def __init__(self, properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metric: _Optional[_Union[MetricRelationship, _Mapping]] = ..., time: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ...) -> None: ...
+    backfill: bool
+    def __init__(self, properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metric: _Optional[_Union[MetricRelationship, _Mapping]] = ..., time: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ..., backfill: _Optional[bool] = ...) -> None: ...
 
 class MetricRelationship(_message.Message):
     __slots__ = ("data",)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "event_name", "event_time", "profile_id", "identity", "data", "job_id", "row_number", "source", "value", "value_currency", "unique_id")
+    __slots__ = ("event_id", "event_name", "event_time", "profile_id", "identity", "data", "job_id", "row_number", "source", "value", "value_currency", "unique_id", "backfill", "metric_service")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[Event.Source]
@@ -38,6 +38,8 @@ class Event(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VALUE_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     UNIQUE_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
+    METRIC_SERVICE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_name: str
     event_time: _timestamp_pb2.Timestamp
@@ -50,7 +52,9 @@ class Event(_message.Message):
     value: float
     value_currency: str
     unique_id: str
-    def __init__(self, event_id: _Optional[str] = ..., event_name: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profile_id: _Optional[str] = ..., identity: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_id: _Optional[str] = ..., row_number: _Optional[int] = ..., source: _Optional[_Union[Event.Source, str]] = ..., value: _Optional[float] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ...) -> None: ...
+    backfill: bool
+    metric_service: str
+    def __init__(self, event_id: _Optional[str] = ..., event_name: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profile_id: _Optional[str] = ..., identity: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_id: _Optional[str] = ..., row_number: _Optional[int] = ..., source: _Optional[_Union[Event.Source, str]] = ..., value: _Optional[float] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ..., backfill: _Optional[bool] = ..., metric_service: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("profile_id", "metric", "job_id", "page_size", "page_token")

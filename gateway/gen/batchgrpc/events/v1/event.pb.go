@@ -113,7 +113,13 @@ type Event struct {
 	// ISO 4217 code of `value`, when given.
 	ValueCurrency string `protobuf:"bytes,11,opt,name=value_currency,json=valueCurrency,proto3" json:"value_currency,omitempty"`
 	// The deduplication key the event was recorded under.
-	UniqueId      string `protobuf:"bytes,12,opt,name=unique_id,json=uniqueId,proto3" json:"unique_id,omitempty"`
+	UniqueId string `protobuf:"bytes,12,opt,name=unique_id,json=uniqueId,proto3" json:"unique_id,omitempty"`
+	// A bulk-created event sent with `backfill`: recorded, but meant to
+	// trigger nothing downstream.
+	Backfill bool `protobuf:"varint,13,opt,name=backfill,proto3" json:"backfill,omitempty"`
+	// A bulk-created event's metric service (`api` when not sent); empty for
+	// the other sources.
+	MetricService string `protobuf:"bytes,14,opt,name=metric_service,json=metricService,proto3" json:"metric_service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +234,20 @@ func (x *Event) GetValueCurrency() string {
 func (x *Event) GetUniqueId() string {
 	if x != nil {
 		return x.UniqueId
+	}
+	return ""
+}
+
+func (x *Event) GetBackfill() bool {
+	if x != nil {
+		return x.Backfill
+	}
+	return false
+}
+
+func (x *Event) GetMetricService() string {
+	if x != nil {
+		return x.MetricService
 	}
 	return ""
 }
@@ -373,7 +393,7 @@ var File_batchgrpc_events_v1_event_proto protoreflect.FileDescriptor
 
 const file_batchgrpc_events_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1fbatchgrpc/events/v1/event.proto\x12\x13batchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x04\n" +
+	"\x1fbatchgrpc/events/v1/event.proto\x12\x13batchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -391,7 +411,9 @@ const file_batchgrpc_events_v1_event_proto_rawDesc = "" +
 	"\x05value\x18\n" +
 	" \x01(\x01H\x00R\x05value\x88\x01\x01\x12%\n" +
 	"\x0evalue_currency\x18\v \x01(\tR\rvalueCurrency\x12\x1b\n" +
-	"\tunique_id\x18\f \x01(\tR\buniqueId\"`\n" +
+	"\tunique_id\x18\f \x01(\tR\buniqueId\x12\x1a\n" +
+	"\bbackfill\x18\r \x01(\bR\bbackfill\x12%\n" +
+	"\x0emetric_service\x18\x0e \x01(\tR\rmetricService\"`\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tBATCH_JOB\x10\x01\x12\x0f\n" +

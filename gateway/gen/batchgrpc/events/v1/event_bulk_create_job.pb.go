@@ -548,7 +548,12 @@ type EventBulkCreateAttributes struct {
 	// The profile the events belong to. Required.
 	Profile *ProfileRelationship `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
 	// The events to record. Required, at least one.
-	Events        *EventList `protobuf:"bytes,2,opt,name=events,proto3" json:"events,omitempty"`
+	Events *EventList `protobuf:"bytes,2,opt,name=events,proto3" json:"events,omitempty"`
+	// When true, the item's events are recorded but trigger no flows
+	// (upstream's use: backfilling history); an event's own `backfill`, when
+	// set, wins. Recorded with each event (`Event.backfill`, the Kafka
+	// message), for what acts on events downstream to skip them.
+	Backfill      *bool `protobuf:"varint,3,opt,name=backfill,proto3,oneof" json:"backfill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +600,13 @@ func (x *EventBulkCreateAttributes) GetEvents() *EventList {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *EventBulkCreateAttributes) GetBackfill() bool {
+	if x != nil && x.Backfill != nil {
+		return *x.Backfill
+	}
+	return false
 }
 
 // JSON:API wrapper around the profile.
@@ -938,7 +950,8 @@ type EventAttributes struct {
 	// The metric (event name). Required.
 	Metric *MetricRelationship `protobuf:"bytes,2,opt,name=metric,proto3" json:"metric,omitempty"`
 	// When it happened: ISO-8601 date-time, truncated to the second, not before
-	// 2000-01-01 and not more than one year ahead. Defaults to receipt time.
+	// 1990-01-01 (2000-01-01 for revisions before 2026-07-15) and not more than
+	// one year ahead. Defaults to receipt time.
 	Time string `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	// Monetary value; must be a number when present.
 	Value *structpb.Value `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
@@ -947,7 +960,10 @@ type EventAttributes struct {
 	// Deduplication key within (profile, metric); when absent the event time to
 	// the second stands in. Repeating one for the same profile and metric in one
 	// request fails the request.
-	UniqueId      string `protobuf:"bytes,6,opt,name=unique_id,json=uniqueId,proto3" json:"unique_id,omitempty"`
+	UniqueId string `protobuf:"bytes,6,opt,name=unique_id,json=uniqueId,proto3" json:"unique_id,omitempty"`
+	// When true, the event is recorded but triggers no flows; unset, the
+	// item's `backfill` holds.
+	Backfill      *bool `protobuf:"varint,7,opt,name=backfill,proto3,oneof" json:"backfill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1038,13 @@ func (x *EventAttributes) GetUniqueId() string {
 		return x.UniqueId
 	}
 	return ""
+}
+
+func (x *EventAttributes) GetBackfill() bool {
+	if x != nil && x.Backfill != nil {
+		return *x.Backfill
+	}
+	return false
 }
 
 // JSON:API wrapper around the metric.
@@ -1130,7 +1153,8 @@ type MetricAttributes struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event name. Required, 1 to 127 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The integration that sends it; defaults to `api`.
+	// The integration that sends it; defaults to `api`. Part of the metric:
+	// events of one name from two services are not repeats of each other.
 	Service       string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1365,10 +1389,12 @@ const file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12N\n" +
 	"\n" +
 	"attributes\x18\x02 \x01(\v2..batchgrpc.events.v1.EventBulkCreateAttributesR\n" +
-	"attributes\"\x97\x01\n" +
+	"attributes\"\xc5\x01\n" +
 	"\x19EventBulkCreateAttributes\x12B\n" +
 	"\aprofile\x18\x01 \x01(\v2(.batchgrpc.events.v1.ProfileRelationshipR\aprofile\x126\n" +
-	"\x06events\x18\x02 \x01(\v2\x1e.batchgrpc.events.v1.EventListR\x06events\"O\n" +
+	"\x06events\x18\x02 \x01(\v2\x1e.batchgrpc.events.v1.EventListR\x06events\x12\x1f\n" +
+	"\bbackfill\x18\x03 \x01(\bH\x00R\bbackfill\x88\x01\x01B\v\n" +
+	"\t_backfill\"O\n" +
 	"\x13ProfileRelationship\x128\n" +
 	"\x04data\x18\x01 \x01(\v2$.batchgrpc.events.v1.ProfileResourceR\x04data\"\xb3\x01\n" +
 	"\x0fProfileResource\x12\x12\n" +
@@ -1390,7 +1416,7 @@ const file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12D\n" +
 	"\n" +
 	"attributes\x18\x02 \x01(\v2$.batchgrpc.events.v1.EventAttributesR\n" +
-	"attributes\"\x91\x02\n" +
+	"attributes\"\xbf\x02\n" +
 	"\x0fEventAttributes\x127\n" +
 	"\n" +
 	"properties\x18\x01 \x01(\v2\x17.google.protobuf.StructR\n" +
@@ -1399,7 +1425,9 @@ const file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc = "" +
 	"\x04time\x18\x03 \x01(\tR\x04time\x12,\n" +
 	"\x05value\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\x05value\x12%\n" +
 	"\x0evalue_currency\x18\x05 \x01(\tR\rvalueCurrency\x12\x1b\n" +
-	"\tunique_id\x18\x06 \x01(\tR\buniqueId\"M\n" +
+	"\tunique_id\x18\x06 \x01(\tR\buniqueId\x12\x1f\n" +
+	"\bbackfill\x18\a \x01(\bH\x00R\bbackfill\x88\x01\x01B\v\n" +
+	"\t_backfill\"M\n" +
 	"\x12MetricRelationship\x127\n" +
 	"\x04data\x18\x01 \x01(\v2#.batchgrpc.events.v1.MetricResourceR\x04data\"k\n" +
 	"\x0eMetricResource\x12\x12\n" +
@@ -1508,6 +1536,8 @@ func file_batchgrpc_events_v1_event_bulk_create_job_proto_init() {
 		return
 	}
 	file_batchgrpc_events_v1_profile_proto_init()
+	file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[7].OneofWrappers = []any{}
+	file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
