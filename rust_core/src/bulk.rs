@@ -54,6 +54,8 @@ pub const MAX_DEPTH: usize = 10;
 /// upstream does not bound; integrators send message ids (a UUID is 36
 /// characters), so a name's 255 leaves room.
 pub const MAX_UNIQUE_ID_CHARS: usize = MAX_NAME_CHARS;
+/// Most addresses one `patch_identifiers` list may name.
+const MAX_SECONDARY: usize = 100;
 /// Most characters of one client key inside a pointer.
 const MAX_KEY_IN_POINTER: usize = 64;
 const YEAR: f64 = 366.0 * 86_400.0;
@@ -235,8 +237,22 @@ fn decode_profile(bytes: &[u8], values: &mut Values) -> Result<Profile, CoreErro
                 }
                 Ok(())
             })?,
-            // ProfileMeta { patch_properties { append, unappend, unset } }.
+            // ProfileMeta { patch_properties { append, unappend, unset },
+            // patch_identifiers { append, unappend } }.
             4 => each_message(b, |n, b| {
+                if n == 2 {
+                    return each_message(b, |n, b| {
+                        let at = match n {
+                            1 => "meta/patch_identifiers/append",
+                            2 => "meta/patch_identifiers/unappend",
+                            _ => return Ok(()),
+                        };
+                        profile
+                            .values
+                            .push((at, Value::Object(values.decode_struct(b, 1)?)));
+                        Ok(())
+                    });
+                }
                 if n != 1 {
                     return Ok(());
                 }
@@ -704,6 +720,9 @@ fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
     for (at, value) in &profile.values {
         let base = format!("{profile_base}/{at}");
         match value {
+            Value::Object(map) if at.starts_with("meta/patch_identifiers/") => {
+                check_secondary(map, &base, out);
+            }
             // Upstream: a property name or a list of them.
             _ if *at == "meta/patch_properties/unset" && !names_properties(value) => {
                 out.push(violation(
@@ -717,6 +736,68 @@ fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
         }
     }
     profile_key
+}
+
+/// `patch_identifiers.append` or `.unappend`: `email` only (upstream's one
+/// kind), a valid address or a list of at most [`MAX_SECONDARY`].
+fn check_secondary(map: &Map<String, Value>, base: &str, out: &mut Vec<Violation>) {
+    for (kind, value) in map {
+        let at = format!(
+            "{base}/{}",
+            escape_pointer(&clip_to(kind, MAX_KEY_IN_POINTER))
+        );
+        if kind != "email" {
+            out.push(violation(
+                &at,
+                "UNSUPPORTED_IDENTIFIER",
+                format!("only email can be patched, not {:?}", clip(kind)),
+            ));
+            continue;
+        }
+        let emails = match value {
+            Value::Array(list) if list.len() > MAX_SECONDARY => {
+                out.push(violation(
+                    &at,
+                    "TOO_MANY_VALUES",
+                    format!("at most {MAX_SECONDARY} addresses; this has {}", list.len()),
+                ));
+                continue;
+            }
+            Value::Array(list) => list.iter().collect::<Vec<_>>(),
+            one => vec![one],
+        };
+        for email in emails {
+            match email.as_str() {
+                Some(e) if !longer_than(e, MAX_CUSTOMER_ID_CHARS) && is_email(e) => {}
+                Some(e) => out.push(violation(
+                    &at,
+                    "INVALID_EMAIL",
+                    format!("{:?} is not a valid email address", clip(e)),
+                )),
+                None => out.push(violation(
+                    &at,
+                    "INVALID_VALUE",
+                    "email must be an address or a list of addresses".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// The secondary addresses one `patch_identifiers` list names (validated).
+fn secondary(profile: &Profile, at: &str) -> Vec<Value> {
+    let mut emails = Vec::new();
+    for (name, value) in &profile.values {
+        if *name != at {
+            continue;
+        }
+        match value.get("email") {
+            Some(Value::Array(list)) => emails.extend(list.iter().cloned()),
+            Some(one @ Value::String(_)) => emails.push(one.clone()),
+            _ => {}
+        }
+    }
+    emails
 }
 
 /// A string, or a list of strings: what `patch_properties.unset` names.
@@ -1116,6 +1197,14 @@ fn profile_update(profile: &Profile) -> Value {
     update.insert("append".into(), object("append", &mut patch));
     update.insert("unappend".into(), object("unappend", &mut patch));
     update.insert("unset".into(), unset);
+    update.insert(
+        "secondary".into(),
+        Value::Array(secondary(profile, "meta/patch_identifiers/append")),
+    );
+    update.insert(
+        "unsecondary".into(),
+        Value::Array(secondary(profile, "meta/patch_identifiers/unappend")),
+    );
     Value::Object(update)
 }
 

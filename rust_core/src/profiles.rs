@@ -55,6 +55,12 @@ pub struct Update {
     pub unappend: Map<String, Value>,
     /// `patch_properties`: keys removed.
     pub unset: Vec<String>,
+    /// `patch_identifiers`: email addresses the profile is also found by.
+    /// They do not say who the item is about: the profile is found first.
+    pub secondary: Vec<String>,
+    /// `patch_identifiers`: addresses it is no longer found by (never its
+    /// primary `email`).
+    pub unsecondary: Vec<String>,
     /// When the change happened (tracking's `update_timestamp`): a change
     /// older than the stored value's never overwrites it. None: now.
     pub timestamp: Option<f64>,
@@ -176,7 +182,30 @@ fn update_of(value: Value) -> Result<Update, String> {
         unappend: object(take("unappend"), "unappend")?,
         unset,
         timestamp,
+        secondary: strings(take("secondary"), "secondary")?,
+        unsecondary: strings(take("unsecondary"), "unsecondary")?,
     })
+}
+
+fn strings(value: Option<Value>, field: &str) -> Result<Vec<String>, String> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Array(list)) => list
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(format!(
+                    "profile updates: {field} holds {other}, not a string"
+                )),
+            })
+            .collect(),
+        Some(other) => Err(format!("profile updates: {field} is {other}, not an array")),
+    }
+}
+
+/// The identifier a secondary address is.
+fn email(address: &str) -> Identifier {
+    ("email".to_owned(), address.to_owned())
 }
 
 /// Parses a JSON array of updates (the layout `Update` describes).
@@ -196,7 +225,9 @@ pub fn parse_updates(bytes: &[u8]) -> Result<Updates, String> {
         let mut seen_pairs = HashSet::new();
         let mut seen_named = HashSet::new();
         for update in &updates {
-            for pair in update.pairs() {
+            // Secondary addresses are read too: whose they are now.
+            let patched = update.secondary.iter().chain(&update.unsecondary);
+            for pair in update.pairs().into_iter().chain(patched.map(|a| email(a))) {
                 if seen_pairs.insert(pair.clone()) {
                     pairs.push(pair);
                 }
@@ -397,6 +428,9 @@ pub struct Plan {
     pub profiles: Vec<(String, State)>,
     /// Identifiers to (re)assign: (kind, value) -> live profile.
     pub identifiers: Vec<(Identifier, String)>,
+    /// Stored identifiers to remove: (kind, value) -> the live profile that
+    /// holds them.
+    pub removed: Vec<(Identifier, String)>,
     /// Per item, whom its events belong to; None when its profile was not
     /// found (an id alone that nothing has).
     pub targets: Vec<Option<Target>>,
@@ -532,12 +566,28 @@ impl Planner<'_> {
             }
             id
         };
-        for pair in pairs {
+        let secondary = update.secondary.iter().map(|a| email(a));
+        for pair in pairs.iter().cloned().chain(secondary) {
             self.identifiers.insert(pair.clone(), id.clone());
-            self.assigned.push(pair.clone());
+            self.assigned.push(pair);
         }
         let now = self.now;
         apply(self.state(&id), update, now);
+        let state = self.state(&id);
+        let primary = state
+            .attributes
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for address in &update.unsecondary {
+            let pair = email(address);
+            let theirs = self.identifiers.get(&pair).map(|owner| self.live(owner));
+            if primary.as_deref() != Some(address.as_str())
+                && theirs.as_deref() == Some(id.as_str())
+            {
+                self.identifiers.remove(&pair);
+            }
+        }
         Some(id)
     }
 
@@ -564,11 +614,25 @@ impl Planner<'_> {
             if !seen.insert(pair) {
                 continue;
             }
-            let live = self.live(&self.identifiers[pair]);
+            // Unappended after it was assigned: what was stored goes below.
+            let Some(owner) = self.identifiers.get(pair) else {
+                continue;
+            };
+            let live = self.live(owner);
             if self.snapshot.identifiers.get(pair) != Some(&live) {
                 identifiers.push((pair.clone(), live));
             }
         }
+        // Stored identifiers the request unappended, as their rows now say
+        // (a merge in the request moves them to the survivor first).
+        let mut removed: Vec<(Identifier, String)> = self
+            .snapshot
+            .identifiers
+            .iter()
+            .filter(|(pair, _)| !self.identifiers.contains_key(*pair))
+            .map(|(pair, owner)| (pair.clone(), self.live(owner)))
+            .collect();
+        removed.sort();
         let merged_into = self
             .merge_order
             .iter()
@@ -586,6 +650,7 @@ impl Planner<'_> {
             merged_into,
             profiles,
             identifiers,
+            removed,
             targets,
         }
     }
@@ -606,6 +671,8 @@ pub struct ProfileRows {
     pub moved: Vec<(String, String)>,
     /// Identifiers to (re)assign: (kind, value, live profile).
     pub identifiers: Vec<(String, String, String)>,
+    /// Identifiers to remove: (kind, value, live profile holding them).
+    pub removed: Vec<(String, String, String)>,
 }
 
 impl Plan {
@@ -662,6 +729,10 @@ impl Plan {
         }
         for ((kind, value), live) in &self.identifiers {
             rows.identifiers
+                .push((kind.clone(), value.clone(), live.clone()));
+        }
+        for ((kind, value), live) in &self.removed {
+            rows.removed
                 .push((kind.clone(), value.clone(), live.clone()));
         }
         rows

@@ -376,6 +376,9 @@ struct IngestPlan {
     moved: Py<PyList>,
     /// `(account, kind, value, profile_id)` per identifier to (re)assign.
     identifiers: Py<PyList>,
+    /// `(account, kind, value, profile_id)` per stored identifier to remove
+    /// (a secondary address unappended).
+    removed: Py<PyList>,
     /// Per item, the profile it applied to, or None (its id alone names
     /// no profile).
     applied: Vec<Option<String>>,
@@ -458,11 +461,16 @@ fn plan_ingest(
         .identifiers
         .into_iter()
         .map(|(kind, value, id)| (account, kind, value, id));
+    let removed = profile_rows
+        .removed
+        .into_iter()
+        .map(|(kind, value, id)| (account, kind, value, id));
     Ok(IngestPlan {
         created: PyList::new(py, created)?.unbind(),
         updated: PyList::new(py, touched)?.unbind(),
         moved: PyList::new(py, profile_rows.moved)?.unbind(),
         identifiers: PyList::new(py, assigned)?.unbind(),
+        removed: PyList::new(py, removed)?.unbind(),
         applied,
         rows: event_row_list(py, account, &events.rows)?.unbind(),
         lookups: PyBytes::new(py, &events.lookups).unbind(),

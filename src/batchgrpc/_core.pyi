@@ -313,6 +313,10 @@ class IngestPlan:
     def identifiers(self) -> list[tuple[str, str, str, str]]:
         """`(account, kind, value, profile_id)` per identifier to (re)assign."""
     @property
+    def removed(self) -> list[tuple[str, str, str, str]]:
+        """`(account, kind, value, profile_id)` per stored identifier to
+        remove (a secondary address unappended)."""
+    @property
     def applied(self) -> list[str | None]:
         """Per item, the profile it applied to; None when its id alone
         names no profile."""

@@ -83,6 +83,29 @@ async def test_ingest_creates_a_profile_and_finds_it_again_by_any_identifier(sto
     assert [p.id for p in await all_profiles(store)] == [created.profile_id]
 
 
+async def test_secondary_emails_find_the_profile_until_they_are_unappended(store: Store) -> None:
+    async def found_by(email: str) -> list[str]:
+        return [p.id for p in await all_profiles(store, {"email": email})]
+
+    ann = await one(store, item({"email": "ann@example.com"}, secondary=("ann@work.example", "a.n@home.example")))
+    assert await found_by("ann@work.example") == [ann.profile_id]
+    assert (await one(store, item({"email": "a.n@home.example"}), now=T0 + 1)).profile_id == ann.profile_id
+    # Her primary address (the last sent: a.n@home.example now) is never
+    # unappended; a secondary one is.
+    unappend = ("a.n@home.example", "ann@work.example", "ann@example.com")
+    await one(store, item(profile_id=ann.profile_id, unsecondary=unappend), now=T0 + 2)
+    assert (await profile(store, ann.profile_id)).attributes["email"] == "a.n@home.example"
+    assert await found_by("a.n@home.example") == [ann.profile_id]
+    assert await found_by("ann@example.com") == []
+    assert await found_by("ann@work.example") == []
+    other = await one(store, item({"email": "ann@work.example"}), now=T0 + 3)
+    assert other.profile_id != ann.profile_id
+    # Appended, another's address is hers from then on; whose it was is not merged.
+    await one(store, item(profile_id=ann.profile_id, secondary=("ann@work.example",)), now=T0 + 4)
+    assert await found_by("ann@work.example") == [ann.profile_id]
+    assert {p.id for p in await all_profiles(store)} == {ann.profile_id, other.profile_id}
+
+
 async def test_customer_ids_identify_a_profile_too(store: Store) -> None:
     first = await one(store, item(customer_ids={"registered": "u-1", "cookie": "c-1"}))
     assert first.profile_id

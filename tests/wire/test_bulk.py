@@ -432,3 +432,42 @@ async def test_a_metric_is_its_name_and_service(bulk: Bulk) -> None:
     assert [v.reason for v in rich_error(caught.value).bad_request.field_violations] == [  # type: ignore[union-attr]
         "DUPLICATE_UNIQUE_ID"
     ]
+
+
+def with_identifiers(body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`body` with `patch` as its first item's `meta.patch_identifiers`."""
+    profile = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["profile"]["data"]
+    profile["meta"] = {"patch_identifiers": patch}
+    return body
+
+
+async def test_patch_identifiers_adds_and_removes_secondary_emails(bulk: Bulk) -> None:
+    body = one_item({"metric": metric("Viewed")})
+    job = await bulk.run(request(with_identifiers(body, {"append": {"email": ["ann@work.example", "a@home.example"]}})))
+    assert job.accepted_count == 1
+    [ann] = await bulk.profiles_by(email="ann@example.com")
+    assert [p.id for p in await bulk.profiles_by(email="ann@work.example")] == [ann.id]
+    body = one_item({"metric": metric("Viewed"), "unique_id": "2"})
+    await bulk.run(request(with_identifiers(body, {"unappend": {"email": "ann@work.example"}})))
+    assert await bulk.profiles_by(email="ann@work.example") == []
+    assert [p.id for p in await bulk.profiles_by(email="a@home.example")] == [ann.id]
+
+
+@pytest.mark.parametrize(
+    ("patch", "at", "reason"),
+    [
+        ({"append": {"phone_number": "+15005550006"}}, "append/phone_number", "UNSUPPORTED_IDENTIFIER"),
+        ({"append": {"email": "not-an-address"}}, "append/email", "INVALID_EMAIL"),
+        ({"unappend": {"email": [7]}}, "unappend/email", "INVALID_VALUE"),
+        ({"append": {"email": [f"a{n}@example.com" for n in range(101)]}}, "append/email", "TOO_MANY_VALUES"),
+    ],
+)
+async def test_patch_identifiers_is_email_only_and_bounded(
+    bulk: Bulk, patch: dict[str, Any], at: str, reason: str
+) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await bulk.create(request(with_identifiers(one_item({"metric": metric("Viewed")}), patch)))
+    [violation] = rich_error(caught.value).bad_request.field_violations  # type: ignore[union-attr]
+    profile = "/data/attributes/events-bulk-create/data/0/attributes/profile/data"
+    assert (violation.field, violation.reason) == (f"{profile}/meta/patch_identifiers/{at}", reason)
+    assert await bulk.profiles_by() == []

@@ -431,6 +431,10 @@ class ProfileUpdate:
     append: dict[str, Any] = field(default_factory=dict)
     unappend: dict[str, Any] = field(default_factory=dict)
     unset: tuple[str, ...] = ()
+    #: patch_identifiers: email addresses the profile is also found by
+    #: (it is found first, by the identifiers above), and no longer by.
+    secondary: tuple[str, ...] = ()
+    unsecondary: tuple[str, ...] = ()
     #: When the change happened, for tracking's update_timestamp: a change
     #: older than the stored value's never overwrites it. None: now.
     timestamp: float | None = None
@@ -473,6 +477,8 @@ def _update_fields(p: ProfileUpdate) -> tuple[tuple[str, Any], ...]:
         ("append", p.append),
         ("unappend", p.unappend),
         ("unset", list(p.unset)),
+        ("secondary", list(p.secondary)),
+        ("unsecondary", list(p.unsecondary)),
         ("timestamp", p.timestamp),
     )
 

@@ -122,6 +122,13 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
                 " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
                 columns(plan.identifiers, 4),
             )
+        if plan.removed:
+            await cursor.execute(
+                "DELETE FROM profile_identifiers AS i USING unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+                " AS r(account, kind, value, profile_id) WHERE (i.account, i.kind, i.value, i.profile_id)"
+                " = (r.account, r.kind, r.value, r.profile_id)",
+                columns(plan.removed, 4),
+            )
         await lock_events(conn)
         if plan.moved:
             await cursor.execute(

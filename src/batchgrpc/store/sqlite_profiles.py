@@ -117,6 +117,10 @@ def ingest(conn: sqlite3.Connection, account: str, batch: IngestBatch, now: floa
         " ON CONFLICT (account, kind, value) DO UPDATE SET profile_id = excluded.profile_id",
         plan.identifiers,
     )
+    conn.executemany(
+        "DELETE FROM profile_identifiers WHERE account = ? AND kind = ? AND value = ? AND profile_id = ?",
+        plan.removed,
+    )
     return _store_events(conn, account, plan, batch)
 
 

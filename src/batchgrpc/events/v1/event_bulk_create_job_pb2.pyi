@@ -124,10 +124,20 @@ class ProfileResource(_message.Message):
     def __init__(self, type: _Optional[str] = ..., id: _Optional[str] = ..., attributes: _Optional[_Union[_profile_pb2.ProfileAttributes, _Mapping]] = ..., meta: _Optional[_Union[ProfileMeta, _Mapping]] = ...) -> None: ...
 
 class ProfileMeta(_message.Message):
-    __slots__ = ("patch_properties",)
+    __slots__ = ("patch_properties", "patch_identifiers")
     PATCH_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PATCH_IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
     patch_properties: PatchProperties
-    def __init__(self, patch_properties: _Optional[_Union[PatchProperties, _Mapping]] = ...) -> None: ...
+    patch_identifiers: PatchIdentifiers
+    def __init__(self, patch_properties: _Optional[_Union[PatchProperties, _Mapping]] = ..., patch_identifiers: _Optional[_Union[PatchIdentifiers, _Mapping]] = ...) -> None: ...
+
+class PatchIdentifiers(_message.Message):
+    __slots__ = ("append", "unappend")
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    UNAPPEND_FIELD_NUMBER: _ClassVar[int]
+    append: _struct_pb2.Struct
+    unappend: _struct_pb2.Struct
+    def __init__(self, append: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., unappend: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class PatchProperties(_message.Message):
     __slots__ = ("append", "unappend", "unset")

@@ -734,8 +734,10 @@ type ProfileMeta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Changes to existing custom properties.
 	PatchProperties *PatchProperties `protobuf:"bytes,1,opt,name=patch_properties,json=patchProperties,proto3" json:"patch_properties,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Secondary identifiers added to or removed from the profile.
+	PatchIdentifiers *PatchIdentifiers `protobuf:"bytes,2,opt,name=patch_identifiers,json=patchIdentifiers,proto3" json:"patch_identifiers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ProfileMeta) Reset() {
@@ -775,6 +777,71 @@ func (x *ProfileMeta) GetPatchProperties() *PatchProperties {
 	return nil
 }
 
+func (x *ProfileMeta) GetPatchIdentifiers() *PatchIdentifiers {
+	if x != nil {
+		return x.PatchIdentifiers
+	}
+	return nil
+}
+
+// Secondary identifiers of a profile: as upstream, `email` only, each a
+// valid address, a string or a list of at most 100. The profile is found
+// by its identifiers as ever; these are then its too (one another profile
+// had moves here) or no longer (never its primary `email`).
+type PatchIdentifiers struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `{"email": "a@example.com"}` or `{"email": ["a@example.com", ...]}`.
+	Append *structpb.Struct `protobuf:"bytes,1,opt,name=append,proto3" json:"append,omitempty"`
+	// The same shape: addresses the profile is no longer found by.
+	Unappend      *structpb.Struct `protobuf:"bytes,2,opt,name=unappend,proto3" json:"unappend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchIdentifiers) Reset() {
+	*x = PatchIdentifiers{}
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchIdentifiers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchIdentifiers) ProtoMessage() {}
+
+func (x *PatchIdentifiers) ProtoReflect() protoreflect.Message {
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchIdentifiers.ProtoReflect.Descriptor instead.
+func (*PatchIdentifiers) Descriptor() ([]byte, []int) {
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PatchIdentifiers) GetAppend() *structpb.Struct {
+	if x != nil {
+		return x.Append
+	}
+	return nil
+}
+
+func (x *PatchIdentifiers) GetUnappend() *structpb.Struct {
+	if x != nil {
+		return x.Unappend
+	}
+	return nil
+}
+
 // Changes to a profile's existing custom properties, applied after
 // `properties` is merged.
 type PatchProperties struct {
@@ -791,7 +858,7 @@ type PatchProperties struct {
 
 func (x *PatchProperties) Reset() {
 	*x = PatchProperties{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[11]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +870,7 @@ func (x *PatchProperties) String() string {
 func (*PatchProperties) ProtoMessage() {}
 
 func (x *PatchProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[11]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +883,7 @@ func (x *PatchProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchProperties.ProtoReflect.Descriptor instead.
 func (*PatchProperties) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{11}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PatchProperties) GetAppend() *structpb.Struct {
@@ -851,7 +918,7 @@ type EventList struct {
 
 func (x *EventList) Reset() {
 	*x = EventList{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[12]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +930,7 @@ func (x *EventList) String() string {
 func (*EventList) ProtoMessage() {}
 
 func (x *EventList) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[12]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +943,7 @@ func (x *EventList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventList.ProtoReflect.Descriptor instead.
 func (*EventList) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{12}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EventList) GetData() []*EventResource {
@@ -899,7 +966,7 @@ type EventResource struct {
 
 func (x *EventResource) Reset() {
 	*x = EventResource{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[13]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +978,7 @@ func (x *EventResource) String() string {
 func (*EventResource) ProtoMessage() {}
 
 func (x *EventResource) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[13]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +991,7 @@ func (x *EventResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventResource.ProtoReflect.Descriptor instead.
 func (*EventResource) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{13}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EventResource) GetType() string {
@@ -970,7 +1037,7 @@ type EventAttributes struct {
 
 func (x *EventAttributes) Reset() {
 	*x = EventAttributes{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1049,7 @@ func (x *EventAttributes) String() string {
 func (*EventAttributes) ProtoMessage() {}
 
 func (x *EventAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1062,7 @@ func (x *EventAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventAttributes.ProtoReflect.Descriptor instead.
 func (*EventAttributes) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{14}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EventAttributes) GetProperties() *structpb.Struct {
@@ -1058,7 +1125,7 @@ type MetricRelationship struct {
 
 func (x *MetricRelationship) Reset() {
 	*x = MetricRelationship{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[15]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1137,7 @@ func (x *MetricRelationship) String() string {
 func (*MetricRelationship) ProtoMessage() {}
 
 func (x *MetricRelationship) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[15]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1150,7 @@ func (x *MetricRelationship) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricRelationship.ProtoReflect.Descriptor instead.
 func (*MetricRelationship) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{15}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MetricRelationship) GetData() *MetricResource {
@@ -1106,7 +1173,7 @@ type MetricResource struct {
 
 func (x *MetricResource) Reset() {
 	*x = MetricResource{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[16]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1185,7 @@ func (x *MetricResource) String() string {
 func (*MetricResource) ProtoMessage() {}
 
 func (x *MetricResource) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[16]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1198,7 @@ func (x *MetricResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResource.ProtoReflect.Descriptor instead.
 func (*MetricResource) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{16}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetricResource) GetType() string {
@@ -1162,7 +1229,7 @@ type MetricAttributes struct {
 
 func (x *MetricAttributes) Reset() {
 	*x = MetricAttributes{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[17]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1241,7 @@ func (x *MetricAttributes) String() string {
 func (*MetricAttributes) ProtoMessage() {}
 
 func (x *MetricAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[17]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1254,7 @@ func (x *MetricAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricAttributes.ProtoReflect.Descriptor instead.
 func (*MetricAttributes) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{17}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MetricAttributes) GetName() string {
@@ -1215,7 +1282,7 @@ type CreateEventBulkCreateJobResponse struct {
 
 func (x *CreateEventBulkCreateJobResponse) Reset() {
 	*x = CreateEventBulkCreateJobResponse{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[18]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1294,7 @@ func (x *CreateEventBulkCreateJobResponse) String() string {
 func (*CreateEventBulkCreateJobResponse) ProtoMessage() {}
 
 func (x *CreateEventBulkCreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[18]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1307,7 @@ func (x *CreateEventBulkCreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEventBulkCreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateEventBulkCreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{18}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateEventBulkCreateJobResponse) GetEventBulkCreateJob() *EventBulkCreateJob {
@@ -1261,7 +1328,7 @@ type GetEventBulkCreateJobRequest struct {
 
 func (x *GetEventBulkCreateJobRequest) Reset() {
 	*x = GetEventBulkCreateJobRequest{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[19]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1340,7 @@ func (x *GetEventBulkCreateJobRequest) String() string {
 func (*GetEventBulkCreateJobRequest) ProtoMessage() {}
 
 func (x *GetEventBulkCreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[19]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1353,7 @@ func (x *GetEventBulkCreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventBulkCreateJobRequest.ProtoReflect.Descriptor instead.
 func (*GetEventBulkCreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{19}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetEventBulkCreateJobRequest) GetId() string {
@@ -1307,7 +1374,7 @@ type GetEventBulkCreateJobResponse struct {
 
 func (x *GetEventBulkCreateJobResponse) Reset() {
 	*x = GetEventBulkCreateJobResponse{}
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[20]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1386,7 @@ func (x *GetEventBulkCreateJobResponse) String() string {
 func (*GetEventBulkCreateJobResponse) ProtoMessage() {}
 
 func (x *GetEventBulkCreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[20]
+	mi := &file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1399,7 @@ func (x *GetEventBulkCreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventBulkCreateJobResponse.ProtoReflect.Descriptor instead.
 func (*GetEventBulkCreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{20}
+	return file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetEventBulkCreateJobResponse) GetEventBulkCreateJob() *EventBulkCreateJob {
@@ -1403,9 +1470,13 @@ const file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x03 \x01(\v2&.batchgrpc.events.v1.ProfileAttributesR\n" +
 	"attributes\x124\n" +
-	"\x04meta\x18\x04 \x01(\v2 .batchgrpc.events.v1.ProfileMetaR\x04meta\"^\n" +
+	"\x04meta\x18\x04 \x01(\v2 .batchgrpc.events.v1.ProfileMetaR\x04meta\"\xb2\x01\n" +
 	"\vProfileMeta\x12O\n" +
-	"\x10patch_properties\x18\x01 \x01(\v2$.batchgrpc.events.v1.PatchPropertiesR\x0fpatchProperties\"\xa5\x01\n" +
+	"\x10patch_properties\x18\x01 \x01(\v2$.batchgrpc.events.v1.PatchPropertiesR\x0fpatchProperties\x12R\n" +
+	"\x11patch_identifiers\x18\x02 \x01(\v2%.batchgrpc.events.v1.PatchIdentifiersR\x10patchIdentifiers\"x\n" +
+	"\x10PatchIdentifiers\x12/\n" +
+	"\x06append\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06append\x123\n" +
+	"\bunappend\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bunappend\"\xa5\x01\n" +
 	"\x0fPatchProperties\x12/\n" +
 	"\x06append\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06append\x123\n" +
 	"\bunappend\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bunappend\x12,\n" +
@@ -1462,7 +1533,7 @@ func file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDescGZIP() []byte {
 }
 
 var file_batchgrpc_events_v1_event_bulk_create_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_batchgrpc_events_v1_event_bulk_create_job_proto_goTypes = []any{
 	(EventBulkCreateJob_Status)(0),           // 0: batchgrpc.events.v1.EventBulkCreateJob.Status
 	(*EventBulkCreateJob)(nil),               // 1: batchgrpc.events.v1.EventBulkCreateJob
@@ -1476,58 +1547,62 @@ var file_batchgrpc_events_v1_event_bulk_create_job_proto_goTypes = []any{
 	(*ProfileRelationship)(nil),              // 9: batchgrpc.events.v1.ProfileRelationship
 	(*ProfileResource)(nil),                  // 10: batchgrpc.events.v1.ProfileResource
 	(*ProfileMeta)(nil),                      // 11: batchgrpc.events.v1.ProfileMeta
-	(*PatchProperties)(nil),                  // 12: batchgrpc.events.v1.PatchProperties
-	(*EventList)(nil),                        // 13: batchgrpc.events.v1.EventList
-	(*EventResource)(nil),                    // 14: batchgrpc.events.v1.EventResource
-	(*EventAttributes)(nil),                  // 15: batchgrpc.events.v1.EventAttributes
-	(*MetricRelationship)(nil),               // 16: batchgrpc.events.v1.MetricRelationship
-	(*MetricResource)(nil),                   // 17: batchgrpc.events.v1.MetricResource
-	(*MetricAttributes)(nil),                 // 18: batchgrpc.events.v1.MetricAttributes
-	(*CreateEventBulkCreateJobResponse)(nil), // 19: batchgrpc.events.v1.CreateEventBulkCreateJobResponse
-	(*GetEventBulkCreateJobRequest)(nil),     // 20: batchgrpc.events.v1.GetEventBulkCreateJobRequest
-	(*GetEventBulkCreateJobResponse)(nil),    // 21: batchgrpc.events.v1.GetEventBulkCreateJobResponse
-	(*timestamppb.Timestamp)(nil),            // 22: google.protobuf.Timestamp
-	(*ProfileAttributes)(nil),                // 23: batchgrpc.events.v1.ProfileAttributes
-	(*structpb.Struct)(nil),                  // 24: google.protobuf.Struct
-	(*structpb.Value)(nil),                   // 25: google.protobuf.Value
+	(*PatchIdentifiers)(nil),                 // 12: batchgrpc.events.v1.PatchIdentifiers
+	(*PatchProperties)(nil),                  // 13: batchgrpc.events.v1.PatchProperties
+	(*EventList)(nil),                        // 14: batchgrpc.events.v1.EventList
+	(*EventResource)(nil),                    // 15: batchgrpc.events.v1.EventResource
+	(*EventAttributes)(nil),                  // 16: batchgrpc.events.v1.EventAttributes
+	(*MetricRelationship)(nil),               // 17: batchgrpc.events.v1.MetricRelationship
+	(*MetricResource)(nil),                   // 18: batchgrpc.events.v1.MetricResource
+	(*MetricAttributes)(nil),                 // 19: batchgrpc.events.v1.MetricAttributes
+	(*CreateEventBulkCreateJobResponse)(nil), // 20: batchgrpc.events.v1.CreateEventBulkCreateJobResponse
+	(*GetEventBulkCreateJobRequest)(nil),     // 21: batchgrpc.events.v1.GetEventBulkCreateJobRequest
+	(*GetEventBulkCreateJobResponse)(nil),    // 22: batchgrpc.events.v1.GetEventBulkCreateJobResponse
+	(*timestamppb.Timestamp)(nil),            // 23: google.protobuf.Timestamp
+	(*ProfileAttributes)(nil),                // 24: batchgrpc.events.v1.ProfileAttributes
+	(*structpb.Struct)(nil),                  // 25: google.protobuf.Struct
+	(*structpb.Value)(nil),                   // 26: google.protobuf.Value
 }
 var file_batchgrpc_events_v1_event_bulk_create_job_proto_depIdxs = []int32{
 	0,  // 0: batchgrpc.events.v1.EventBulkCreateJob.status:type_name -> batchgrpc.events.v1.EventBulkCreateJob.Status
 	2,  // 1: batchgrpc.events.v1.EventBulkCreateJob.errors:type_name -> batchgrpc.events.v1.BulkError
-	22, // 2: batchgrpc.events.v1.EventBulkCreateJob.created_time:type_name -> google.protobuf.Timestamp
-	22, // 3: batchgrpc.events.v1.EventBulkCreateJob.completed_time:type_name -> google.protobuf.Timestamp
+	23, // 2: batchgrpc.events.v1.EventBulkCreateJob.created_time:type_name -> google.protobuf.Timestamp
+	23, // 3: batchgrpc.events.v1.EventBulkCreateJob.completed_time:type_name -> google.protobuf.Timestamp
 	4,  // 4: batchgrpc.events.v1.CreateEventBulkCreateJobRequest.data:type_name -> batchgrpc.events.v1.EventBulkCreateJobData
 	5,  // 5: batchgrpc.events.v1.EventBulkCreateJobData.attributes:type_name -> batchgrpc.events.v1.EventBulkCreateJobAttributes
 	6,  // 6: batchgrpc.events.v1.EventBulkCreateJobAttributes.events_bulk_create:type_name -> batchgrpc.events.v1.EventsBulkCreate
 	7,  // 7: batchgrpc.events.v1.EventsBulkCreate.data:type_name -> batchgrpc.events.v1.EventBulkCreate
 	8,  // 8: batchgrpc.events.v1.EventBulkCreate.attributes:type_name -> batchgrpc.events.v1.EventBulkCreateAttributes
 	9,  // 9: batchgrpc.events.v1.EventBulkCreateAttributes.profile:type_name -> batchgrpc.events.v1.ProfileRelationship
-	13, // 10: batchgrpc.events.v1.EventBulkCreateAttributes.events:type_name -> batchgrpc.events.v1.EventList
+	14, // 10: batchgrpc.events.v1.EventBulkCreateAttributes.events:type_name -> batchgrpc.events.v1.EventList
 	10, // 11: batchgrpc.events.v1.ProfileRelationship.data:type_name -> batchgrpc.events.v1.ProfileResource
-	23, // 12: batchgrpc.events.v1.ProfileResource.attributes:type_name -> batchgrpc.events.v1.ProfileAttributes
+	24, // 12: batchgrpc.events.v1.ProfileResource.attributes:type_name -> batchgrpc.events.v1.ProfileAttributes
 	11, // 13: batchgrpc.events.v1.ProfileResource.meta:type_name -> batchgrpc.events.v1.ProfileMeta
-	12, // 14: batchgrpc.events.v1.ProfileMeta.patch_properties:type_name -> batchgrpc.events.v1.PatchProperties
-	24, // 15: batchgrpc.events.v1.PatchProperties.append:type_name -> google.protobuf.Struct
-	24, // 16: batchgrpc.events.v1.PatchProperties.unappend:type_name -> google.protobuf.Struct
-	25, // 17: batchgrpc.events.v1.PatchProperties.unset:type_name -> google.protobuf.Value
-	14, // 18: batchgrpc.events.v1.EventList.data:type_name -> batchgrpc.events.v1.EventResource
-	15, // 19: batchgrpc.events.v1.EventResource.attributes:type_name -> batchgrpc.events.v1.EventAttributes
-	24, // 20: batchgrpc.events.v1.EventAttributes.properties:type_name -> google.protobuf.Struct
-	16, // 21: batchgrpc.events.v1.EventAttributes.metric:type_name -> batchgrpc.events.v1.MetricRelationship
-	25, // 22: batchgrpc.events.v1.EventAttributes.value:type_name -> google.protobuf.Value
-	17, // 23: batchgrpc.events.v1.MetricRelationship.data:type_name -> batchgrpc.events.v1.MetricResource
-	18, // 24: batchgrpc.events.v1.MetricResource.attributes:type_name -> batchgrpc.events.v1.MetricAttributes
-	1,  // 25: batchgrpc.events.v1.CreateEventBulkCreateJobResponse.event_bulk_create_job:type_name -> batchgrpc.events.v1.EventBulkCreateJob
-	1,  // 26: batchgrpc.events.v1.GetEventBulkCreateJobResponse.event_bulk_create_job:type_name -> batchgrpc.events.v1.EventBulkCreateJob
-	3,  // 27: batchgrpc.events.v1.EventBulkCreateJobService.CreateEventBulkCreateJob:input_type -> batchgrpc.events.v1.CreateEventBulkCreateJobRequest
-	20, // 28: batchgrpc.events.v1.EventBulkCreateJobService.GetEventBulkCreateJob:input_type -> batchgrpc.events.v1.GetEventBulkCreateJobRequest
-	19, // 29: batchgrpc.events.v1.EventBulkCreateJobService.CreateEventBulkCreateJob:output_type -> batchgrpc.events.v1.CreateEventBulkCreateJobResponse
-	21, // 30: batchgrpc.events.v1.EventBulkCreateJobService.GetEventBulkCreateJob:output_type -> batchgrpc.events.v1.GetEventBulkCreateJobResponse
-	29, // [29:31] is the sub-list for method output_type
-	27, // [27:29] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	13, // 14: batchgrpc.events.v1.ProfileMeta.patch_properties:type_name -> batchgrpc.events.v1.PatchProperties
+	12, // 15: batchgrpc.events.v1.ProfileMeta.patch_identifiers:type_name -> batchgrpc.events.v1.PatchIdentifiers
+	25, // 16: batchgrpc.events.v1.PatchIdentifiers.append:type_name -> google.protobuf.Struct
+	25, // 17: batchgrpc.events.v1.PatchIdentifiers.unappend:type_name -> google.protobuf.Struct
+	25, // 18: batchgrpc.events.v1.PatchProperties.append:type_name -> google.protobuf.Struct
+	25, // 19: batchgrpc.events.v1.PatchProperties.unappend:type_name -> google.protobuf.Struct
+	26, // 20: batchgrpc.events.v1.PatchProperties.unset:type_name -> google.protobuf.Value
+	15, // 21: batchgrpc.events.v1.EventList.data:type_name -> batchgrpc.events.v1.EventResource
+	16, // 22: batchgrpc.events.v1.EventResource.attributes:type_name -> batchgrpc.events.v1.EventAttributes
+	25, // 23: batchgrpc.events.v1.EventAttributes.properties:type_name -> google.protobuf.Struct
+	17, // 24: batchgrpc.events.v1.EventAttributes.metric:type_name -> batchgrpc.events.v1.MetricRelationship
+	26, // 25: batchgrpc.events.v1.EventAttributes.value:type_name -> google.protobuf.Value
+	18, // 26: batchgrpc.events.v1.MetricRelationship.data:type_name -> batchgrpc.events.v1.MetricResource
+	19, // 27: batchgrpc.events.v1.MetricResource.attributes:type_name -> batchgrpc.events.v1.MetricAttributes
+	1,  // 28: batchgrpc.events.v1.CreateEventBulkCreateJobResponse.event_bulk_create_job:type_name -> batchgrpc.events.v1.EventBulkCreateJob
+	1,  // 29: batchgrpc.events.v1.GetEventBulkCreateJobResponse.event_bulk_create_job:type_name -> batchgrpc.events.v1.EventBulkCreateJob
+	3,  // 30: batchgrpc.events.v1.EventBulkCreateJobService.CreateEventBulkCreateJob:input_type -> batchgrpc.events.v1.CreateEventBulkCreateJobRequest
+	21, // 31: batchgrpc.events.v1.EventBulkCreateJobService.GetEventBulkCreateJob:input_type -> batchgrpc.events.v1.GetEventBulkCreateJobRequest
+	20, // 32: batchgrpc.events.v1.EventBulkCreateJobService.CreateEventBulkCreateJob:output_type -> batchgrpc.events.v1.CreateEventBulkCreateJobResponse
+	22, // 33: batchgrpc.events.v1.EventBulkCreateJobService.GetEventBulkCreateJob:output_type -> batchgrpc.events.v1.GetEventBulkCreateJobResponse
+	32, // [32:34] is the sub-list for method output_type
+	30, // [30:32] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_batchgrpc_events_v1_event_bulk_create_job_proto_init() }
@@ -1537,14 +1612,14 @@ func file_batchgrpc_events_v1_event_bulk_create_job_proto_init() {
 	}
 	file_batchgrpc_events_v1_profile_proto_init()
 	file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[7].OneofWrappers = []any{}
-	file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[14].OneofWrappers = []any{}
+	file_batchgrpc_events_v1_event_bulk_create_job_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc), len(file_batchgrpc_events_v1_event_bulk_create_job_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
