@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from batchgrpc import server
-from batchgrpc.config import Rate, RateLimitConfig
+from batchgrpc.config import Rate, RateLimitConfig, TlsConfig
 from batchgrpc.errors import Api
 from batchgrpc.store import EventFilter, JobFilter
 from tests.conftest import eventually, make_config
 from tests.process.test_cli import BATCHGRPC
+from tests.wire.test_tls import Pki, pki  # noqa: F401 - its certificates, for --ca-file
 
 PEOPLE = (
     b"email,first_name,event_name\r\n"
@@ -392,3 +393,22 @@ async def test_the_jobs_a_run_created_are_in_the_store(served: Served, tmp_path:
     done = await cli(served, "run", str(people), "--event-name", "e", "--tag", "x", "--json")
     page = await served.running.store.jobs.list("default", JobFilter(tags=("x",)), cursor=None, limit=10)
     assert [j.id for j in page.items] == [done.json()["id"]]  # type: ignore[index]
+
+
+async def test_tls_with_a_ca_file(tmp_path: Path, pki: Pki) -> None:  # noqa: F811 - the fixture imported above
+    tls = TlsConfig(cert_file=pki.server_cert, key_file=pki.server_key)
+    async with serving(tmp_path / "data", tls=tls) as served:
+        listed = await cli(served, "jobs", "list", "--ca-file", str(pki.client_ca))
+        assert listed.code == 0, listed.stderr
+        assert listed.stdout == "no jobs\n"
+
+
+async def test_a_server_that_cannot_be_reached_is_exit_7(tmp_path: Path) -> None:
+    events = write(tmp_path / "events.jsonl", bulk_item(1) + "\n")
+    async with serving(tmp_path / "data") as served:
+        pass
+    # Stopped: its port is free again, and nothing answers there.
+    gone = await cli(served, "events", "send", str(events))
+    assert gone.code == 7
+    assert "trying again" in gone.stderr
+    assert "rerun the same command to send the rest" in gone.stderr
