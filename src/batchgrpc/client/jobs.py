@@ -196,13 +196,14 @@ def describe(job: batch_job_pb2.BatchJob) -> str:
     return text
 
 
-def watch(conn: Connection, out: Output, job_id: str) -> batch_job_pb2.BatchJob:
+def watch(conn: Connection, out: Output, job_id: str, size: int | None = None) -> batch_job_pb2.BatchJob:
     """Follows the job to a terminal status with a bar of its source's bytes
-    read; comes back after a dropped stream (a server restart)."""
+    read (of `size`, when known before the first update); comes back after
+    a dropped stream (a server restart)."""
     stub = _stub(conn)
     unavailable = iter(UNAVAILABLE_BACKOFF)
     job: batch_job_pb2.BatchJob | None = None
-    with out.bar(f"job {job_id}", None, unit="bytes") as bar:
+    with out.bar(f"job {job_id}", size, unit="bytes") as bar:
         while True:
             try:
                 for update in stub.WatchBatchJob(pb.WatchBatchJobRequest(batch_id=job_id), metadata=conn.metadata):
@@ -232,7 +233,7 @@ def run(conn: Connection, out: Output, path: Path, file_format: str | None, opti
     out.note(f"uploaded {files.describe(asset)}")
     job = create(conn, create_request(pb.DataSource(type=pb.DataSource.FILE_ASSET, file_asset_id=asset.id), options))
     out.note(f"created job {job.id}")
-    job = watch(conn, out, job.id)
+    job = watch(conn, out, job.id, asset.size)
     out.result(describe(job), job)
     return EXIT_BY_STATUS[job.status]
 
