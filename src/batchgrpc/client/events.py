@@ -56,7 +56,7 @@ class Summary:
     def text(self) -> str:
         out = [
             f"{self.accepted_count} accepted, {self.deduplicated_count} deduplicated, "
-            f"{self.rejected_count} rejected ({self.events_sent} events in {self.requests} requests)"
+            f"{self.rejected_count} rejected ({self.events_sent} events in {_count(self.requests, 'request')})"
         ]
         out += [f"line {b['line']}: bad line: {b['message']}" for b in self.bad_lines]
         out += [f"line {r['line']}: rejected: {r['pointer']}: {r['reason']}: {r['message']}" for r in self.rejected]
@@ -66,6 +66,10 @@ class Summary:
         if self.bad_lines:
             out.append(f"{len(self.bad_lines)} bad lines not sent")
         return "\n".join(out)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _request(batch: lines.Batch[bulk_pb2.EventBulkCreate]) -> bulk_pb2.CreateEventBulkCreateJobRequest:

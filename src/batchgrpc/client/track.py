@@ -33,7 +33,8 @@ class Summary:
     failed_batches: list[dict[str, Any]] = field(default_factory=list)
 
     def text(self) -> str:
-        out = [f"{self.succeeded} commands succeeded, {len(self.failed)} failed ({self.batches} batches)"]
+        batches = f"{self.batches} batch" + ("" if self.batches == 1 else "es")
+        out = [f"{self.succeeded} commands succeeded, {len(self.failed)} failed ({batches})"]
         out += [f"line {f['line']}: {f['name']}: {'; '.join(f['errors'])}" for f in self.failed]
         out += [f"line {b['line']}: bad line: {b['message']}" for b in self.bad_lines]
         out += [f"lines {b['first_line']}-{b['last_line']}: batch refused: {b['message']}" for b in self.failed_batches]
