@@ -1,4 +1,5 @@
-"""`batchgrpc serve` and `batchgrpc keys create|list|revoke`."""
+"""`batchgrpc serve` and `batchgrpc keys create|list|revoke`; the client
+commands (`upload`, `jobs`, `run`, `events`, `track`) are `batchgrpc.client`'s."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from batchgrpc import config as configuration
 from batchgrpc import jsonlog
 from batchgrpc.auth import ALL_SCOPES, Keyring, PepperError, load_or_create_pepper
+from batchgrpc.client import commands as client_commands
 from batchgrpc.errors import InvalidArgument
 from batchgrpc.store import ApiKey
 from batchgrpc.store.factory import StoreUnavailable, open_for_set_up
@@ -83,12 +85,16 @@ def _parser() -> argparse.ArgumentParser:
 
     revoke = with_store_flags(key_commands.add_parser("revoke", help="revoke a key"))
     revoke.add_argument("key_id")
+
+    client_commands.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command in client_commands.COMMANDS:
+        return client_commands.run(args)
     try:
         config = configuration.load(
             config_file=args.config,

@@ -17,6 +17,10 @@ from typing import TypeVar
 
 from batchgrpc import _core
 from batchgrpc._core import (
+    BULK_EVENTS_MAX_EVENTS,
+    BULK_EVENTS_MAX_REQUEST_BYTES,
+    TRACK_MAX_COMMANDS,
+    TRACK_MAX_REQUEST_BYTES,
     BulkRows,
     BulkValidation,
     IngestPlan,
@@ -29,6 +33,10 @@ from batchgrpc._core import (
 )
 
 __all__ = [
+    "BULK_EVENTS_MAX_EVENTS",
+    "BULK_EVENTS_MAX_REQUEST_BYTES",
+    "TRACK_MAX_COMMANDS",
+    "TRACK_MAX_REQUEST_BYTES",
     "BulkRows",
     "BulkValidation",
     "IngestPlan",

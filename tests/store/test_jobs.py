@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from batchgrpc.store import BatchJob, Event, EventFilter, JobChunk, JobFilter, RowError, Store
-from tests.store.build import T0, job, job_chunk, notification, pages, row_chunks
+from tests.store.build import T0, job, job_chunk, notification, pages, row_chunks, source
 
 ROWS = ["ann@example.com,10", "not-an-email,5", "bob@example.com,x", "cid@example.com,7", ",3"]
 
@@ -51,6 +51,29 @@ async def test_a_job_is_created_with_its_notification_in_the_event_log(store: St
         (notification(made).event_id, "batch_job_created", "NOTIFICATION", "acme")
     ]
     assert json.loads(logged[0].data)["batch_job_id"] == "job_1"
+
+
+async def test_a_job_is_read_with_its_sources_size_from_every_query(store: Store) -> None:
+    # The size a watch shows progress against: from the source's row, by a
+    # get, a list, a move and a claim alike; 0 once the source is gone.
+    await store.sources.create(source("src-job_1", status="AVAILABLE", size=1234))
+    await create(store, "job_1", source_id="src-job_1")
+    got = await store.jobs.get("job_1")
+    assert got is not None
+    assert got.source_size == 1234
+    (listed,) = (await store.jobs.list("acme", JobFilter(), cursor=None, limit=10)).items
+    assert listed.source_size == 1234
+    moved, _ = await store.jobs.transition("job_1", allowed_from=("PENDING",), to="QUEUED", now=T0)
+    assert moved is not None
+    assert moved.source_size == 1234
+    claimed = await store.jobs.claim_next(owner="w1", now=T0, seconds=30, statuses=("QUEUED",))
+    assert claimed is not None
+    assert claimed.source_size == 1234
+    await store.jobs.transition("job_1", allowed_from=("QUEUED",), to="CANCELED", now=T0)
+    await store.sources.delete("acme", "file_asset", "src-job_1", in_use=("PENDING",))
+    gone = await store.jobs.get("job_1")
+    assert gone is not None
+    assert gone.source_size == 0
 
 
 async def test_get_is_scoped_by_account_when_given(store: Store) -> None:

@@ -94,6 +94,9 @@ def column(rule: dict[str, Any]) -> Column:
     )
 
 
+#: Statuses in which the whole data source has been read.
+_READ_WHOLE = frozenset({"DISPATCHING", "DONE"})
+
 _SOURCE_FIELDS = {"REPORT": "report_id", "AUDIENCE_LIST": "audience_list_id", "FILE_ASSET": "file_asset_id"}
 
 
@@ -121,4 +124,8 @@ def batch_job(job: BatchJob) -> batch_job_pb2.BatchJob:
         error_code=job.error_code,
         error_message=job.error_message,
         debug_message=job.debug_message,
+        # The checkpoint stops at the last row's end; what follows it (a
+        # JSON array's closing bracket, blank lines) is read too by then.
+        bytes_read=job.source_size if job.status in _READ_WHOLE else job.next_offset,
+        bytes_total=job.source_size,
     )

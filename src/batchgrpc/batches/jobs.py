@@ -170,6 +170,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
                 source_id=source.id,
                 source_ref_id=new_id("src"),
                 source_format=source.format,
+                source_size=source.size,
                 created_time=now,
                 updated_time=now,
             )

@@ -163,6 +163,9 @@ class BatchJob:
     last_row: int = 0
     started_time: float | None = None
     completed_time: float | None = None
+    #: The data source's size in bytes, read with the job (not a column of
+    #: its own: the source's row has it); 0 when the source is gone.
+    source_size: int = 0
 
 
 @dataclass(frozen=True)

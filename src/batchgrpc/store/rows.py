@@ -48,7 +48,11 @@ JOB_FIELDS = (
     "completed_time",
     "updated_time",
 )
-JOB_COLUMNS = "seq, " + ", ".join(JOB_FIELDS)
+#: The columns of a job's row, then its source's size (`BatchJob.source_size`),
+#: which `batch_jobs` must be in scope for (a SELECT from it, or RETURNING).
+JOB_COLUMNS = (
+    "seq, " + ", ".join(JOB_FIELDS) + ", (SELECT size FROM data_sources WHERE data_sources.id = batch_jobs.source_id)"
+)
 
 EVENT_FIELDS = (
     "account",
@@ -127,7 +131,8 @@ def source_values(source: DataSource) -> tuple[object, ...]:
 
 
 def job_of(row: tuple[Any, ...]) -> BatchJob:
-    values = dict(zip(JOB_FIELDS, row[1:], strict=True))
+    values = dict(zip(JOB_FIELDS, row[1:-1], strict=True))
+    values["source_size"] = row[-1] or 0
     for name in JOB_JSON:
         value = json.loads(values[name])
         values[name] = value if isinstance(value, dict) else tuple(value)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BatchJob(_message.Message):
-    __slots__ = ("id", "name", "event_name", "default_event_name", "status", "created_time", "started_time", "completed_time", "tags", "event_data", "event_columns", "columns", "data_source", "scopes", "success_rows", "failed_rows", "rows_read", "error_code", "error_message", "debug_message")
+    __slots__ = ("id", "name", "event_name", "default_event_name", "status", "created_time", "started_time", "completed_time", "tags", "event_data", "event_columns", "columns", "data_source", "scopes", "success_rows", "failed_rows", "rows_read", "error_code", "error_message", "debug_message", "bytes_read", "bytes_total")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[BatchJob.Status]
@@ -69,6 +69,8 @@ class BatchJob(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DEBUG_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     event_name: str
@@ -89,7 +91,9 @@ class BatchJob(_message.Message):
     error_code: str
     error_message: str
     debug_message: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., event_name: _Optional[str] = ..., default_event_name: _Optional[str] = ..., status: _Optional[_Union[BatchJob.Status, str]] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., event_data: _Optional[_Mapping[str, str]] = ..., event_columns: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., data_source: _Optional[_Union[DataSource, _Mapping]] = ..., scopes: _Optional[_Iterable[_Union[BatchJob.Scope, str]]] = ..., success_rows: _Optional[int] = ..., failed_rows: _Optional[int] = ..., rows_read: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., debug_message: _Optional[str] = ...) -> None: ...
+    bytes_read: int
+    bytes_total: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., event_name: _Optional[str] = ..., default_event_name: _Optional[str] = ..., status: _Optional[_Union[BatchJob.Status, str]] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., event_data: _Optional[_Mapping[str, str]] = ..., event_columns: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., data_source: _Optional[_Union[DataSource, _Mapping]] = ..., scopes: _Optional[_Iterable[_Union[BatchJob.Scope, str]]] = ..., success_rows: _Optional[int] = ..., failed_rows: _Optional[int] = ..., rows_read: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., debug_message: _Optional[str] = ..., bytes_read: _Optional[int] = ..., bytes_total: _Optional[int] = ...) -> None: ...
 
 class DataSource(_message.Message):
     __slots__ = ("type", "report_id", "audience_list_id", "file_asset_id", "id")

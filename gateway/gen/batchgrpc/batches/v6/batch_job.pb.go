@@ -444,7 +444,13 @@ type BatchJob struct {
 	// Human-readable description of the failure; empty unless FAILED.
 	ErrorMessage string `protobuf:"bytes,19,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	// Extra detail for debugging a failure (position, column); may be empty.
-	DebugMessage  string `protobuf:"bytes,20,opt,name=debug_message,json=debugMessage,proto3" json:"debug_message,omitempty"`
+	DebugMessage string `protobuf:"bytes,20,opt,name=debug_message,json=debugMessage,proto3" json:"debug_message,omitempty"`
+	// Bytes of the data source read so far: the offset past the last row
+	// whose outcome is stored, and `bytes_total` once the whole source is read
+	// (DISPATCHING, DONE). Progress, as a fraction of `bytes_total`.
+	BytesRead int64 `protobuf:"varint,21,opt,name=bytes_read,json=bytesRead,proto3" json:"bytes_read,omitempty"`
+	// Size of the data source in bytes; 0 once the source is deleted.
+	BytesTotal    int64 `protobuf:"varint,22,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +623,20 @@ func (x *BatchJob) GetDebugMessage() string {
 		return x.DebugMessage
 	}
 	return ""
+}
+
+func (x *BatchJob) GetBytesRead() int64 {
+	if x != nil {
+		return x.BytesRead
+	}
+	return 0
+}
+
+func (x *BatchJob) GetBytesTotal() int64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
 }
 
 // The stored data a job reads. Exactly one id goes with the `type`.
@@ -1978,7 +1998,7 @@ var File_batchgrpc_batches_v6_batch_job_proto protoreflect.FileDescriptor
 
 const file_batchgrpc_batches_v6_batch_job_proto_rawDesc = "" +
 	"\n" +
-	"$batchgrpc/batches/v6/batch_job.proto\x12\x14batchgrpc.batches.v6\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\t\n" +
+	"$batchgrpc/batches/v6/batch_job.proto\x12\x14batchgrpc.batches.v6\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\t\n" +
 	"\bBatchJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -2005,7 +2025,11 @@ const file_batchgrpc_batches_v6_batch_job_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x12 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x13 \x01(\tR\ferrorMessage\x12#\n" +
-	"\rdebug_message\x18\x14 \x01(\tR\fdebugMessage\x1a<\n" +
+	"\rdebug_message\x18\x14 \x01(\tR\fdebugMessage\x12\x1d\n" +
+	"\n" +
+	"bytes_read\x18\x15 \x01(\x03R\tbytesRead\x12\x1f\n" +
+	"\vbytes_total\x18\x16 \x01(\x03R\n" +
+	"bytesTotal\x1a<\n" +
 	"\x0eEventDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x01\n" +
