@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from ..conftest import REVISION, Harness
@@ -464,3 +465,65 @@ async def test_a_bad_multipart_upload_is_400_and_stores_nothing(
     assert reply.status == 400, reply.body
     assert message in reply.body["message"]
     assert (await rest.call("GET", "/v6/files")).body["file_assets"] == []
+
+
+OPENAPI = Path(__file__).resolve().parents[2] / "gateway" / "openapi" / "batchgrpc.swagger.json"
+#: Each API's error body in the OpenAPI document (proto/batchgrpc/*/*/errors.proto).
+ERROR_BODIES = {
+    "/v6/": "v6RestExceptionResponse",
+    "/api/": "eventsV1ErrorResponse",
+    "/track/v2/": "trackV2ErrorResponse",
+}
+
+
+def closed(definitions: dict[str, Any]) -> dict[str, Any]:
+    """`definitions` with no member past those they name: what the sidecar
+    sends must be what the document says, not only include it."""
+    out = json.loads(json.dumps(definitions))
+    for schema in out.values():
+        if schema.get("type") == "object" and "properties" in schema:
+            schema["additionalProperties"] = False
+    return out
+
+
+def error_schema(document: dict[str, Any], path: str, verb: str) -> str:
+    """The definition an operation's error answer (`default`) refers to."""
+    ref: str = document["paths"][path][verb]["responses"]["default"]["schema"]["$ref"]
+    return ref.removeprefix("#/definitions/")
+
+
+def test_every_rest_operation_documents_its_apis_error_body() -> None:
+    document = json.loads(OPENAPI.read_text())
+    operations = [(p, v) for p, verbs in document["paths"].items() for v in verbs]
+    assert len(operations) >= 27
+    for path, verb in operations:
+        [expected] = [body for prefix, body in ERROR_BODIES.items() if path.startswith(prefix)]
+        assert error_schema(document, path, verb) == expected, (path, verb)
+    assert "rpcStatus" not in document["definitions"]
+
+
+async def test_the_error_bodies_the_sidecar_sends_are_those_the_openapi_document_describes(
+    rest: Rest, harness: Harness
+) -> None:
+    document = json.loads(OPENAPI.read_text())
+    definitions = closed(document["definitions"])
+    reader = Rest(rest.base, (await harness.key(["events:read"])).token)
+    answers = [
+        ("/api/event-bulk-create-jobs", "post", await rest.call(
+            "POST", "/api/event-bulk-create-jobs", bulk_body("x@", "y@"), **KLAVIYO)),
+        ("/api/event-bulk-create-jobs", "post", await reader.call(
+            "POST", "/api/event-bulk-create-jobs", bulk_body("ok@example.com"), **KLAVIYO)),
+        ("/api/profiles", "get", await rest.call("GET", "/api/profiles", scheme="Klaviyo-API-Key")),
+        ("/api/profiles/{id}", "get", await rest.call("GET", "/api/profiles/01NOPE", **KLAVIYO)),
+        ("/v6/batches/{batch_id}", "get", await rest.call("GET", "/v6/batches/job_nope")),
+        ("/v6/batches", "post", await rest.call("POST", "/v6/batches", {"data_source": {"type": "FILE_ASSET"}})),
+        ("/v6/batches", "get", await rest.call("GET", "/v6/batches", scheme="")),
+        ("/track/v2/projects/{project_token}/batch", "post", await rest.call(
+            "POST", "/track/v2/projects/default/batch", {"commands": []})),
+        ("/track/v2/projects/{project_token}/customers/events", "post", await rest.call(
+            "POST", "/track/v2/projects/default/customers/events", {"customer_ids": {}, "event_type": "x"})),
+    ]  # fmt: skip
+    for path, verb, answer in answers:
+        assert answer.status >= 400, (path, answer)
+        schema = {"$ref": f"#/definitions/{error_schema(document, path, verb)}", "definitions": definitions}
+        jsonschema.validate(answer.body, schema)
