@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051; port 0 picks one)")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics there (default off)"
+    )
     serve.add_argument("--data-dir", help="data directory (default ./batchgrpc-data)")
     serve.add_argument("--config", help="TOML configuration file")
     serve.add_argument("--no-rate-limits", action="store_true", default=None, help="turn per-account rate limits off")
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     # Internal: how a supervisor starts its workers (supervisor.py).
     serve.add_argument("--worker-of", type=int, metavar="PID", help=argparse.SUPPRESS)
     serve.add_argument("--ready-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, metavar="I", help=argparse.SUPPRESS)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -105,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **(
                     {
                         "listen": args.listen,
+                        "metrics_listen": args.metrics_listen,
                         "no_rate_limits": args.no_rate_limits,
                         "log_level": args.log_level,
                         "workers": args.workers,
@@ -144,7 +149,8 @@ def _serve(args: argparse.Namespace, argv: list[str], config: configuration.Conf
                 print("batchgrpc: --worker-of needs --ready-fd", file=sys.stderr)
                 return 2
             ready = supervisor.become_worker(args.worker_of, args.ready_fd)
-            asyncio.run(server.serve(config, worker=ready))
+            # One worker reads the store's gauges for the group's metrics.
+            asyncio.run(server.serve(config, worker=ready, gauges=args.worker_index in (None, 0)))
         elif config.workers == 1:
             asyncio.run(server.serve(config))
         else:

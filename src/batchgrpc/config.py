@@ -95,6 +95,8 @@ class Config:
     """Everything `batchgrpc serve` needs."""
 
     listen: str = "127.0.0.1:50051"
+    #: HOST:PORT of the Prometheus endpoint (`/metrics`); None: none.
+    metrics_listen: str | None = None
     data_dir: Path = Path("./batchgrpc-data")
     log_level: str = "info"
     #: Server processes sharing the port (SO_REUSEPORT) and the store.
@@ -174,6 +176,7 @@ def load(
             raise ConfigError(f"config file {config_file}: {e}") from e
     for name in (
         "listen",
+        "metrics_listen",
         "data_dir",
         "log_level",
         "workers",
@@ -220,6 +223,9 @@ def _build(values: Mapping[str, Any]) -> Config:
             kwargs[name] = _path(name, value)
         elif name == "workers":
             kwargs[name] = _whole(name, value)
+        elif name == "metrics_listen":
+            # Empty (an unset-looking BATCHGRPC_METRICS_LISTEN=) is off.
+            kwargs[name] = str(value) or None
         elif name == "lease_seconds":
             kwargs[name] = _positive_seconds(name, value)
         elif name in ("grace_period_seconds", "idempotency_ttl_seconds"):
@@ -300,9 +306,13 @@ def _build_rate_limits(value: Any) -> RateLimitConfig:
 
 
 def _validate(config: Config) -> None:
-    host, sep, port = config.listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"listen: expected HOST:PORT, got {config.listen!r}")
+    for name in ("listen", "metrics_listen"):
+        address = getattr(config, name)
+        if address is None:
+            continue
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{name}: expected HOST:PORT, got {address!r}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level: expected debug, info, warning or error")
     if config.store is not None:

@@ -1,6 +1,6 @@
 """The one server interceptor: authentication, scopes, rate limits, the
-`revision` check, the access log, and the mapping of every exception to a
-gRPC status with rich details.
+`revision` check, the access log, the RPC metrics (`batchgrpc.metrics`), and
+the mapping of every exception to a gRPC status with rich details.
 
 Servicers raise `batchgrpc.errors` exceptions and never call `context.abort`;
 they read the caller with `current_principal()`.
@@ -13,6 +13,7 @@ bytes themselves, for the Rust core to decode.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -23,7 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from grpc import aio
 
-from batchgrpc import memory, requests
+from batchgrpc import memory, metrics, requests
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
 from batchgrpc.errors import AmbiguousCredentials, BatchgrpcError, Internal, RateLimited
 from batchgrpc.events.revision import check_revision, set_current
@@ -64,13 +65,15 @@ def current_principal() -> Principal:
 class _Call:
     """One RPC passing through the interceptor."""
 
-    def __init__(self, method: str, context: Context) -> None:
+    def __init__(self, method: str, context: Context, rpc: metrics.Rpc) -> None:
         self.method = method
         self.context = context
+        self.rpc = rpc
         self.policy = policy_for(method)
         self.principal: Principal | None = None
         self.decision: Decision | None = None
         self.started = time.perf_counter()
+        rpc.started()
 
     async def admit(self, keyring: Keyring, limiter: RateLimiter) -> None:
         pairs = [(k, v) for k, v in self.context.invocation_metadata() or () if isinstance(v, str)]
@@ -84,6 +87,7 @@ class _Call:
         authorize(self.principal, self.policy, self.method)
         self.decision = await limiter.acquire(self.principal.account, self.policy.api)
         if self.decision is not None and not self.decision.allowed:
+            metrics.rate_limited.labels(self.policy.api.value).inc()
             raise RateLimited(
                 f"Request was throttled. Expected available in {self.decision.retry_after_seconds} second(s).",
                 retry_after=self.decision.retry_after or 1.0,
@@ -116,11 +120,18 @@ class _Call:
         self.context.set_trailing_metadata(tuple(self.response_metadata()))
         self.log(grpc.StatusCode.OK)
 
+    def cancelled(self) -> None:
+        """The caller went away (or the server is stopping) mid-call."""
+        self.rpc.handled(grpc.StatusCode.CANCELLED, time.perf_counter() - self.started)
+
     def log(self, code: grpc.StatusCode, reason: str = "") -> None:
+        seconds = time.perf_counter() - self.started
+        # Every call that ends with a status ends here, once.
+        self.rpc.handled(code, seconds)
         fields: dict[str, Any] = {
             "method": self.method,
             "code": code.name,
-            "ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "ms": round(seconds * 1000, 3),
         }
         if reason:
             fields["reason"] = reason
@@ -150,6 +161,9 @@ class CallInterceptor(aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         keyring, limiter = self._keyring, self._limiter
+        rpc = metrics.Rpc.of(
+            method, request_streaming=handler.request_streaming, response_streaming=handler.response_streaming
+        )
         deserialize = handler.request_deserializer
         message_type = getattr(deserialize, "__self__", None)
         if message_type is None:
@@ -158,6 +172,8 @@ class CallInterceptor(aio.ServerInterceptor):
             raise TypeError(f"{method}: the request deserializer is not a message's FromString")
 
         def request_of(behavior: Callable[..., Any], data: Any) -> Any:
+            if handler.request_streaming:
+                data = _counted(rpc, data)
             if getattr(behavior, "raw_request", False):
                 return data
             if handler.request_streaming:
@@ -165,11 +181,18 @@ class CallInterceptor(aio.ServerInterceptor):
             return requests.decode(message_type, data)
 
         async def unary(behavior: Callable[..., Any], request: Any, context: Context) -> Any:
-            call = _Call(method, context)
+            call = _Call(method, context, rpc)
+            if not handler.request_streaming:
+                # As go-grpc-prometheus: a unary request counts as received
+                # before anything else, whatever the call's end.
+                rpc.received()
             try:
                 await call.admit(keyring, limiter)
                 response = await behavior(request_of(behavior, request), context)
             except aio.AbortError:
+                raise
+            except asyncio.CancelledError:
+                call.cancelled()
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
                 large = isinstance(request, bytes) and len(request) >= memory.TRIM_AFTER_BYTES
@@ -178,19 +201,27 @@ class CallInterceptor(aio.ServerInterceptor):
                     memory.give_back_soon()
                 await call.fail(error)
             call.succeed()
+            rpc.sent()
             return response
 
         async def streaming(behavior: Callable[..., Any], request: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call(method, context)
+            call = _Call(method, context, rpc)
+            if not handler.request_streaming:
+                rpc.received()
             try:
                 await call.admit(keyring, limiter)
                 result = behavior(request_of(behavior, request), context)
                 if inspect.isasyncgen(result):
                     async for response in result:
                         yield response
+                        rpc.sent()
                 else:
                     await result
             except aio.AbortError:
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                # GeneratorExit: grpc closes the stream of a caller that left.
+                call.cancelled()
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status here
                 del request  # see _unary below
@@ -239,6 +270,13 @@ def _forget_frames(error: BaseException) -> None:
         seen.add(id(current))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
+
+
+async def _counted(rpc: metrics.Rpc, messages: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A client stream's messages, each counted as it arrives."""
+    async for data in messages:
+        rpc.received()
+        yield data
 
 
 async def _decoded(message_type: Any, messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:

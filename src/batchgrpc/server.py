@@ -20,7 +20,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2_grpc
 
-from batchgrpc import reflection
+from batchgrpc import metrics, reflection
 from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper, load_pepper
 from batchgrpc.batches import servicers as batches
 from batchgrpc.batches.files import DatabaseFiles, files_for
@@ -77,6 +77,10 @@ class Running:
     leases: Leases
     relay: Relay
     monitor: HealthMonitor
+    #: The store's gauges, read by this process (a lone server, or worker 0).
+    gauges: metrics.GaugeRefresher | None = None
+    #: A lone server's own `/metrics` endpoint (a supervisor serves its workers').
+    exporter: metrics.Exporter | None = None
 
 
 class PortUnavailable(RuntimeError):
@@ -144,12 +148,15 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-async def start(config: Config, *, worker: bool = False) -> Running:
+async def start(config: Config, *, worker: bool = False, gauges: bool = True) -> Running:
     """Sets up (`set_up`; a `worker` skips it: its supervisor did it) and
-    starts serving."""
+    starts serving. With `--metrics-listen`, a lone server serves its
+    metrics, and reads the store's gauges unless told not to (`gauges`: of
+    a supervisor's workers, only one reads them)."""
     sink = open_sink(config.sink)
     ready = await (_attach(config) if worker else set_up(config))
     store, keyring, first_admin_key = ready.store, ready.keyring, ready.first_admin_key
+    exporter = None
     try:
         server = aio.server(
             interceptors=[CallInterceptor(keyring, RateLimiter(config.rate_limits, store.limits))],
@@ -194,6 +201,11 @@ async def start(config: Config, *, worker: bool = False) -> Running:
         reflection.enable(server, [*CONTRACT_SERVICES, health.SERVICE_NAME])
 
         port = _listen(server, config)
+        if config.metrics_listen is not None and not worker:
+            try:
+                exporter = metrics.serve_process(config.metrics_listen)
+            except metrics.MetricsUnavailable as e:
+                raise PortUnavailable(str(e)) from None
         await server.start()
         # Jobs that nobody holds (queued, or left by a worker that died) go
         # on from their checkpoints, here or on another worker.
@@ -202,13 +214,31 @@ async def start(config: Config, *, worker: bool = False) -> Running:
         processor.start()
         relay.start()
     except BaseException:
+        if exporter is not None:
+            exporter.stop()
         await store.close()
         raise
     # SERVING while the store and the sink answer (batchgrpc.health).
     monitor = HealthMonitor(health_servicer, ("", *CONTRACT_SERVICES), {"store": store.ping, "sink": sink.ping})
     await monitor.start()
+    refresher = None
+    if config.metrics_listen is not None and gauges:
+        refresher = metrics.GaugeRefresher(store, sink)
+        refresher.start()
     return Running(
-        server, port, store, keyring, health_servicer, first_admin_key, runner, processor, leases, relay, monitor
+        server,
+        port,
+        store,
+        keyring,
+        health_servicer,
+        first_admin_key,
+        runner,
+        processor,
+        leases,
+        relay,
+        monitor,
+        refresher,
+        exporter,
     )
 
 
@@ -217,6 +247,10 @@ async def stop(running: Running, grace_seconds: float) -> None:
     await running.health.enter_graceful_shutdown()
     await running.monitor.stop()
     await running.server.stop(grace_seconds)
+    if running.gauges is not None:
+        await running.gauges.stop()
+    if running.exporter is not None:
+        running.exporter.stop()
     # Jobs stop at a chunk boundary and resume on the next start.
     await running.runner.stop()
     await running.processor.stop()
@@ -254,14 +288,16 @@ async def serve(
     stop_signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     *,
     worker: Callable[[int], None] | None = None,
+    gauges: bool = True,
 ) -> None:
     """Runs until a stop signal, then shuts down gracefully.
 
     With `worker`, this process is one of a supervisor's workers: set-up was
     the supervisor's, which logs the `listening` line once all serve, and
-    `worker(port)` tells it this one does."""
+    `worker(port)` tells it this one does; `gauges` says whether this one
+    reads the store's gauges for the metrics (`start`)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    running = await start(config, worker=worker is not None)
+    running = await start(config, worker=worker is not None, gauges=gauges)
     host = config.listen.rpartition(":")[0]
     address = f"{host}:{running.port}"
     if worker is not None:

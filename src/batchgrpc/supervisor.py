@@ -20,9 +20,18 @@ and opens the one store; it skips the set-up.
 - **A killed supervisor** takes its workers along: each asks the kernel for
   a SIGTERM when its parent dies (PR_SET_PDEATHSIG), and drains.
 
+- **Metrics** (`--metrics-listen`): every worker counts into
+  prometheus-client's multiprocess files, in a temporary directory made
+  empty for this run and removed after; the supervisor serves their sum
+  (`metrics.serve_group`) and drops a dead worker's live gauges. Worker 0
+  alone reads the store's gauges.
+
 The supervisor is one thread with no event loop while workers run: it waits
 in `select` on the workers' ready pipes and on a wake-up pipe that signals
-(SIGCHLD, SIGTERM, SIGINT) write to.
+(SIGCHLD, SIGTERM, SIGINT) write to. With metrics on, prometheus-client's
+HTTP server adds one thread, which only reads the metrics files; workers
+are still started by fork and exec at once (`subprocess`), which another
+thread cannot disturb.
 """
 
 from __future__ import annotations
@@ -33,16 +42,19 @@ import errno
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
-from batchgrpc import server
+from batchgrpc import metrics, server
 from batchgrpc.config import Config
 
 log = logging.getLogger("batchgrpc.supervisor")
@@ -94,9 +106,21 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     # asyncio.run has closed its loop and joined its threads, and the store
     # closed its own: the workers start from a process with one thread.
     holders, port = reserve_port(config.listen)
+    metrics_dir = None
+    exporter = None
     try:
-        return _Supervisor(config, argv, port).run()
+        if config.metrics_listen is not None:
+            metrics_dir = _metrics_dir()
+            try:
+                exporter = metrics.serve_group(config.metrics_listen, metrics_dir)
+            except metrics.MetricsUnavailable as e:
+                raise server.PortUnavailable(str(e)) from None
+        return _Supervisor(config, argv, port, metrics_dir).run()
     finally:
+        if exporter is not None:
+            exporter.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         for holder in holders:
             holder.close()
 
@@ -165,9 +189,36 @@ def _bound(listen: str, family: int, address: str, port: int, *, reuse_port: boo
     return sock
 
 
+_METRICS_PREFIX = "batchgrpc-metrics-"
+
+
+def _metrics_dir() -> str:
+    """A new, empty directory for this group's metrics files: counts left by
+    an earlier group must not be summed into this one's. In the temporary
+    directory, not the data directory, which replicas may share. The
+    directories of supervisors that died without removing theirs (SIGKILL)
+    are removed first: each is named after its supervisor's pid."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*-*"):
+        pid = stale.name.removeprefix(_METRICS_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class _Supervisor:
-    def __init__(self, config: Config, argv: Sequence[str], port: int) -> None:
+    def __init__(self, config: Config, argv: Sequence[str], port: int, metrics_dir: str | None) -> None:
         self._config = config
+        self._metrics_dir = metrics_dir
         self._argv = list(argv)
         self._port = port
         self._address = f"{config.listen.rpartition(':')[0]}:{port}"
@@ -215,6 +266,9 @@ class _Supervisor:
 
     def _spawn(self, worker: _Worker) -> None:
         ready_read, ready_write = os.pipe()
+        env = dict(os.environ)
+        if self._metrics_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
         try:
             worker.proc = subprocess.Popen(
                 [
@@ -222,9 +276,11 @@ class _Supervisor:
                     "--listen", self._address,
                     "--worker-of", str(os.getpid()),
                     "--ready-fd", str(ready_write),
+                    "--worker-index", str(worker.index),
                 ],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(ready_write,),
+                env=env,
             )  # fmt: skip
         except BaseException:
             os.close(ready_read)
@@ -313,6 +369,8 @@ class _Supervisor:
                 if worker.ready_pipe is not None:
                     os.close(worker.ready_pipe)
                     worker.ready_pipe = None
+                if self._metrics_dir is not None:
+                    metrics.worker_exited(worker.proc.pid, self._metrics_dir)
                 worker.proc = None
                 worker.restart_at = now + delay
             for worker in self._workers:

@@ -180,3 +180,18 @@ def test_bad_deployment_settings_in_toml_are_refused(tmp_path: Path, toml: str, 
     file.write_text(toml)
     with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.load(config_file=file, env={})
+
+
+def test_metrics_listen_is_off_unless_set_by_flag_environment_or_file(tmp_path: Path) -> None:
+    assert config.load(env={}).metrics_listen is None
+    file = tmp_path / "c.toml"
+    file.write_text('metrics_listen = "127.0.0.1:9001"\n')
+    assert config.load(config_file=file, env={}).metrics_listen == "127.0.0.1:9001"
+    env = {"BATCHGRPC_METRICS_LISTEN": "127.0.0.1:9002"}
+    assert config.load(config_file=file, env=env).metrics_listen == "127.0.0.1:9002"
+    flags = {"metrics_listen": "0.0.0.0:9003"}
+    assert config.load(config_file=file, env=env, overrides=flags).metrics_listen == "0.0.0.0:9003"
+    # Empty is off, as unset.
+    assert config.load(env={"BATCHGRPC_METRICS_LISTEN": ""}).metrics_listen is None
+    with pytest.raises(config.ConfigError, match="metrics_listen: expected HOST:PORT"):
+        config.load(env={"BATCHGRPC_METRICS_LISTEN": "9464"})

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from batchgrpc import core, paging
+from batchgrpc import core, metrics, paging
 from batchgrpc.auth import CLIENT_ADMIN, CLIENT_SUPERUSER, Principal
 from batchgrpc.batches import convert
 from batchgrpc.batches.runner import Changes, JobRunner, notification
@@ -175,6 +175,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
                 updated_time=now,
             )
             await self._store.jobs.create(job, notification(job, "batch_job_created", now))
+            metrics.dispatched("NOTIFICATION")
             self._runner.submit(job.id, spec)
             return pb.CreateBatchJobResponse(batch_job=convert.batch_job(job))
 
@@ -332,6 +333,8 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
             raise BatchJobNotFound(job_id)
         if not moved:
             raise InvalidStateTransition(job.id, after.status, to)
+        if to == "CANCELED":
+            metrics.dispatched("NOTIFICATION")
         self._changes.notify(job.id)
         return after
 

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from batchgrpc import core
+from batchgrpc import core, metrics
 from batchgrpc.batches.files import Files
 from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status, may_move
 from batchgrpc.errors import DataFileError, InvalidJobSpec
@@ -229,6 +229,8 @@ class JobRunner:
         )
         if not moved:
             return None
+        if finished:
+            metrics.dispatched("NOTIFICATION")
         self._changes.notify(job.id)
         return after
 
@@ -347,6 +349,9 @@ class JobRunner:
                         log.info("stopped", extra={"fields": {"job_id": job.id, "row": job.last_row}})
                         return None
                     job = stored
+                    # Counted once committed: a chunk a lost lease kept out
+                    # is counted by the worker that commits it.
+                    metrics.rows_committed(chunk.good, chunk.failed)
                     self._changes.notify(job.id)
         except DataFileError as e:
             return await self._fail(job, e.file_reason, e.message, f"at byte {e.offset}")

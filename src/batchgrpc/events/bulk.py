@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
-from batchgrpc import core
+from batchgrpc import core, metrics
 from batchgrpc.leases import Leases
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Store
 
@@ -151,6 +151,8 @@ class BulkProcessor:
             )
             if done is None:
                 log.info("bulk job lease lost", extra={"fields": {"job_id": job_id}})
+            else:
+                metrics.dispatched("BULK_CREATE", done[0].accepted_count)
         except asyncio.CancelledError:
             raise
         except Exception:

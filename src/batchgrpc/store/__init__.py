@@ -362,6 +362,10 @@ class JobStore(Protocol):
     async def delete(self, account: str, job_id: str, *, allowed_from: tuple[str, ...]) -> tuple[BatchJob | None, bool]:
         """Deletes a job (with its row errors) whose status is in `allowed_from`."""
 
+    async def count_by_status(self) -> dict[str, int]:
+        """How many jobs (of every account) have each status; a status no
+        job has is left out. One count over the status index."""
+
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -398,6 +402,9 @@ class EventLog(Protocol):
 
     async def last_position(self, job_id: str) -> int:
         """The position of the last event a batch job dispatched (0: none)."""
+
+    async def newest_position(self) -> int:
+        """The position of the newest event in the log (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -608,6 +615,10 @@ class BulkJobStore(Protocol):
         done). A crash leaves the job to be processed again, whole."""
 
     async def fail(self, job_id: str, message: str, now: float, *, holder: str) -> None: ...
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many bulk jobs (of every account) have each status; a status
+        no job has is left out. One count over the status index."""
 
 
 @dataclass(frozen=True)

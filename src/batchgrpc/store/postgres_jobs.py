@@ -397,6 +397,9 @@ class PostgresJobStore:
 
         await self._store.write(_release)
 
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._store.read(lambda conn: count_by_status(conn, "batch_jobs"))
+
 
 class PostgresLeaseStore:
     def __init__(self, store: PostgresStore) -> None:
@@ -466,6 +469,12 @@ class PostgresLeaseStore:
             return released
 
         return await self._store.write(_release)
+
+
+async def count_by_status(conn: Connection, table: str) -> dict[str, int]:
+    """Jobs of `table` per status (its status index answers it)."""
+    rows = await (await conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")).fetchall()
+    return {status: int(n) for status, n in rows}
 
 
 class PostgresEventLog:
@@ -544,3 +553,11 @@ class PostgresEventLog:
             return int(row[0] or 0) if row else 0
 
         return await self._store.read(_last)
+
+    async def newest_position(self) -> int:
+        async def _newest(conn: Connection) -> int:
+            # The primary key's last entry.
+            row = await (await conn.execute("SELECT max(seq) FROM events")).fetchone()
+            return int(row[0] or 0) if row else 0
+
+        return await self._store.read(_newest)

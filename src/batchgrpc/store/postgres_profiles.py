@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from batchgrpc import core
 from batchgrpc.events.profiles import settle
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Page, Profile
-from batchgrpc.store.postgres_jobs import lock_events
+from batchgrpc.store.postgres_jobs import count_by_status, lock_events
 from batchgrpc.store.postgres_sets import columns, copy_rows
 from batchgrpc.store.rows import (
     BULK_COLUMNS,
@@ -312,3 +312,6 @@ class PostgresBulkJobStore:
             )
 
         await self._store.write(_fail)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._store.read(lambda conn: count_by_status(conn, "bulk_jobs"))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease
 from batchgrpc.store.rows import BULK_COLUMNS, BULK_INSERT_COLUMNS, bulk_of, bulk_values
+from batchgrpc.store.sqlite_jobs import count_by_status
 from batchgrpc.store.sqlite_profiles import ingest
 from batchgrpc.store.sqlite_tx import Runs
 
@@ -119,6 +120,9 @@ class SqliteBulkJobStore:
             )
 
         await self._store.write(_fail)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._store.run(lambda conn: count_by_status(conn, "bulk_jobs"))
 
 
 def _holds(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:

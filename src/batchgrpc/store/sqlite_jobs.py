@@ -349,6 +349,14 @@ class SqliteJobStore:
 
         await self._store.write(_release)
 
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._store.run(lambda conn: count_by_status(conn, "batch_jobs"))
+
+
+def count_by_status(conn: sqlite3.Connection, table: str) -> dict[str, int]:
+    """Jobs of `table` per status (its status index answers it)."""
+    return {status: int(n) for status, n in conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")}
+
 
 def _holds(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:
     row = conn.execute("SELECT lease_owner FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
@@ -434,3 +442,10 @@ class SqliteEventLog:
             return int(row[0] or 0)
 
         return await self._store.run(_last)
+
+    async def newest_position(self) -> int:
+        def _newest(conn: sqlite3.Connection) -> int:
+            # The rowid's maximum: the last entry of its B-tree.
+            return int(conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
+
+        return await self._store.run(_newest)
