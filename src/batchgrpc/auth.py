@@ -146,7 +146,12 @@ def _policies() -> dict[str, Policy]:
         {"GetProfile": [EVENTS_READ], "ListProfiles": [EVENTS_READ]},
         revision=True,
     )
-    policies |= service(events + "EventService", Api.EVENTS_READ, {"ListEvents": [EVENTS_READ]}, revision=True)
+    policies |= service(
+        events + "EventService",
+        Api.EVENTS_READ,
+        {"ListEvents": [EVENTS_READ], "GetEvent": [EVENTS_READ]},
+        revision=True,
+    )
     policies |= service(
         "batchgrpc.track.v2.TrackingService",
         Api.TRACKING,

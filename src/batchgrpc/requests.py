@@ -145,6 +145,7 @@ LIMITS: Mapping[str, Mapping[str, Limit]] = {
         "phone_number": Limit(MAX_CUSTOMER_ID),
         "external_id": Limit(MAX_CUSTOMER_ID),
         "page_token": PAGE_TOKEN,
+        "id": ID,
     },
     _EVENTS + "ListEventsRequest": {
         "profile_id": ID,
@@ -152,6 +153,7 @@ LIMITS: Mapping[str, Mapping[str, Limit]] = {
         "job_id": ID,
         "page_token": PAGE_TOKEN,
     },
+    _EVENTS + "GetEventRequest": {"id": ID},
     _TRACK + "GetSystemTimeRequest": {"project_token": ID},
 }
 

@@ -330,7 +330,17 @@ TRACK = "/track/v2/projects/default/batch"
         ("POST", "/v6/batches", b'{"name": "a", "name": "b"}', "name", "invalid_parameter"),
         ("POST", "/v6/batches", b"{'name': 1}", "body", "invalid_parameter"),
         ("GET", "/v6/batches?page_size=abc", None, "page_size", "invalid_parameter"),
-        ("GET", "/api/profiles?page_size=abc", None, "page_size", "invalid"),
+        ("GET", "/api/profiles?page%5Bsize%5D=abc", None, "page[size]", "invalid"),
+        ("GET", "/api/profiles?page%5Bsize%5D=101", None, "page[size]", "invalid"),
+        ("GET", "/api/events?page%5Bsize%5D=0", None, "page[size]", "invalid"),
+        ("GET", "/api/events?page_size=10", None, "page_size", "invalid"),
+        ("GET", "/api/events?filter=equals(metric_id,%22a%22)&filter=equals(metric_id,%22b%22)", None, "filter",
+         "invalid"),
+        ("GET", "/api/events?filter=equals(metric_id,%22a%22),equals(metric_id,%22b%22)", None, "filter",
+         "invalid"),
+        ("GET", "/api/events?filter=equals(metric_id,7)", None, "filter", "invalid"),
+        ("GET", "/api/events/1?sort=datetime", None, "sort", "invalid"),
+        ("GET", "/api/profiles?" + "&".join(f"p{i}=1" for i in range(17)), None, "query", "invalid"),
     ],
 )  # fmt: skip
 async def test_a_json_decode_error_is_400_with_error_info_and_the_field(
@@ -365,6 +375,28 @@ async def test_a_long_client_value_is_not_echoed_by_a_decode_error(gw: Gateway, 
         assert reply.status == 400, reply.body
         assert refusal(Answer(reply.status, reply.body, False, 0)).reason in (None, "INVALID_ARGUMENT")
         assert_short_echo(reply.body, long)
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("filter=equals(email,%22{long}%22)", "filter"),
+        ("filter=equals(email,%22{short}%22)", "filter"),
+        ("page%5Bcursor%5D={long}", "page[cursor]"),
+        ("fields%5Bprofile%5D={short}", "fields[profile]"),
+        ("{long}=1", "{long}"),
+    ],
+    ids=["long-filter", "email-over-1000", "long-cursor", "unknown-field", "long-name"],
+)
+async def test_a_json_api_query_over_its_limits_is_400_naming_the_parameter(
+    gw: Gateway, query: str, parameter: str
+) -> None:
+    long, short = "x" * 50_000, "y" * 1_500
+    reply = await gw.rest.call("GET", "/api/profiles?" + query.format(long=long, short=short), revision="2026-07-15")
+    assert reply.status == 400, reply.body
+    (error,) = reply.body["errors"]
+    assert error["source"]["parameter"] == parameter.format(long=long)[:256] + ("…" if "long" in parameter else "")
+    assert_short_echo(reply.body, long)
 
 
 async def test_a_long_query_value_and_part_name_are_not_echoed(server: Served, gw: Gateway) -> None:

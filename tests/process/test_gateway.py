@@ -14,6 +14,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -159,14 +160,28 @@ async def test_bulk_seed_body_unchanged_is_accepted_with_202(rest: Rest, harness
     assert got.body["status"] == "COMPLETE"
     assert got.status == 200
     assert got.body["accepted_count"] == "3"
-    profiles = await rest.call("GET", "/api/profiles?email=sarah.mason@klaviyo-demo.com", **klaviyo)
-    (sarah,) = profiles.body["profiles"]
-    assert sarah["attributes"]["first_name"] == "Sarah"
-    # Upstream's spelling on the way out too, where no proto name can have it.
-    assert sarah["attributes"]["_kx"] == "kx-1"
-    assert "kx" not in sarah["attributes"]
-    events = await rest.call("GET", f"/api/events?profile_id={sarah['id']}", **klaviyo)
-    assert sorted(e["event_name"] for e in events.body["events"]) == ["Placed Order", "Placed Order"]
+    # The reads answer JSON:API documents, their queries JSON:API's.
+    query = "filter=" + urllib.parse.quote('equals(email,"sarah.mason@klaviyo-demo.com")')
+    profiles = await rest.call("GET", f"/api/profiles?{query}", **klaviyo)
+    assert profiles.status == 200, profiles.body
+    (sarah,) = profiles.body["data"]
+    assert profiles.body["links"] == {"self": f"{rest.base}/api/profiles?{query}", "next": None, "prev": None}
+    assert (sarah["type"], sarah["attributes"]["first_name"]) == ("profile", "Sarah")
+    assert sarah["links"] == {"self": f"{rest.base}/api/profiles/{sarah['id']}"}
+    # Upstream's profile attributes have no _kx: what they lack is in meta,
+    # with upstream's spelling where no proto name can have it.
+    assert "_kx" not in sarah["attributes"]
+    assert sarah["meta"]["_kx"] == "kx-1"
+    by_profile = "filter=" + urllib.parse.quote(f'equals(profile_id,"{sarah["id"]}")')
+    events = await rest.call("GET", f"/api/events?{by_profile}", **klaviyo)
+    assert [e["relationships"]["metric"]["data"] for e in events.body["data"]] == [
+        {"type": "metric", "id": "Placed Order"}
+    ] * 2
+    (event, _) = events.body["data"]
+    assert set(event["attributes"]) == {"timestamp", "datetime", "event_properties", "uuid"}
+    assert (event["meta"]["source"], event["meta"]["job_id"]) == ("BULK_CREATE", job["id"])
+    one = await rest.call("GET", f"/api/events/{event['id']}", **klaviyo)
+    assert one.body == {"data": event, "links": {"self": f"{rest.base}/api/events/{event['id']}"}}
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

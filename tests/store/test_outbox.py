@@ -110,6 +110,16 @@ async def test_list_filters_one_accounts_events_oldest_first(store: Store) -> No
     assert await ids(EventFilter(job_id="job_1")) == []
 
 
+async def test_get_finds_one_accounts_event_by_its_position(store: Store) -> None:
+    await store.events.append([event("e1"), event("e2", account="other")])
+    mine, theirs = await everything(store)
+    got = await store.events.get("acme", mine.position)
+    assert got is not None
+    assert (label(got), got.position) == ("e1", mine.position)
+    assert await store.events.get("acme", theirs.position) is None
+    assert await store.events.get("acme", theirs.position + 1) is None
+
+
 async def test_delivered_positions_are_per_sink_and_never_go_back(store: Store) -> None:
     assert await store.events.delivered("log") == 0
     assert await store.events.mark_delivered("log", 5, now=T0) == 5

@@ -342,6 +342,33 @@ async def test_jobs_are_tenant_scoped_and_create_is_idempotent(harness: Harness,
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_get_event_reads_one_of_the_accounts_events_by_its_id(harness: Harness, bulk: Bulk) -> None:
+    await bulk.run(request(SEED_BODY))
+    listed = await bulk.events_of()
+    assert len(listed) == 3
+    assert len({e.id for e in listed}) == len(listed)
+    for event in listed:
+        got = await bulk.events.GetEvent(event_pb2.GetEventRequest(id=event.id), metadata=bulk.metadata)
+        assert got.event == event
+    other = Bulk(harness, (await harness.key(["events:read"], account="other")).token)
+    for unknown, client in ((listed[0].id, other), ("nope", bulk), ("99999999", bulk), ("", bulk)):
+        with pytest.raises(aio.AioRpcError) as caught:
+            await client.events.GetEvent(event_pb2.GetEventRequest(id=unknown), metadata=client.metadata)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, unknown
+        assert rich_error(caught.value).info.reason == "NOT_FOUND"
+
+
+async def test_list_profiles_by_id_with_the_other_filters(harness: Harness, bulk: Bulk) -> None:
+    await bulk.run(request(SEED_BODY))
+    [sarah] = await bulk.profiles_by(email="sarah.mason@klaviyo-demo.com")
+    assert [p.id for p in await bulk.profiles_by(id=sarah.id)] == [sarah.id]
+    assert [p.id for p in await bulk.profiles_by(id=sarah.id, external_id="ext-1")] == [sarah.id]
+    assert await bulk.profiles_by(id=sarah.id, external_id="someone-else") == []
+    assert await bulk.profiles_by(id="prof_nope") == []
+    other = Bulk(harness, (await harness.key(["events:read"], account="other")).token)
+    assert await other.profiles_by(id=sarah.id) == []
+
+
 async def test_a_job_that_cannot_be_applied_fails_visibly_and_stores_nothing(harness: Harness, bulk: Bulk) -> None:
     # A stored request the processor cannot read (as after a corrupted
     # write): the job must end FAILED with its reason, not hang in PROCESSING.

@@ -45,7 +45,7 @@ API_MD_RPCS = {
     "AudienceListService": {"CreateAudienceList", "UploadAudienceListMembers", "GetAudienceList", "ListAudienceLists"},
     "EventBulkCreateJobService": {"CreateEventBulkCreateJob", "GetEventBulkCreateJob"},
     "ProfileService": {"GetProfile", "ListProfiles"},
-    "EventService": {"ListEvents"},
+    "EventService": {"ListEvents", "GetEvent"},
     "TrackingService": {"Batch", "UpdateCustomerProperties", "AddEvent", "GetSystemTime"},
 }
 

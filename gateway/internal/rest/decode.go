@@ -67,7 +67,10 @@ var position = regexp.MustCompile(`\(line (\d+):(\d+)\): `)
 // decodeError turns protojson's error into a clientError with the path of
 // the field at the error's position.
 func decodeError(raw []byte, err error, pointers bool) *clientError {
-	text := strings.TrimPrefix(err.Error(), "proto: ")
+	// protobuf-go spells its prefix "proto: " or "proto:\u00a0", chosen by
+	// the binary's own hash so that nobody relies on its errors' text: both go.
+	text := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "proto:"), " ")
+	text = strings.TrimPrefix(text, "\u00a0")
 	field := "body"
 	if m := position.FindStringSubmatchIndex(text); m != nil {
 		line, _ := strconv.Atoi(text[m[2]:m[3]])

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"errors"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -138,5 +139,16 @@ func TestEnrichGivesTheSidecarsErrorsTheServersDetails(t *testing.T) {
 	server, _ := status.New(codes.InvalidArgument, "No commands").WithDetails(&errdetails.ErrorInfo{Reason: "NO_COMMANDS"})
 	if got := enrich(httptest.NewRequest("GET", "/track/v2/x", nil), server.Err()); status.Convert(got).Details()[0].(*errdetails.ErrorInfo).GetReason() != "NO_COMMANDS" {
 		t.Errorf("the server's error changed: %v", got)
+	}
+}
+
+func TestADecodeErrorSaysTheSameWhicheverPrefixProtobufGoChose(t *testing.T) {
+	// protobuf-go prefixes its errors with "proto: " or "proto:\u00a0",
+	// chosen by the binary's hash: a rebuild may switch.
+	for _, prefix := range []string{"proto: ", "proto:\u00a0"} {
+		got := decodeError([]byte(`{"a"`), errors.New(prefix+"unexpected EOF"), false)
+		if want := "Invalid JSON body at body: unexpected EOF"; got.message != want {
+			t.Errorf("%q: %q, want %q", prefix, got.message, want)
+		}
 	}
 }

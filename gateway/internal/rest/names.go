@@ -62,7 +62,7 @@ type responseBody interface {
 }
 
 func upstreamNames(marshal protojson.MarshalOptions) func(context.Context, proto.Message) (any, error) {
-	return func(_ context.Context, resp proto.Message) (any, error) {
+	return func(ctx context.Context, resp proto.Message) (any, error) {
 		msg := resp
 		if rb, ok := resp.(responseBody); ok {
 			body, isMessage := rb.XXX_ResponseBody().(proto.Message)
@@ -70,6 +70,10 @@ func upstreamNames(marshal protojson.MarshalOptions) func(context.Context, proto
 				return resp, nil
 			}
 			msg = body
+		}
+		if view := readViewOf(ctx); view != nil {
+			// Klaviyo's read routes answer JSON:API documents (jsonapi.go).
+			return view.document(msg)
 		}
 		if msg == nil || !hasUpstreamName(msg.ProtoReflect().Descriptor()) {
 			return resp, nil

@@ -84,7 +84,7 @@ func Handler(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Han
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return guardBodies(mux, opts.BodyIdleTimeout, opts.MaxBodyBytes), nil
+	return guardBodies(jsonAPIReads(mux), opts.BodyIdleTimeout, opts.MaxBodyBytes), nil
 }
 
 // incomingHeader passes the headers the server reads as gRPC metadata under

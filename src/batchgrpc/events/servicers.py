@@ -191,12 +191,19 @@ class ProfileService(profile_pb2_grpc.ProfileServiceServicer):
     async def ListProfiles(
         self, request: profile_pb2.ListProfilesRequest, context: Context
     ) -> profile_pb2.ListProfilesResponse:
-        page = await self._store.profiles.list(
-            current_principal().account,
-            {"email": request.email, "phone_number": request.phone_number, "external_id": request.external_id},
-            cursor=paging.decode(request.page_token),
-            limit=paging.page_size(request.page_size),
-        )
+        account = current_principal().account
+        identifiers = {"email": request.email, "phone_number": request.phone_number, "external_id": request.external_id}
+        cursor = paging.decode(request.page_token)
+        limit = paging.page_size(request.page_size)
+        if request.id:
+            # One page of at most one profile: the one with this id, if the
+            # identifiers (each names at most one profile) name it too.
+            found = None if cursor is not None else await self._store.profiles.get(account, request.id)
+            if found is not None and any(identifiers.values()):
+                named = await self._store.profiles.list(account, identifiers, cursor=None, limit=1)
+                found = found if [p.id for p in named.items] == [found.id] else None
+            return profile_pb2.ListProfilesResponse(profiles=[] if found is None else [profile_message(found)])
+        page = await self._store.profiles.list(account, identifiers, cursor=cursor, limit=limit)
         return profile_pb2.ListProfilesResponse(
             profiles=[profile_message(p) for p in page.items], next_page_token=paging.encode(page.next_cursor)
         )
@@ -219,6 +226,7 @@ def event_message(event: Event) -> event_pb2.Event:
         unique_id=event.unique_id,
         backfill=event.backfill,
         metric_service=event.metric_service,
+        id=str(event.position),
     )
     if event.value is not None:
         message.value = event.value
@@ -246,6 +254,16 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             next_page_token=paging.encode(page.next_cursor),
         )
 
+    async def GetEvent(self, request: event_pb2.GetEventRequest, context: Context) -> event_pb2.GetEventResponse:
+        principal = current_principal()
+        position = _position(request.id)
+        event = None if position is None else await self._store.events.get(principal.account, position)
+        # Hidden as ListEvents hides it: a batch job's event shows only to
+        # callers whose roles see the job.
+        if event is None or not (await self._visible_jobs(principal, [event])).get(_job_of(event), True):
+            raise NotFound("Event not found", metadata={"id": request.id})
+        return event_pb2.GetEventResponse(event=event_message(event))
+
     async def _visible_jobs(self, principal: Principal, events: Sequence[Event]) -> dict[str, bool]:
         """Whether the caller may see each job the events came from or tell
         of. A job that is gone (deleted) shows to nobody: its scopes are gone
@@ -255,6 +273,14 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             job = await self._store.jobs.get(job_id, principal.account)
             seen[job_id] = job is not None and visible(job, principal)
         return seen
+
+
+def _position(event_id: str) -> int | None:
+    """The log position an event's `id` names, or None for a string that
+    is not one the server gives out (a not-found, like an unknown one)."""
+    if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18:
+        return int(event_id)
+    return None
 
 
 def _job_of(event: Event) -> str:

@@ -50,6 +50,8 @@ def value_of(event: Event) -> bytes:
             "unique_id": event.unique_id,
             "backfill": event.backfill,
             "metric_service": event.metric_service,
+            # The id GetEvent takes: the event's position in the log.
+            "id": str(event.position),
             "account": event.account,
         },
         separators=(",", ":"),

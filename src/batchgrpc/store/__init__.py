@@ -389,6 +389,9 @@ class EventLog(Protocol):
 
     async def list(self, account: str, where: EventFilter, *, cursor: int | None, limit: int) -> Page[Event]: ...
 
+    async def get(self, account: str, position: int) -> Event | None:
+        """The account's event at `position`, or None."""
+
     async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
         """Up to `limit` events past `position`, in position order (every
         account's: the relay's read)."""

@@ -509,6 +509,17 @@ class PostgresEventLog:
 
         return await self._store.read(_list)
 
+    async def get(self, account: str, position: int) -> Event | None:
+        async def _get(conn: Connection) -> Event | None:
+            row = await (
+                await conn.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = %s AND account = %s", (position, account)
+                )
+            ).fetchone()
+            return events_of([row])[0] if row else None
+
+        return await self._store.read(_get)
+
     async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
         async def _after(conn: Connection) -> builtins.list[Event]:
             rows = await (

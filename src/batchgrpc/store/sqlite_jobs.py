@@ -401,6 +401,15 @@ class SqliteEventLog:
 
         return await self._store.run(_list)
 
+    async def get(self, account: str, position: int) -> Event | None:
+        def _get(conn: sqlite3.Connection) -> Event | None:
+            row = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ? AND account = ?", (position, account)
+            ).fetchone()
+            return events_of([row])[0] if row else None
+
+        return await self._store.run(_get)
+
     async def after(self, position: int, *, limit: int) -> builtins.list[Event]:
         def _after(conn: sqlite3.Connection) -> builtins.list[Event]:
             rows = conn.execute(

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x62\x61tchgrpc/events/v1/event.proto\x12\x13\x62\x61tchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n\x05\x45vent\x12\x19\n\x08\x65vent_id\x18\x01 \x01(\tR\x07\x65ventId\x12\x1d\n\nevent_name\x18\x02 \x01(\tR\teventName\x12\x39\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x1d\n\nprofile_id\x18\x04 \x01(\tR\tprofileId\x12\x1a\n\x08identity\x18\x05 \x01(\tR\x08identity\x12+\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12\x15\n\x06job_id\x18\x07 \x01(\tR\x05jobId\x12\x1d\n\nrow_number\x18\x08 \x01(\x03R\trowNumber\x12\x39\n\x06source\x18\t \x01(\x0e\x32!.batchgrpc.events.v1.Event.SourceR\x06source\x12\x19\n\x05value\x18\n \x01(\x01H\x00R\x05value\x88\x01\x01\x12%\n\x0evalue_currency\x18\x0b \x01(\tR\rvalueCurrency\x12\x1b\n\tunique_id\x18\x0c \x01(\tR\x08uniqueId\x12\x1a\n\x08\x62\x61\x63kfill\x18\r \x01(\x08R\x08\x62\x61\x63kfill\x12%\n\x0emetric_service\x18\x0e \x01(\tR\rmetricService\"`\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n\tBATCH_JOB\x10\x01\x12\x0f\n\x0b\x42ULK_CREATE\x10\x02\x12\x0c\n\x08TRACKING\x10\x03\x12\x10\n\x0cNOTIFICATION\x10\x04\x42\x08\n\x06_value\"\x9d\x01\n\x11ListEventsRequest\x12\x1d\n\nprofile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n\x06metric\x18\x02 \x01(\tR\x06metric\x12\x15\n\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x1b\n\tpage_size\x18\x04 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"p\n\x12ListEventsResponse\x12\x32\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.batchgrpc.events.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x82\x01\n\x0c\x45ventService\x12r\n\nListEvents\x12&.batchgrpc.events.v1.ListEventsRequest\x1a\'.batchgrpc.events.v1.ListEventsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/api/eventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x62\x61tchgrpc/events/v1/event.proto\x12\x13\x62\x61tchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x04\n\x05\x45vent\x12\x19\n\x08\x65vent_id\x18\x01 \x01(\tR\x07\x65ventId\x12\x1d\n\nevent_name\x18\x02 \x01(\tR\teventName\x12\x39\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x1d\n\nprofile_id\x18\x04 \x01(\tR\tprofileId\x12\x1a\n\x08identity\x18\x05 \x01(\tR\x08identity\x12+\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12\x15\n\x06job_id\x18\x07 \x01(\tR\x05jobId\x12\x1d\n\nrow_number\x18\x08 \x01(\x03R\trowNumber\x12\x39\n\x06source\x18\t \x01(\x0e\x32!.batchgrpc.events.v1.Event.SourceR\x06source\x12\x19\n\x05value\x18\n \x01(\x01H\x00R\x05value\x88\x01\x01\x12%\n\x0evalue_currency\x18\x0b \x01(\tR\rvalueCurrency\x12\x1b\n\tunique_id\x18\x0c \x01(\tR\x08uniqueId\x12\x1a\n\x08\x62\x61\x63kfill\x18\r \x01(\x08R\x08\x62\x61\x63kfill\x12%\n\x0emetric_service\x18\x0e \x01(\tR\rmetricService\x12\x0e\n\x02id\x18\x0f \x01(\tR\x02id\"`\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n\tBATCH_JOB\x10\x01\x12\x0f\n\x0b\x42ULK_CREATE\x10\x02\x12\x0c\n\x08TRACKING\x10\x03\x12\x10\n\x0cNOTIFICATION\x10\x04\x42\x08\n\x06_value\"\x9d\x01\n\x11ListEventsRequest\x12\x1d\n\nprofile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n\x06metric\x18\x02 \x01(\tR\x06metric\x12\x15\n\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x1b\n\tpage_size\x18\x04 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"p\n\x12ListEventsResponse\x12\x32\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.batchgrpc.events.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n\x0fGetEventRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"D\n\x10GetEventResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.batchgrpc.events.v1.EventR\x05\x65vent2\xfc\x01\n\x0c\x45ventService\x12r\n\nListEvents\x12&.batchgrpc.events.v1.ListEventsRequest\x1a\'.batchgrpc.events.v1.ListEventsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/api/events\x12x\n\x08GetEvent\x12$.batchgrpc.events.v1.GetEventRequest\x1a%.batchgrpc.events.v1.GetEventResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x10/api/events/{id}b\x05\x65ventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\202\323\344\223\002\r\022\013/api/events'
+  _globals['_EVENTSERVICE'].methods_by_name['GetEvent']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['GetEvent']._serialized_options = b'\202\323\344\223\002\031\022\020/api/events/{id}b\005event'
   _globals['_EVENT']._serialized_start=150
-  _globals['_EVENT']._serialized_end=761
-  _globals['_EVENT_SOURCE']._serialized_start=655
-  _globals['_EVENT_SOURCE']._serialized_end=751
-  _globals['_LISTEVENTSREQUEST']._serialized_start=764
-  _globals['_LISTEVENTSREQUEST']._serialized_end=921
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=923
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1035
-  _globals['_EVENTSERVICE']._serialized_start=1038
-  _globals['_EVENTSERVICE']._serialized_end=1168
+  _globals['_EVENT']._serialized_end=777
+  _globals['_EVENT_SOURCE']._serialized_start=671
+  _globals['_EVENT_SOURCE']._serialized_end=767
+  _globals['_LISTEVENTSREQUEST']._serialized_start=780
+  _globals['_LISTEVENTSREQUEST']._serialized_end=937
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=939
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1051
+  _globals['_GETEVENTREQUEST']._serialized_start=1053
+  _globals['_GETEVENTREQUEST']._serialized_end=1086
+  _globals['_GETEVENTRESPONSE']._serialized_start=1088
+  _globals['_GETEVENTRESPONSE']._serialized_end=1156
+  _globals['_EVENTSERVICE']._serialized_start=1159
+  _globals['_EVENTSERVICE']._serialized_end=1411
 # @@protoc_insertion_point(module_scope)

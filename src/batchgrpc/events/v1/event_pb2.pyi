@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "event_name", "event_time", "profile_id", "identity", "data", "job_id", "row_number", "source", "value", "value_currency", "unique_id", "backfill", "metric_service")
+    __slots__ = ("event_id", "event_name", "event_time", "profile_id", "identity", "data", "job_id", "row_number", "source", "value", "value_currency", "unique_id", "backfill", "metric_service", "id")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[Event.Source]
@@ -40,6 +40,7 @@ class Event(_message.Message):
     UNIQUE_ID_FIELD_NUMBER: _ClassVar[int]
     BACKFILL_FIELD_NUMBER: _ClassVar[int]
     METRIC_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_name: str
     event_time: _timestamp_pb2.Timestamp
@@ -54,7 +55,8 @@ class Event(_message.Message):
     unique_id: str
     backfill: bool
     metric_service: str
-    def __init__(self, event_id: _Optional[str] = ..., event_name: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profile_id: _Optional[str] = ..., identity: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_id: _Optional[str] = ..., row_number: _Optional[int] = ..., source: _Optional[_Union[Event.Source, str]] = ..., value: _Optional[float] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ..., backfill: _Optional[bool] = ..., metric_service: _Optional[str] = ...) -> None: ...
+    id: str
+    def __init__(self, event_id: _Optional[str] = ..., event_name: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profile_id: _Optional[str] = ..., identity: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_id: _Optional[str] = ..., row_number: _Optional[int] = ..., source: _Optional[_Union[Event.Source, str]] = ..., value: _Optional[float] = ..., value_currency: _Optional[str] = ..., unique_id: _Optional[str] = ..., backfill: _Optional[bool] = ..., metric_service: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("profile_id", "metric", "job_id", "page_size", "page_token")
@@ -77,3 +79,15 @@ class ListEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[Event]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetEventRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetEventResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: Event
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ...) -> None: ...

@@ -41,6 +41,11 @@ class EventServiceStub:
                 request_serializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/batchgrpc.events.v1.EventService/GetEvent',
+                request_serializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -55,6 +60,13 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvent(self, request, context):
+        """Returns one of the account's events; another account's is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +74,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsRequest.FromString,
                     response_serializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventRequest.FromString,
+                    response_serializer=batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +110,33 @@ class EventService:
             '/batchgrpc.events.v1.EventService/ListEvents',
             batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsRequest.SerializeToString,
             batchgrpc_dot_events_dot_v1_dot_event__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/batchgrpc.events.v1.EventService/GetEvent',
+            batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventRequest.SerializeToString,
+            batchgrpc_dot_events_dot_v1_dot_event__pb2.GetEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

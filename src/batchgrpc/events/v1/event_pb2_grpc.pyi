@@ -37,6 +37,8 @@ class EventServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     ListEvents: _grpc.UnaryUnaryMultiCallable[_event_pb2.ListEventsRequest, _event_pb2.ListEventsResponse]
     """Lists the account's events, oldest first, filtered and paginated."""
+    GetEvent: _grpc.UnaryUnaryMultiCallable[_event_pb2.GetEventRequest, _event_pb2.GetEventResponse]
+    """Returns one of the account's events; another account's is NOT_FOUND."""
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -47,6 +49,8 @@ class EventServiceAsyncStub(EventServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEvents: _aio.UnaryUnaryMultiCallable[_event_pb2.ListEventsRequest, _event_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists the account's events, oldest first, filtered and paginated."""
+    GetEvent: _aio.UnaryUnaryMultiCallable[_event_pb2.GetEventRequest, _event_pb2.GetEventResponse]  # type: ignore[assignment]
+    """Returns one of the account's events; another account's is NOT_FOUND."""
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads the event log: every event dispatched by batch jobs, bulk-create jobs
@@ -60,5 +64,13 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_pb2.ListEventsResponse, _abc.Awaitable[_event_pb2.ListEventsResponse]]:
         """Lists the account's events, oldest first, filtered and paginated."""
+
+    @_abc_1.abstractmethod
+    def GetEvent(
+        self,
+        request: _event_pb2.GetEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_pb2.GetEventResponse, _abc.Awaitable[_event_pb2.GetEventResponse]]:
+        """Returns one of the account's events; another account's is NOT_FOUND."""
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

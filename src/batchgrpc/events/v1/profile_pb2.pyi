@@ -99,18 +99,20 @@ class GetProfileResponse(_message.Message):
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
 
 class ListProfilesRequest(_message.Message):
-    __slots__ = ("email", "phone_number", "external_id", "page_size", "page_token")
+    __slots__ = ("email", "phone_number", "external_id", "page_size", "page_token", "id")
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     email: str
     phone_number: str
     external_id: str
     page_size: int
     page_token: str
-    def __init__(self, email: _Optional[str] = ..., phone_number: _Optional[str] = ..., external_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    id: str
+    def __init__(self, email: _Optional[str] = ..., phone_number: _Optional[str] = ..., external_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ListProfilesResponse(_message.Message):
     __slots__ = ("profiles", "next_page_token")

@@ -120,6 +120,10 @@ type Event struct {
 	// A bulk-created event's metric service (`api` when not sent); empty for
 	// the other sources.
 	MetricService string `protobuf:"bytes,14,opt,name=metric_service,json=metricService,proto3" json:"metric_service,omitempty"`
+	// The event's id in this store, what `GetEvent` takes: assigned when the
+	// event is stored (unlike `event_id`, which a replay of the same row or
+	// item computes again, and which batch rows do not store).
+	Id            string `protobuf:"bytes,15,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +252,13 @@ func (x *Event) GetBackfill() bool {
 func (x *Event) GetMetricService() string {
 	if x != nil {
 		return x.MetricService
+	}
+	return ""
+}
+
+func (x *Event) GetId() string {
+	if x != nil {
+		return x.Id
 	}
 	return ""
 }
@@ -389,11 +400,104 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Names the event to read.
+type GetEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's `id` (not its `event_id`). Required; at most 64
+	// characters.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventRequest) Reset() {
+	*x = GetEventRequest{}
+	mi := &file_batchgrpc_events_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventRequest) ProtoMessage() {}
+
+func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_batchgrpc_events_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
+func (*GetEventRequest) Descriptor() ([]byte, []int) {
+	return file_batchgrpc_events_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetEventRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// The event read.
+type GetEventResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event.
+	Event         *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventResponse) Reset() {
+	*x = GetEventResponse{}
+	mi := &file_batchgrpc_events_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventResponse) ProtoMessage() {}
+
+func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_batchgrpc_events_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
+func (*GetEventResponse) Descriptor() ([]byte, []int) {
+	return file_batchgrpc_events_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetEventResponse) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_batchgrpc_events_v1_event_proto protoreflect.FileDescriptor
 
 const file_batchgrpc_events_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1fbatchgrpc/events/v1/event.proto\x12\x13batchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n" +
+	"\x1fbatchgrpc/events/v1/event.proto\x12\x13batchgrpc.events.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x04\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -413,7 +517,8 @@ const file_batchgrpc_events_v1_event_proto_rawDesc = "" +
 	"\x0evalue_currency\x18\v \x01(\tR\rvalueCurrency\x12\x1b\n" +
 	"\tunique_id\x18\f \x01(\tR\buniqueId\x12\x1a\n" +
 	"\bbackfill\x18\r \x01(\bR\bbackfill\x12%\n" +
-	"\x0emetric_service\x18\x0e \x01(\tR\rmetricService\"`\n" +
+	"\x0emetric_service\x18\x0e \x01(\tR\rmetricService\x12\x0e\n" +
+	"\x02id\x18\x0f \x01(\tR\x02id\"`\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tBATCH_JOB\x10\x01\x12\x0f\n" +
@@ -431,10 +536,15 @@ const file_batchgrpc_events_v1_event_proto_rawDesc = "" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\"p\n" +
 	"\x12ListEventsResponse\x122\n" +
 	"\x06events\x18\x01 \x03(\v2\x1a.batchgrpc.events.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x82\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
+	"\x0fGetEventRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
+	"\x10GetEventResponse\x120\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.batchgrpc.events.v1.EventR\x05event2\xfc\x01\n" +
 	"\fEventService\x12r\n" +
 	"\n" +
-	"ListEvents\x12&.batchgrpc.events.v1.ListEventsRequest\x1a'.batchgrpc.events.v1.ListEventsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/api/eventsB\xcf\x01\n" +
+	"ListEvents\x12&.batchgrpc.events.v1.ListEventsRequest\x1a'.batchgrpc.events.v1.ListEventsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/api/events\x12x\n" +
+	"\bGetEvent\x12$.batchgrpc.events.v1.GetEventRequest\x1a%.batchgrpc.events.v1.GetEventResponse\"\x1f\x82\xd3\xe4\x93\x02\x19b\x05event\x12\x10/api/events/{id}B\xcf\x01\n" +
 	"\x17com.batchgrpc.events.v1B\n" +
 	"EventProtoP\x01Z:batchgrpc.invalid/gateway/gen/batchgrpc/events/v1;eventsv1\xa2\x02\x03BEX\xaa\x02\x13Batchgrpc.Events.V1\xca\x02\x13Batchgrpc\\Events\\V1\xe2\x02\x1fBatchgrpc\\Events\\V1\\GPBMetadata\xea\x02\x15Batchgrpc::Events::V1b\x06proto3"
 
@@ -451,27 +561,32 @@ func file_batchgrpc_events_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_batchgrpc_events_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_batchgrpc_events_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_batchgrpc_events_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_batchgrpc_events_v1_event_proto_goTypes = []any{
 	(Event_Source)(0),             // 0: batchgrpc.events.v1.Event.Source
 	(*Event)(nil),                 // 1: batchgrpc.events.v1.Event
 	(*ListEventsRequest)(nil),     // 2: batchgrpc.events.v1.ListEventsRequest
 	(*ListEventsResponse)(nil),    // 3: batchgrpc.events.v1.ListEventsResponse
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 5: google.protobuf.Struct
+	(*GetEventRequest)(nil),       // 4: batchgrpc.events.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 5: batchgrpc.events.v1.GetEventResponse
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 7: google.protobuf.Struct
 }
 var file_batchgrpc_events_v1_event_proto_depIdxs = []int32{
-	4, // 0: batchgrpc.events.v1.Event.event_time:type_name -> google.protobuf.Timestamp
-	5, // 1: batchgrpc.events.v1.Event.data:type_name -> google.protobuf.Struct
+	6, // 0: batchgrpc.events.v1.Event.event_time:type_name -> google.protobuf.Timestamp
+	7, // 1: batchgrpc.events.v1.Event.data:type_name -> google.protobuf.Struct
 	0, // 2: batchgrpc.events.v1.Event.source:type_name -> batchgrpc.events.v1.Event.Source
 	1, // 3: batchgrpc.events.v1.ListEventsResponse.events:type_name -> batchgrpc.events.v1.Event
-	2, // 4: batchgrpc.events.v1.EventService.ListEvents:input_type -> batchgrpc.events.v1.ListEventsRequest
-	3, // 5: batchgrpc.events.v1.EventService.ListEvents:output_type -> batchgrpc.events.v1.ListEventsResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1, // 4: batchgrpc.events.v1.GetEventResponse.event:type_name -> batchgrpc.events.v1.Event
+	2, // 5: batchgrpc.events.v1.EventService.ListEvents:input_type -> batchgrpc.events.v1.ListEventsRequest
+	4, // 6: batchgrpc.events.v1.EventService.GetEvent:input_type -> batchgrpc.events.v1.GetEventRequest
+	3, // 7: batchgrpc.events.v1.EventService.ListEvents:output_type -> batchgrpc.events.v1.ListEventsResponse
+	5, // 8: batchgrpc.events.v1.EventService.GetEvent:output_type -> batchgrpc.events.v1.GetEventResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_batchgrpc_events_v1_event_proto_init() }
@@ -486,7 +601,7 @@ func file_batchgrpc_events_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_batchgrpc_events_v1_event_proto_rawDesc), len(file_batchgrpc_events_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -494,7 +494,9 @@ type ListProfilesRequest struct {
 	// Most profiles to return; default 100, at most 1,000.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// `next_page_token` of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the profile with this id (or the one it was merged into).
+	Id            string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +562,13 @@ func (x *ListProfilesRequest) GetPageSize() int32 {
 func (x *ListProfilesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListProfilesRequest) GetId() string {
+	if x != nil {
+		return x.Id
 	}
 	return ""
 }
@@ -689,7 +698,7 @@ const file_batchgrpc_events_v1_profile_proto_rawDesc = "" +
 	"\x11GetProfileRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
 	"\x12GetProfileResponse\x126\n" +
-	"\aprofile\x18\x01 \x01(\v2\x1c.batchgrpc.events.v1.ProfileR\aprofile\"\xab\x01\n" +
+	"\aprofile\x18\x01 \x01(\v2\x1c.batchgrpc.events.v1.ProfileR\aprofile\"\xbb\x01\n" +
 	"\x13ListProfilesRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12!\n" +
 	"\fphone_number\x18\x02 \x01(\tR\vphoneNumber\x12\x1f\n" +
@@ -697,7 +706,8 @@ const file_batchgrpc_events_v1_profile_proto_rawDesc = "" +
 	"externalId\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"x\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x0e\n" +
+	"\x02id\x18\x06 \x01(\tR\x02id\"x\n" +
 	"\x14ListProfilesResponse\x128\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x1c.batchgrpc.events.v1.ProfileR\bprofiles\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x91\x02\n" +
