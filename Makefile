@@ -120,6 +120,7 @@ generate: $(VENV)/.deps $(GO_PLUGINS)
 	buf generate
 	rm -rf gateway/gen gateway/openapi
 	buf generate --template buf.gen.gateway.yaml
+	$(BIN)/python tools/openapi_jsonapi.py gateway/openapi/batchgrpc.swagger.json
 
 check-generated: $(VENV)/.deps $(GO_PLUGINS)
 	tools/check-generated

@@ -492,10 +492,25 @@ ERROR_BODIES = {
 
 
 def closed(definitions: dict[str, Any]) -> dict[str, Any]:
-    """`definitions` with no member past those they name: what the sidecar
-    sends must be what the document says, not only include it."""
+    """`definitions` as JSON Schema, with no member past those they name
+    (what the sidecar sends must be what the document says, not only
+    include it) and Swagger's `x-nullable` as a null type."""
     out = json.loads(json.dumps(definitions))
+
+    def visit(schema: Any) -> None:
+        if isinstance(schema, dict):
+            if schema.pop("x-nullable", False) and "type" in schema:
+                schema["type"] = [schema["type"], "null"]
+                if "enum" in schema:
+                    schema["enum"] = [*schema["enum"], None]
+            for value in schema.values():
+                visit(value)
+        elif isinstance(schema, list):
+            for value in schema:
+                visit(value)
+
     for schema in out.values():
+        visit(schema)
         if schema.get("type") == "object" and "properties" in schema:
             schema["additionalProperties"] = False
     return out
@@ -542,3 +557,49 @@ async def test_the_error_bodies_the_sidecar_sends_are_those_the_openapi_document
         assert answer.status >= 400, (path, answer)
         schema = {"$ref": f"#/definitions/{error_schema(document, path, verb)}", "definitions": definitions}
         jsonschema.validate(answer.body, schema)
+
+
+async def test_the_klaviyo_reads_answer_what_the_openapi_document_describes(rest: Rest, harness: Harness) -> None:
+    # Every query parameter the document lists, in a call the sidecar
+    # answers; each answer valid for the document's schema, closed.
+    document = json.loads(OPENAPI.read_text())
+    definitions = closed(document["definitions"])
+    created = await rest.call(
+        "POST", "/api/event-bulk-create-jobs", bulk_body("ann@example.com", "bob@example.com"), **KLAVIYO
+    )
+    assert created.status == 202
+    await harness.running.processor.wait_idle()
+    used: dict[str, set[str]] = {}
+
+    async def read(path: str, route: str, query: dict[str, str]) -> Any:
+        answer = await rest.call("GET", path + ("?" + urllib.parse.urlencode(query) if query else ""), **KLAVIYO)
+        assert answer.status == 200, (path, query, answer.body)
+        schema = document["paths"][route]["get"]["responses"]["200"]["schema"]
+        jsonschema.validate(answer.body, {**schema, "definitions": definitions})
+        used.setdefault(route, set()).update(query)
+        return answer.body
+
+    ann = (await read("/api/profiles", "/api/profiles", {"filter": 'equals(email,"ann@example.com")'}))["data"][0]
+    first = await read(
+        "/api/profiles", "/api/profiles", {"page[size]": "1", "sort": "created", "fields[profile]": "email"}
+    )
+    assert first["data"][0]["attributes"] == {"email": "ann@example.com"}
+    cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(first["links"]["next"]).query)["page[cursor]"][0]
+    second = await read("/api/profiles", "/api/profiles", {"page[size]": "1", "page[cursor]": cursor})
+    assert [p["attributes"]["email"] for p in second["data"]] == ["bob@example.com"]
+    await read(f"/api/profiles/{ann['id']}", "/api/profiles/{id}", {"fields[profile]": "email,created"})
+    page = await read("/api/events", "/api/events", {"filter": f'equals(profile_id,"{ann["id"]}")', "page[size]": "1"})
+    event = page["data"][0]
+    listed = await read("/api/events", "/api/events", {"filter": 'equals(metric_id,"M")', "page[size]": "1"})
+    cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(listed["links"]["next"]).query)["page[cursor]"][0]
+    rest_of = await read("/api/events", "/api/events", {"page[cursor]": cursor, "fields[event]": "datetime"})
+    assert [list(e["attributes"]) for e in rest_of["data"]] == [["datetime"]]
+    await read(f"/api/events/{event['id']}", "/api/events/{id}", {"fields[event]": "uuid,timestamp"})
+    for route, verbs in document["paths"].items():
+        if route in used:
+            listed = {p["name"] for p in verbs["get"]["parameters"] if p["in"] == "query"}
+            assert listed == used[route], route
+    # What the document does not list, the sidecar refuses, naming it.
+    refused = await rest.call("GET", "/api/events?page_size=5", **KLAVIYO)
+    assert refused.status == 400
+    assert refused.body["errors"][0]["source"] == {"parameter": "page_size"}

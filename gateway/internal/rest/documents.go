@@ -170,7 +170,11 @@ func (v *readView) profile(p *eventsv1.Profile) (resource, error) {
 	}
 	attributes["created"] = klaviyoTime(p.GetCreatedTime())
 	attributes["updated"] = klaviyoTime(p.GetUpdatedTime())
-	meta := map[string]any{"customer_ids": p.GetCustomerIds(), "anonymous_id": stored["anonymous_id"], "_kx": stored["kx"]}
+	customerIDs := p.GetCustomerIds()
+	if customerIDs == nil {
+		customerIDs = map[string]string{} // an object, empty or not, as the document says
+	}
+	meta := map[string]any{"customer_ids": customerIDs, "anonymous_id": stored["anonymous_id"], "_kx": stored["kx"]}
 	return resource{
 		Type:       "profile",
 		ID:         p.GetId(),
