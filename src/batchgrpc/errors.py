@@ -258,14 +258,20 @@ class Unauthenticated(BatchgrpcError):
     reason = Reason.INVALID_CREDENTIALS
     upstream_codes: ClassVar[Mapping[Api, str]] = {
         Api.BATCHES: "missing_access_token",
-        Api.BULK_EVENTS: "not_authenticated",
-        Api.EVENTS_READ: "not_authenticated",
+        # Klaviyo tells credentials that are wrong from none at all.
+        Api.BULK_EVENTS: "authentication_failed",
+        Api.EVENTS_READ: "authentication_failed",
         Api.TRACKING: "access_key_not_found",
     }
 
 
 class MissingCredentials(Unauthenticated):
     reason = Reason.MISSING_CREDENTIALS
+    upstream_codes: ClassVar[Mapping[Api, str]] = {
+        **Unauthenticated.upstream_codes,
+        Api.BULK_EVENTS: "not_authenticated",
+        Api.EVENTS_READ: "not_authenticated",
+    }
 
 
 class AmbiguousCredentials(Unauthenticated):

@@ -191,7 +191,10 @@ async def test_klaviyo_errors_are_the_sdks_own_exceptions_with_parsed_bodies(res
 
     with pytest.raises(UnauthorizedException) as unauthorized:
         await off_loop(klaviyo_for(rest, "nope.nope").Events.bulk_create_events, dict_body("ok@example.com"))
-    assert unauthorized.value.data.errors[0].code == "not_authenticated"
+    assert (unauthorized.value.data.errors[0].code, unauthorized.value.data.errors[0].title) == (
+        "authentication_failed",
+        "Incorrect authentication credentials.",
+    )
     reader = klaviyo_for(rest, (await harness.key(["events:read"])).token)
     with pytest.raises(ForbiddenException) as forbidden:
         await off_loop(reader.Events.bulk_create_events, dict_body("ok@example.com"))

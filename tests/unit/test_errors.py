@@ -73,12 +73,17 @@ def test_status_carries_error_info_bad_request_and_retry_info() -> None:
     ("api", "code"),
     [
         (errors.Api.BATCHES, "missing_access_token"),
-        (errors.Api.BULK_EVENTS, "not_authenticated"),
+        (errors.Api.BULK_EVENTS, "authentication_failed"),
         (errors.Api.TRACKING, "access_key_not_found"),
     ],
 )
 def test_upstream_code_follows_the_api(api: errors.Api, code: str) -> None:
     assert errors.Unauthenticated("x").upstream_code(api) == code
+
+
+def test_klaviyo_tells_missing_credentials_from_wrong_ones() -> None:
+    assert errors.MissingCredentials("x").upstream_code(errors.Api.BULK_EVENTS) == "not_authenticated"
+    assert errors.MissingCredentials("x").upstream_code(errors.Api.TRACKING) == "access_key_not_found"
 
 
 def test_internal_error_says_nothing_about_the_cause() -> None:
