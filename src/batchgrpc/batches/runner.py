@@ -73,6 +73,8 @@ def notification(job: BatchJob, kind: str, now: float) -> Event:
         event_name=kind,
         event_time=now,
         data=json.dumps(data, separators=(",", ":")),
+        # The job's trace: the created and the finished notification alike.
+        traceparent=job.traceparent,
         # Not job_id: that field lists the events a job dispatched from its
         # rows; notifications are found by name (and carry the id in data).
     )
@@ -337,6 +339,7 @@ class JobRunner:
                             next_offset=chunk.next_offset,
                             last_row=chunk.last_row,
                             event_time=self._clock(),
+                            traceparent=job.traceparent,
                         ),
                         account=job.account,
                         while_status=Status.IN_PROGRESS,

@@ -10,6 +10,7 @@ whole and once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -145,7 +146,9 @@ class BulkProcessor:
             if job is None:
                 return
             rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
-            batch = await self._items(job.request, job.id, rejected, job.created_time)
+            items = await self._items(job.request, job.id, rejected, job.created_time)
+            # Its events carry the traceparent of the request that created it.
+            batch = dataclasses.replace(items, traceparent=job.traceparent)
             done = await self._store.bulk_jobs.complete(
                 job.id, batch, tally=lambda job, outcomes: tally(job, batch, outcomes), now=self._clock(), holder=owner
             )
