@@ -3,7 +3,7 @@ key `ACCOUNT/PROFILE_ID` (or `ACCOUNT/IDENTITY` where there is no profile),
 value the event as JSON with the fields `EventService.ListEvents` returns
 (proto names, proto JSON mapping) plus `account` and `source`, and headers
 `event_id`, `account`, `source`, and `traceparent` when the request that
-produced the event was traced.
+produced the event was traced (`batchgrpc.tracing`).
 
 The value is built from the stored text, not through a message: the event's
 `data` is already JSON and goes in as it is.
