@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, argv: list[str], config: configuration.Config) -> int:
     # The server pulls in grpc; the key commands do not need it.
-    from batchgrpc import server, supervisor
+    from batchgrpc import server, supervisor, tracing
 
     jsonlog.configure(config.log_level)
     try:
@@ -149,15 +149,21 @@ def _serve(args: argparse.Namespace, argv: list[str], config: configuration.Conf
                 print("batchgrpc: --worker-of needs --ready-fd", file=sys.stderr)
                 return 2
             ready = supervisor.become_worker(args.worker_of, args.ready_fd)
+            # Every worker exports its own spans; the supervisor serves no call.
+            tracing.configure(args.worker_index)
             # One worker reads the store's gauges for the group's metrics.
             asyncio.run(server.serve(config, worker=ready, gauges=args.worker_index in (None, 0)))
         elif config.workers == 1:
+            tracing.configure()
             asyncio.run(server.serve(config))
         else:
             return supervisor.supervise(config, argv)
     except (server.PortUnavailable, supervisor.WorkersFailed, supervisor.SupervisorGone) as e:
         print(f"batchgrpc: cannot start: {e}", file=sys.stderr)
         return 1
+    finally:
+        # What the batch processor still holds goes out before the process does.
+        tracing.shutdown()
     return 0
 
 

@@ -6,6 +6,8 @@ The rule: anything that may take more than a fraction of a millisecond runs
 on a worker thread, where the core releases the interpreter, so the loop
 keeps serving other calls meanwhile. Small inputs are checked inline, where a
 hop to a thread would cost more than the work.
+
+Each call is a trace span of its own (`core.<function>`), around the await.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import TypeVar
 
-from batchgrpc import _core
+from batchgrpc import _core, tracing
 from batchgrpc._core import (
     BULK_EVENTS_MAX_EVENTS,
     BULK_EVENTS_MAX_REQUEST_BYTES,
@@ -77,19 +79,22 @@ async def _sized(data: bytes, check: Callable[[bytes], T]) -> T:
 async def validate_bulk_request(data: bytes, now: float, earliest: float) -> BulkValidation:
     """Upstream's bulk-create rules over the request's bytes, all at once;
     `earliest` is the earliest event time the request's revision takes."""
-    return await _sized(data, lambda d: _core.validate_bulk_request(d, now, earliest))
+    with tracing.span("core.validate_bulk_request"):
+        return await _sized(data, lambda d: _core.validate_bulk_request(d, now, earliest))
 
 
 async def bulk_rows(request: bytes, job_id: str, rejected: set[tuple[int, int | None]], now: float) -> BulkRows:
     """A validated bulk request's profile updates and events, in the store's
     layout, without what partial success rejected."""
-    return await asyncio.to_thread(_core.bulk_rows, request, job_id, list(rejected), now)
+    with tracing.span("core.bulk_rows"):
+        return await asyncio.to_thread(_core.bulk_rows, request, job_id, list(rejected), now)
 
 
 def profile_updates(updates: bytes) -> ProfileUpdates:
     """A request's profile updates, parsed once for the store's reads and
     its plan. On the store's writing thread, never the event loop."""
-    return _core.profile_updates(updates)
+    with tracing.span("core.profile_updates"):
+        return _core.profile_updates(updates)
 
 
 def plan_ingest(
@@ -105,17 +110,20 @@ def plan_ingest(
     read, and the events' rows: the store's writes for one request. Called
     on the store's writing thread, never the event loop (a 1,000-event
     request takes about a millisecond, the interpreter released)."""
-    return _core.plan_ingest(updates, identifiers, resolved, profiles, events, account, now)
+    with tracing.span("core.plan_ingest"):
+        return _core.plan_ingest(updates, identifiers, resolved, profiles, events, account, now)
 
 
 async def prepare_track_batch(data: bytes, now: float) -> TrackBatch:
     """A tracking batch decoded, checked and normalised, command by command."""
-    return await _sized(data, lambda d: _core.prepare_track_batch(d, now))
+    with tracing.span("core.prepare_track_batch"):
+        return await _sized(data, lambda d: _core.prepare_track_batch(d, now))
 
 
 async def prepare_track_command(kind: str, data: bytes, now: float) -> TrackBatch:
     """A single-command request as a batch of one."""
-    return await _sized(data, lambda d: _core.prepare_track_command(kind, d, now))
+    with tracing.span("core.prepare_track_command"):
+        return await _sized(data, lambda d: _core.prepare_track_command(kind, d, now))
 
 
 async def compile_job(
@@ -127,14 +135,15 @@ async def compile_job(
     columns: list[dict[str, object]],
 ) -> JobSpec:
     """A job's rules and settings compiled (patterns take up to tens of ms)."""
-    return await asyncio.to_thread(
-        _core.JobSpec,
-        event_name=event_name,
-        default_event_name=default_event_name,
-        event_columns=event_columns,
-        event_data=event_data,
-        columns=columns,
-    )
+    with tracing.span("core.compile_job"):
+        return await asyncio.to_thread(
+            _core.JobSpec,
+            event_name=event_name,
+            default_event_name=default_event_name,
+            event_columns=event_columns,
+            event_data=event_data,
+            columns=columns,
+        )
 
 
 def check_event_settings(event_columns: list[str], event_data: dict[str, str]) -> None:
@@ -165,18 +174,20 @@ async def open_rows(
     resume_row: int,
 ) -> RowReader:
     """A reader of a data file's rows from a checkpoint (opening reads the header)."""
-    return await asyncio.to_thread(
-        _core.open_rows,
-        path,
-        format,
-        job_id=job_id,
-        spec=spec,
-        chunk_rows=chunk_rows,
-        resume_offset=resume_offset,
-        resume_row=resume_row,
-    )
+    with tracing.span("core.open_rows"):
+        return await asyncio.to_thread(
+            _core.open_rows,
+            path,
+            format,
+            job_id=job_id,
+            spec=spec,
+            chunk_rows=chunk_rows,
+            resume_offset=resume_offset,
+            resume_row=resume_row,
+        )
 
 
 async def next_chunk(reader: RowReader) -> RowChunk | None:
     """The reader's next chunk of rows, parsed, checked and encoded; None at the end."""
-    return await asyncio.to_thread(next, reader, None)
+    with tracing.span("core.next_chunk"):
+        return await asyncio.to_thread(next, reader, None)

@@ -1,5 +1,6 @@
 """The one server interceptor: authentication, scopes, rate limits, the
-`revision` check, the access log, the RPC metrics (`batchgrpc.metrics`), and
+`revision` check, the access log, the RPC metrics (`batchgrpc.metrics`), the
+RPC's trace span (`batchgrpc.tracing`), and
 the mapping of every exception to a gRPC status with rich details.
 
 Servicers raise `batchgrpc.errors` exceptions and never call `context.abort`;
@@ -24,7 +25,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from grpc import aio
 
-from batchgrpc import memory, metrics, requests
+from batchgrpc import memory, metrics, requests, tracing
 from batchgrpc.auth import Keyring, Principal, authorize, policy_for
 from batchgrpc.errors import AmbiguousCredentials, BatchgrpcError, Internal, RateLimited
 from batchgrpc.events.revision import check_revision, set_current
@@ -123,11 +124,13 @@ class _Call:
     def cancelled(self) -> None:
         """The caller went away (or the server is stopping) mid-call."""
         self.rpc.handled(grpc.StatusCode.CANCELLED, time.perf_counter() - self.started)
+        tracing.rpc_ended(grpc.StatusCode.CANCELLED)
 
     def log(self, code: grpc.StatusCode, reason: str = "") -> None:
         seconds = time.perf_counter() - self.started
         # Every call that ends with a status ends here, once.
         self.rpc.handled(code, seconds)
+        tracing.rpc_ended(code, reason)
         fields: dict[str, Any] = {
             "method": self.method,
             "code": code.name,
@@ -231,7 +234,8 @@ class CallInterceptor(aio.ServerInterceptor):
         def bind(kind: Callable[..., Handler], wrapper: Callable[..., Any], behavior: Any) -> Handler:
             async def _unary(request: Any, context: Context) -> Any:
                 try:
-                    return await wrapper(behavior, request, context)
+                    with tracing.rpc(method, context.invocation_metadata):
+                        return await wrapper(behavior, request, context)
                 except aio.AbortError:
                     # grpc keeps the abort in a cycle with the call's state
                     # until the garbage collector runs; its traceback must
@@ -240,8 +244,9 @@ class CallInterceptor(aio.ServerInterceptor):
                     raise
 
             async def _stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                async for response in wrapper(behavior, request, context):
-                    yield response
+                with tracing.rpc(method, context.invocation_metadata):
+                    async for response in wrapper(behavior, request, context):
+                        yield response
 
             return kind(
                 _stream if wrapper is streaming else _unary,

@@ -20,7 +20,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2_grpc
 
-from batchgrpc import metrics, reflection
+from batchgrpc import metrics, reflection, tracing
 from batchgrpc.auth import Keyring, NewKey, load_or_create_pepper, load_pepper
 from batchgrpc.batches import servicers as batches
 from batchgrpc.batches.files import DatabaseFiles, files_for
@@ -257,6 +257,8 @@ async def stop(running: Running, grace_seconds: float) -> None:
     await running.relay.stop()
     await running.leases.stop()
     await running.store.close()
+    # The last calls' and jobs' spans, exported before the process may go.
+    await asyncio.to_thread(tracing.flush)
 
 
 def announce_first_key(new: NewKey) -> None:

@@ -88,10 +88,11 @@ func Handler(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Han
 }
 
 // incomingHeader passes the headers the server reads as gRPC metadata under
-// their own names: the key, and Klaviyo's API revision.
+// their own names: the key, Klaviyo's API revision, and the W3C trace
+// context, so the server's span continues the HTTP caller's trace.
 func incomingHeader(key string) (string, bool) {
 	switch lower := strings.ToLower(key); lower {
-	case "revision", "idempotency-key":
+	case "revision", "idempotency-key", "traceparent", "tracestate":
 		return lower, true
 	case "authorization":
 		// grpc-gateway forwards Authorization itself; a second copy would

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from batchgrpc import core, metrics, paging
+from batchgrpc import core, metrics, paging, tracing
 from batchgrpc.auth import CLIENT_ADMIN, CLIENT_SUPERUSER, Principal
 from batchgrpc.batches import convert
 from batchgrpc.batches.runner import Changes, JobRunner, notification
@@ -173,6 +173,7 @@ class BatchJobService(batch_job_pb2_grpc.BatchJobServiceServicer):
                 source_size=source.size,
                 created_time=now,
                 updated_time=now,
+                traceparent=tracing.current_traceparent(),
             )
             await self._store.jobs.create(job, notification(job, "batch_job_created", now))
             metrics.dispatched("NOTIFICATION")

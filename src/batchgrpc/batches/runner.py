@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from batchgrpc import core, metrics
+from batchgrpc import core, metrics, tracing
 from batchgrpc.batches.files import Files
 from batchgrpc.batches.status import TERMINAL, UNFINISHED_NAMES, Status, may_move
 from batchgrpc.errors import DataFileError, InvalidJobSpec
@@ -73,6 +73,8 @@ def notification(job: BatchJob, kind: str, now: float) -> Event:
         event_name=kind,
         event_time=now,
         data=json.dumps(data, separators=(",", ":")),
+        # The job's trace: the created and the finished notification alike.
+        traceparent=job.traceparent,
         # Not job_id: that field lists the events a job dispatched from its
         # rows; notifications are found by name (and carry the id in data).
     )
@@ -281,7 +283,10 @@ class JobRunner:
         if job is not None and job.status == Status.QUEUED:
             job = await self._move(job, Status.IN_PROGRESS, {"started_time": self._clock()})
         if job is not None and job.status == Status.IN_PROGRESS:
-            job = await self._read(job, spec)
+            # In the trace of the request that created the job, on whichever
+            # worker reads it: a span for each chunk's parse and commit.
+            with tracing.continued("batch.read", job.traceparent):
+                job = await self._read(job, spec)
         if job is not None and job.status == Status.DISPATCHING:
             await self._dispatch(job)
 
@@ -337,6 +342,7 @@ class JobRunner:
                             next_offset=chunk.next_offset,
                             last_row=chunk.last_row,
                             event_time=self._clock(),
+                            traceparent=job.traceparent,
                         ),
                         account=job.account,
                         while_status=Status.IN_PROGRESS,

@@ -10,12 +10,13 @@ whole and once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 
-from batchgrpc import core, metrics
+from batchgrpc import core, metrics, tracing
 from batchgrpc.leases import Leases
 from batchgrpc.store import BulkJob, BulkTally, IngestBatch, IngestOutcome, Lease, Store
 
@@ -144,11 +145,19 @@ class BulkProcessor:
             job = await self._store.bulk_jobs.start(job_id, holder=owner, now=self._clock())
             if job is None:
                 return
-            rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
-            batch = await self._items(job.request, job.id, rejected, job.created_time)
-            done = await self._store.bulk_jobs.complete(
-                job.id, batch, tally=lambda job, outcomes: tally(job, batch, outcomes), now=self._clock(), holder=owner
-            )
+            # In the trace of the request that created the job, whichever
+            # worker processes it, and its events carry that request's.
+            with tracing.continued("bulk.process", job.traceparent):
+                rejected = {hit for pointer, _, _ in job.errors if (hit := rejected_by(pointer)) is not None}
+                items = await self._items(job.request, job.id, rejected, job.created_time)
+                batch = dataclasses.replace(items, traceparent=job.traceparent)
+                done = await self._store.bulk_jobs.complete(
+                    job.id,
+                    batch,
+                    tally=lambda job, outcomes: tally(job, batch, outcomes),
+                    now=self._clock(),
+                    holder=owner,
+                )
             if done is None:
                 log.info("bulk job lease lost", extra={"fields": {"job_id": job_id}})
             else:

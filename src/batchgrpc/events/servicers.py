@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from google.protobuf import json_format, message, struct_pb2
 from grpc import aio
 
-from batchgrpc import core, paging
+from batchgrpc import core, paging, tracing
 from batchgrpc.auth import Principal
 from batchgrpc.batches.convert import timestamp
 from batchgrpc.batches.jobs import visible
@@ -133,6 +133,7 @@ class EventBulkCreateJobService(event_bulk_create_job_pb2_grpc.EventBulkCreateJo
                 created_time=now,
                 completed_time=None,
                 request=data,
+                traceparent=tracing.current_traceparent(),
             )
             # Durable before the answer: the processor may run after a crash.
             await self._store.bulk_jobs.create(job, self._processor.lease())

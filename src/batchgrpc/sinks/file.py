@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from batchgrpc import tracing
 from batchgrpc.sinks import Held, SinkUnavailable
 from batchgrpc.sinks.message import message_of
 from batchgrpc.store import Event
@@ -87,8 +88,15 @@ class FileSink:
         return Held(int(last["position"]), last["headers"]["event_id"])
 
     async def deliver(self, events: Sequence[Event]) -> None:
-        data = b"".join(_line(e) for e in events)
-        await asyncio.to_thread(self._append, data)
+        attributes: dict[str, str | int] = {
+            "messaging.system": "file",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": str(self.path),
+            "messaging.batch.message_count": len(events),
+        }
+        with tracing.delivery(self.name, attributes, [e.traceparent for e in events]):
+            data = b"".join(_line(e) for e in events)
+            await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:
         assert self._fd is not None, "open first"

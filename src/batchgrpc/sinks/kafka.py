@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from batchgrpc import tracing
 from batchgrpc.sinks import Held, SinkUnavailable
 from batchgrpc.sinks.message import message_of
 from batchgrpc.store import Event
@@ -147,8 +148,15 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             raise SinkUnavailable("the Kafka sink is not open")
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": self._topic,
+            "messaging.batch.message_count": len(events),
+        }
         try:
-            await self._call(_transaction, producer, self._topic, events)
+            with tracing.delivery(self.name, attributes, [e.traceparent for e in events]):
+                await self._call(_transaction, producer, self._topic, events)
         except KafkaException as e:
             # The relay closes the sink and opens a fresh producer.
             raise SinkUnavailable(f"Kafka at {self._servers}: {e.args[0]}") from e

@@ -2,7 +2,8 @@
 key `ACCOUNT/PROFILE_ID` (or `ACCOUNT/IDENTITY` where there is no profile),
 value the event as JSON with the fields `EventService.ListEvents` returns
 (proto names, proto JSON mapping) plus `account` and `source`, and headers
-`event_id`, `account`, `source`.
+`event_id`, `account`, `source`, and `traceparent` when the request that
+produced the event was traced (`batchgrpc.tracing`).
 
 The value is built from the stored text, not through a message: the event's
 `data` is already JSON and goes in as it is.
@@ -60,13 +61,17 @@ def value_of(event: Event) -> bytes:
 
 
 def message_of(event: Event) -> Message:
+    headers: tuple[tuple[str, bytes], ...] = (
+        ("event_id", event.event_id.encode()),
+        ("account", event.account.encode()),
+        ("source", event.source.encode()),
+    )
+    if event.traceparent:
+        # The request that produced the event, for a consumer to continue its trace.
+        headers += (("traceparent", event.traceparent.encode()),)
     return Message(
         key=f"{event.account}/{event.profile_id or event.identity}".encode(),
         value=value_of(event),
-        headers=(
-            ("event_id", event.event_id.encode()),
-            ("account", event.account.encode()),
-            ("source", event.source.encode()),
-        ),
+        headers=headers,
         position=event.position,
     )

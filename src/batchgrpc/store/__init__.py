@@ -166,6 +166,9 @@ class BatchJob:
     #: The data source's size in bytes, read with the job (not a column of
     #: its own: the source's row has it); 0 when the source is gone.
     source_size: int = 0
+    #: The W3C traceparent of the request that created the job ('' when not
+    #: traced): its rows' events carry it to the sink.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ class Event:
     metric_service: str = ""
     #: Its place in the event log (the outbox order), once stored; 0 before.
     position: int = 0
+    #: The W3C traceparent of the request that produced it ('' when not
+    #: traced), for its sink message.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,8 @@ class JobChunk:
     next_offset: int
     last_row: int
     event_time: float
+    #: The job's (`BatchJob.traceparent`), for every event of the chunk.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)
@@ -514,9 +522,12 @@ class IngestBatch:
     event_counts: Sequence[int]
     #: Per profile, where its item is in the request, for a job's errors.
     pointers: Sequence[str] = ()
+    #: The traceparent of the request, stored with every event of the batch
+    #: (one per request: the core's buffers do not carry it).
+    traceparent: str = ""
 
     @classmethod
-    def of(cls, items: Sequence[IngestItem]) -> IngestBatch:
+    def of(cls, items: Sequence[IngestItem], *, traceparent: str = "") -> IngestBatch:
         """A batch of items made in Python (a tracking batch's few events)."""
         fields: tuple[str, ...] = ("source", "job_id", "row_number", "event_name", "event_time", "data")
         fields += ("dedup_key", "value", "value_currency", "unique_id", "backfill", "metric_service")
@@ -532,6 +543,7 @@ class IngestBatch:
             events=json.dumps(events, separators=(",", ":")).encode(),
             event_counts=[len(item.events) for item in items],
             pointers=[item.pointer for item in items],
+            traceparent=traceparent,
         )
 
 
@@ -560,6 +572,9 @@ class BulkJob:
     completed_time: float | None
     #: The serialized request, kept until it is processed.
     request: bytes = b""
+    #: The traceparent of the request that created the job ('' when not
+    #: traced): its events carry it, whoever processes it.
+    traceparent: str = ""
 
 
 class ProfileStore(Protocol):

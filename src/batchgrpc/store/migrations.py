@@ -306,4 +306,12 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE events ADD COLUMN metric_service TEXT NOT NULL DEFAULT ''",
     ),
+    # 10: the W3C traceparent of the request behind an event, for its sink
+    # message, and of the request that created a job, for the job's events
+    # ('' when not traced).
+    (
+        "ALTER TABLE events ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE batch_jobs ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE bulk_jobs ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''",
+    ),
 )

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from batchgrpc import tracing
 from batchgrpc.store import (
     ApiKey,
     BulkJobStore,
@@ -45,6 +46,8 @@ T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
+#: The store's commit spans' attributes.
+_POSTGRESQL = {"db.system.name": "postgresql"}
 #: The advisory lock every replica takes to migrate: one at a time.
 _MIGRATION_LOCK = 0x62617463_68677270  # "batchgrp"
 #: Connections per replica: its RPCs, job runners, relay and heartbeat.
@@ -135,8 +138,9 @@ class PostgresStore:
 
     async def write(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """Runs `fn(connection)` as one transaction, committed before it returns."""
-        async with self._pool.connection() as conn, conn.transaction():
-            return await fn(conn)
+        with tracing.span("store.commit", _POSTGRESQL):
+            async with self._pool.connection() as conn, conn.transaction():
+                return await fn(conn)
 
     async def ping(self) -> None:
         # The pool waits up to 30 s for a connection while the server is

@@ -302,11 +302,11 @@ class PostgresJobStore:
                 # No id: a batch row's is its (job_id, row_number).
                 await conn.execute(
                     "INSERT INTO events (account, source, job_id, row_number, event_name,"
-                    " event_time, profile_id, identity, data, value, value_currency, unique_id)"
-                    " SELECT %s, 'BATCH_JOB', %s, (e->>1)::bigint, e->>2, %s, '', e->>3, e->>4, NULL, '', ''"
+                    " event_time, profile_id, identity, data, value, value_currency, unique_id, traceparent)"
+                    " SELECT %s, 'BATCH_JOB', %s, (e->>1)::bigint, e->>2, %s, '', e->>3, e->>4, NULL, '', '', %s"
                     " FROM json_array_elements(convert_from(%s, 'UTF8')::json) WITH ORDINALITY AS t(e, n)"
                     " ORDER BY n",
-                    (account, chunk.job_id, chunk.event_time, chunk.encoded),
+                    (account, chunk.job_id, chunk.event_time, chunk.traceparent, chunk.encoded),
                 )
             async with conn.cursor() as errors:
                 await copy_rows(

@@ -24,11 +24,13 @@ from batchgrpc.store.postgres_sets import columns, copy_rows
 from batchgrpc.store.rows import (
     BULK_COLUMNS,
     BULK_INSERT_COLUMNS,
+    INGESTED_EVENT_COLUMNS,
     PROFILE_COLUMNS,
     bulk_of,
     bulk_values,
     page_of,
     profile_of,
+    with_traceparent,
 )
 
 if TYPE_CHECKING:
@@ -152,12 +154,8 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
             if stored:
                 repeated = {row for row, _ in stored}
                 rows_to_store = [r for i, r in enumerate(rows_to_store) if i not in repeated]
-        await copy_rows(
-            cursor,
-            "events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-            " profile_id, identity, data, value, value_currency, unique_id, dedup_key, backfill, metric_service)",
-            rows_to_store,
-        )
+        names, rows_to_store = with_traceparent(INGESTED_EVENT_COLUMNS, rows_to_store, batch.traceparent)
+        await copy_rows(cursor, f"events ({names})", rows_to_store)
     return settle(plan.applied, batch.event_counts, repeats)
 
 
@@ -222,7 +220,7 @@ class PostgresBulkJobStore:
     async def create(self, job: BulkJob, lease: Lease) -> None:
         async def _create(conn: Connection) -> None:
             await conn.execute(
-                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 bulk_values(job, lease),
             )
 

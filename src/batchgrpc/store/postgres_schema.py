@@ -253,4 +253,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE events ADD COLUMN backfill boolean NOT NULL DEFAULT false",
         "ALTER TABLE events ADD COLUMN metric_service text NOT NULL DEFAULT ''",
     ),
+    # 3: the W3C traceparent of the request behind an event, for its sink
+    # message, and of the request that created a job, for the job's events
+    # ('' when not traced). Constant defaults: no table rewrite.
+    (
+        "ALTER TABLE events ADD COLUMN traceparent text NOT NULL DEFAULT ''",
+        "ALTER TABLE batch_jobs ADD COLUMN traceparent text NOT NULL DEFAULT ''",
+        "ALTER TABLE bulk_jobs ADD COLUMN traceparent text NOT NULL DEFAULT ''",
+    ),
 ]

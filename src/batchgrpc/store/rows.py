@@ -47,6 +47,7 @@ JOB_FIELDS = (
     "started_time",
     "completed_time",
     "updated_time",
+    "traceparent",
 )
 #: The columns of a job's row, then its source's size (`BatchJob.source_size`),
 #: which `batch_jobs` must be in scope for (a SELECT from it, or RETURNING).
@@ -69,18 +70,34 @@ EVENT_FIELDS = (
     "unique_id",
     "backfill",
     "metric_service",
+    "traceparent",
 )
 EVENT_COLUMNS = "seq, id_high, id_low, " + ", ".join(EVENT_FIELDS)
+#: The columns of the rows the core plans for a request's events (`IngestPlan.rows`).
+INGESTED_EVENT_COLUMNS = (
+    "id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
+    " profile_id, identity, data, value, value_currency, unique_id, dedup_key, backfill, metric_service"
+)
 
 BULK_COLUMNS = (
     "seq, id, account, status, event_count, accepted_count, deduplicated_count, rejected_count, errors,"
-    " created_time, completed_time, request"
+    " created_time, completed_time, request, traceparent"
 )
 #: What a new bulk job's row is created with (`bulk_values`).
 BULK_INSERT_COLUMNS = (
-    "id, account, status, event_count, rejected_count, errors, request, created_time, lease_owner, lease_expires"
+    "id, account, status, event_count, rejected_count, errors, request, created_time, lease_owner, lease_expires,"
+    " traceparent"
 )
 PROFILE_COLUMNS = "seq, id, account, attributes, customer_ids, created_time, updated_time"
+
+
+def with_traceparent(names: str, rows: list[tuple[Any, ...]], traceparent: str) -> tuple[str, list[tuple[Any, ...]]]:
+    """The columns and rows of a request's events with the request's
+    traceparent added to each; as they are when it has none (tracing off),
+    which then costs nothing."""
+    if not traceparent:
+        return names, rows
+    return f"{names}, traceparent", [(*row, traceparent) for row in rows]
 
 
 def page_of(rows: list[tuple[Any, ...]], limit: int, make: Any) -> Page[Any]:
@@ -160,7 +177,7 @@ def events_of(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
 
 
 def bulk_of(row: tuple[Any, ...]) -> BulkJob:
-    (_, id_, account, status, count, accepted, dedup, rejected, errors, created, completed, request) = row
+    (_, id_, account, status, count, accepted, dedup, rejected, errors, created, completed, request, traceparent) = row
     return BulkJob(
         id=id_,
         account=account,
@@ -173,6 +190,7 @@ def bulk_of(row: tuple[Any, ...]) -> BulkJob:
         created_time=created,
         completed_time=completed,
         request=bytes(request),
+        traceparent=traceparent,
     )
 
 
@@ -181,7 +199,7 @@ def bulk_values(job: BulkJob, lease: Lease) -> tuple[object, ...]:
     the worker that stored it."""
     errors = json.dumps([list(e) for e in job.errors])
     return (job.id, job.account, job.status, job.event_count, job.rejected_count, errors, job.request,
-            job.created_time, lease.owner, lease.expires)  # fmt: skip
+            job.created_time, lease.owner, lease.expires, job.traceparent)  # fmt: skip
 
 
 def profile_of(row: tuple[Any, ...]) -> Profile:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from batchgrpc import tracing
 from batchgrpc.store import (
     ApiKey,
     BulkJobStore,
@@ -45,6 +46,9 @@ from batchgrpc.store.sqlite_profiles import SqliteProfileStore
 from batchgrpc.store.sqlite_tx import GroupCommit, enable_wal
 
 T = TypeVar("T")
+
+#: The store's commit spans' attributes.
+_SQLITE = {"db.system.name": "sqlite"}
 
 #: The database file's name in the data directory (the default store URL's).
 DATABASE_NAME = "batchgrpc.db"
@@ -168,7 +172,8 @@ class SqliteStore:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn(connection)` as one atomic write, committed (possibly with
         other writes) before it returns."""
-        return await self._writes.write(fn)
+        with tracing.span("store.commit", _SQLITE):
+            return await self._writes.write(fn)
 
     async def ping(self) -> None:
         # Through the reader, the way every RPC's key lookup goes; a read

@@ -30,7 +30,7 @@ class SqliteBulkJobStore:
     async def create(self, job: BulkJob, lease: Lease) -> None:
         def _create(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO bulk_jobs ({BULK_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 bulk_values(job, lease),
             )
 

@@ -247,10 +247,10 @@ class SqliteJobStore:
                 # No id: a batch row's is its (job_id, row_number).
                 conn.execute(
                     "INSERT INTO events (account, source, job_id, row_number, event_name,"
-                    " event_time, profile_id, identity, data, value, value_currency, unique_id)"
+                    " event_time, profile_id, identity, data, value, value_currency, unique_id, traceparent)"
                     " SELECT ?, 'BATCH_JOB', ?, value->>1, value->>2, ?, '', value->>3, value->>4,"
-                    " NULL, '', '' FROM json_each(CAST(? AS TEXT))",
-                    (account, chunk.job_id, chunk.event_time, chunk.encoded),
+                    " NULL, '', '', ? FROM json_each(CAST(? AS TEXT))",
+                    (account, chunk.job_id, chunk.event_time, chunk.traceparent, chunk.encoded),
                 )
             if chunk.issues:
                 conn.executemany(

@@ -16,7 +16,7 @@ import sqlite3
 from batchgrpc import core
 from batchgrpc.events.profiles import settle
 from batchgrpc.store import IngestBatch, IngestOutcome, Page, Profile
-from batchgrpc.store.rows import PROFILE_COLUMNS, page_of, profile_of
+from batchgrpc.store.rows import INGESTED_EVENT_COLUMNS, PROFILE_COLUMNS, page_of, profile_of, with_traceparent
 from batchgrpc.store.sqlite_tx import Runs
 
 #: Longest merge chain followed; a longer one means a broken store.
@@ -144,12 +144,8 @@ def _store_events(
         if stored:
             repeated = {row for row, _ in stored}
             rows = [r for i, r in enumerate(rows) if i not in repeated]
-    conn.executemany(
-        "INSERT INTO events (id_high, id_low, account, source, job_id, row_number, event_name, event_time,"
-        " profile_id, identity, data, value, value_currency, unique_id, dedup_key, backfill, metric_service)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    names, rows = with_traceparent(INGESTED_EVENT_COLUMNS, rows, batch.traceparent)
+    conn.executemany(f"INSERT INTO events ({names}) VALUES ({', '.join('?' * (names.count(',') + 1))})", rows)
     return settle(plan.applied, batch.event_counts, repeats)
 
 

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from batchgrpc import tracing
+
 T = TypeVar("T")
 
 #: Most writes in one group: bounds how long the first waits for the COMMIT.
@@ -65,7 +67,9 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
-            self._pending.append((fn, future))
+            # In the writer's context: the spans the write makes (the core's
+            # plan) are children of its commit, on the database thread too.
+            self._pending.append((tracing.carried(fn), future))
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from grpc import aio
 
-from batchgrpc import core, metrics
+from batchgrpc import core, metrics, tracing
 from batchgrpc.errors import FieldViolation, InvalidArgument, ProjectTokenMismatch
 from batchgrpc.idempotency import Idempotency
 from batchgrpc.interceptor import Context, current_principal, raw_request
@@ -70,7 +70,8 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         principal = current_principal()
         outcomes, items = plan(commands, principal.scopes, now)
         if items:
-            applied = await self._store.profiles.ingest(principal.account, IngestBatch.of(items), now)
+            batch = IngestBatch.of(items, traceparent=tracing.current_traceparent())
+            applied = await self._store.profiles.ingest(principal.account, batch, now)
             metrics.dispatched("TRACKING", sum(o.accepted for o in applied))
         return outcomes
 
