@@ -626,6 +626,14 @@ fn check_lengths(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
                         value.chars().count()
                     ),
                 ));
+            } else if value.contains('\0') {
+                // Identifiers are stored as they are, and a store's text
+                // (PostgreSQL's) cannot hold NUL.
+                out.push(violation(
+                    &format!("{profile_base}/attributes/{name}"),
+                    "INVALID_IDENTIFIER",
+                    format!("{name} must not contain NUL characters"),
+                ));
             }
         }
     }
@@ -662,6 +670,12 @@ fn check_profile(profile: &Profile, profile_base: &str, out: &mut Vec<Violation>
                 "a profile id may be at most {MAX_RESOURCE_ID_CHARS} characters; this one has {}",
                 profile.id.chars().count()
             ),
+        ));
+    } else if profile.id.contains('\0') {
+        out.push(violation(
+            &format!("{profile_base}/id"),
+            "INVALID_IDENTIFIER",
+            "a profile id must not contain NUL characters".into(),
         ));
     }
     check_lengths(profile, profile_base, out);
@@ -937,6 +951,12 @@ pub fn validate_bulk(bytes: &[u8], now: f64, earliest: f64) -> Result<Validation
                     MAX_NAME_CHARS,
                     &event.metric_service,
                 ));
+            } else if event.metric_service.contains('\0') {
+                out.push(violation(
+                    &format!("{metric}/attributes/service"),
+                    "INVALID_METRIC_SERVICE",
+                    "the service must not contain NUL characters".into(),
+                ));
             }
             if !event.time.is_empty() {
                 match parse_timestamp(&event.time) {
@@ -993,6 +1013,12 @@ pub fn validate_bulk(bytes: &[u8], now: f64, earliest: f64) -> Result<Validation
                     "unique_id",
                     MAX_UNIQUE_ID_CHARS,
                     &event.unique_id,
+                ));
+            } else if event.unique_id.contains('\0') {
+                out.push(violation(
+                    &format!("{e}/attributes/unique_id"),
+                    "INVALID_UNIQUE_ID",
+                    "unique_id must not contain NUL characters".into(),
                 ));
             }
             // Repeats: upstream fails the request for a unique_id repeated for
@@ -1094,9 +1120,11 @@ pub fn bulk_rows<S: std::hash::BuildHasher>(
             // in, so a profile has at most one such event per metric and second.
             // The service is part of the metric (and so of the event's id);
             // the default's keys are as they were before it counted.
+            // The service's length first: a service may hold `:`, and no
+            // two (service, unique_id) pairs may make one key.
             let service = match event.service() {
                 Event::DEFAULT_SERVICE => String::new(),
-                other => format!("s:{other}:"),
+                other => format!("s{}:{other}:", other.len()),
             };
             let dedup = if event.unique_id.is_empty() {
                 format!("{service}t:{time}")

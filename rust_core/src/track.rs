@@ -351,6 +351,16 @@ fn customer_ids(data: &Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(St
                             shown(name)
                         ),
                     ));
+                } else if matches!(value, Value::String(s) if s.contains('\0')) {
+                    // Ids are stored as they are, and a store's text
+                    // (PostgreSQL's) cannot hold NUL.
+                    errors.push(problem(
+                        field,
+                        format!(
+                            "Customer id '{}' must not contain NUL characters.",
+                            shown(name)
+                        ),
+                    ));
                 }
             }
             if errors.len() > before {

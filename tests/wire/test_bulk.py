@@ -498,3 +498,55 @@ async def test_patch_identifiers_is_email_only_and_bounded(
     profile = "/data/attributes/events-bulk-create/data/0/attributes/profile/data"
     assert (violation.field, violation.reason) == (f"{profile}/meta/patch_identifiers/{at}", reason)
     assert await bulk.profiles_by() == []
+
+
+async def test_a_service_and_unique_id_never_make_another_pairs_key(bulk: Bulk) -> None:
+    # ("a", "u:b") and ("a:u", "b") are two events, not one repeated.
+    body = one_item(
+        {"metric": metric("Placed Order", "a"), "unique_id": "u:b"},
+        {"metric": metric("Placed Order", "a:u"), "unique_id": "b"},
+    )
+    job = await bulk.run(request(body))
+    assert (job.accepted_count, job.deduplicated_count) == (2, 0)
+    assert sorted(e.metric_service for e in await bulk.events_of()) == ["a", "a:u"]
+
+
+@pytest.mark.parametrize(
+    ("event", "profile", "at", "reason"),
+    [
+        (
+            {"metric": metric("Viewed", "a\0b")},
+            {},
+            "events/data/0/attributes/metric/data/attributes/service",
+            "INVALID_METRIC_SERVICE",
+        ),
+        (
+            {"metric": metric("Viewed"), "unique_id": "u\0"},
+            {},
+            "events/data/0/attributes/unique_id",
+            "INVALID_UNIQUE_ID",
+        ),
+        (
+            {"metric": metric("Viewed")},
+            {"external_id": "x\0"},
+            "profile/data/attributes/external_id",
+            "INVALID_IDENTIFIER",
+        ),
+    ],
+)
+async def test_no_nul_reaches_the_store_as_text(
+    bulk: Bulk, event: dict[str, Any], profile: dict[str, Any], at: str, reason: str
+) -> None:
+    # A store's text (PostgreSQL's) cannot hold NUL: refused, never stored.
+    body = one_item(event)
+    body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["profile"]["data"]["attributes"].update(
+        profile
+    )
+    with pytest.raises(aio.AioRpcError) as caught:
+        await bulk.create(request(body))
+    [violation] = rich_error(caught.value).bad_request.field_violations  # type: ignore[union-attr]
+    assert (violation.field, violation.reason) == (
+        f"/data/attributes/events-bulk-create/data/0/attributes/{at}",
+        reason,
+    )
+    assert await bulk.events_of() == []

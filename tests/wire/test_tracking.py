@@ -126,6 +126,7 @@ async def test_a_failed_command_fails_alone_with_every_reason(tracking: Tracking
         {"name": "anonymize", "data": {"customer_ids": {"registered": "ok-1"}}},
         {"name": "customers/events", "data": {"timestamp": "yesterday"}},
         event({"registered": "ok-1", "cookie": "--"}, "view", timestamp="2026-11-01T10:00:00Z"),
+        customers({"registered": "ok\u00002"}),
     )
     errors = [list(r.errors) for r in response.results]
     assert errors == [
@@ -140,8 +141,9 @@ async def test_a_failed_command_fails_alone_with_every_reason(tracking: Tracking
             "Field 'timestamp' must be a number of seconds since 1970 or an ISO-8601 date-time.",
         ],
         [],
+        ["Customer id 'registered' must not contain NUL characters."],
     ]
-    assert [r.success for r in response.results] == [True, False, False, False, False, False, True]
+    assert [r.success for r in response.results] == [True, False, False, False, False, False, True, False]
     # Only the good commands were applied; the unusable cookie id was not kept.
     profile = await tracking.profile(registered="ok-1")
     assert dict(profile.customer_ids) == {"registered": "ok-1"}

@@ -11,6 +11,7 @@ holder of it ever waits for an account.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 from collections.abc import Callable
@@ -69,7 +70,9 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
     caller's transaction: the core plans the request over what three
     statements read, a statement per kind of change writes it."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('profiles'), hashtext(%s))", (account,))
-    updates = core.profile_updates(batch.profiles)
+    # The core's calls off the event loop (this coroutine runs on it; on
+    # SQLite they run on the store's writing thread).
+    updates = await asyncio.to_thread(core.profile_updates, batch.profiles)
     identifiers: list[tuple[str, str, str]] = []
     if updates.pairs != b"[]":
         rows = await (
@@ -90,7 +93,9 @@ async def ingest(conn: Connection, account: str, batch: IngestBatch, now: float)
             )
         ).fetchall()
         profiles = [tuple(r) for r in rows]
-    plan = core.plan_ingest(updates, identifiers, resolved, profiles, batch.events, account, now)
+    plan = await asyncio.to_thread(
+        core.plan_ingest, updates, identifiers, resolved, profiles, batch.events, account, now
+    )
     # Set-based: a statement per kind of change, never one per row. The
     # plan names each profile, merged profile and identifier once (a map in
     # the core), so no statement touches a row twice.
