@@ -106,6 +106,19 @@ async def test_secondary_emails_find_the_profile_until_they_are_unappended(store
     assert {p.id for p in await all_profiles(store)} == {ann.profile_id, other.profile_id}
 
 
+async def test_an_unappend_in_the_request_that_merges_removes_what_the_merged_profile_had(store: Store) -> None:
+    older = await one(store, item({"email": "ann@example.com"}))
+    younger = await one(store, item({"phone_number": "+420111"}, secondary=("ann@work.example",)), now=T0 + 1)
+    merged = await one(
+        store,
+        item({"email": "ann@example.com", "phone_number": "+420111"}, unsecondary=("ann@work.example",)),
+        now=T0 + 2,
+    )
+    assert merged.profile_id == older.profile_id != younger.profile_id
+    assert [p.id for p in await all_profiles(store, {"phone_number": "+420111"})] == [older.profile_id]
+    assert await all_profiles(store, {"email": "ann@work.example"}) == []
+
+
 async def test_customer_ids_identify_a_profile_too(store: Store) -> None:
     first = await one(store, item(customer_ids={"registered": "u-1", "cookie": "c-1"}))
     assert first.profile_id
