@@ -9,6 +9,7 @@ line for a person, or with `--json` the final record as JSON, so that
 
 from __future__ import annotations
 
+import abc
 import json
 import sys
 import time
@@ -39,11 +40,12 @@ def as_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-class Bar:
-    """One task's progress: `completed` of `total` units, and a status text."""
+class Bar(abc.ABC):
+    """One task's progress: `completed` of `total` units, and a status text
+    (drawn by rich on a terminal, plain lines otherwise)."""
 
-    def update(self, completed: int, total: int | None = None, status: str = "") -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def update(self, completed: int, total: int | None = None, status: str = "") -> None: ...
 
     def __enter__(self) -> Bar:
         return self
@@ -51,8 +53,8 @@ class Bar:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
 
 class Output:
