@@ -91,14 +91,8 @@ def send(conn: Connection, out: Output, path: Path) -> int:
     #: Each job sent, with the line number of each of its request's items.
     sent: list[tuple[str, list[int]]] = []
 
-    def bad(line: lines.BadLine) -> None:
-        summary.bad_lines.append({"line": line.line, "message": line.message})
-        out.note(f"line {line.line}: {line.message}")
-
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise CommandFailed(f"{path}: {e.strerror}", Exit.USAGE) from None
+    bad = lines.reporter(summary.bad_lines, out.note)
+    size = lines.size_of(path)
     with out.bar(f"send {path.name}", size, unit="bytes") as bar:
         for batch in lines.batches(
             path,

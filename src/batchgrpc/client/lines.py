@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -85,6 +85,26 @@ def parse_object(raw: bytes) -> dict[str, object] | str:
     if not isinstance(value, dict):
         return f"not a JSON object but {type(value).__name__}"
     return value
+
+
+def size_of(path: Path) -> int:
+    """The file's size in bytes, for its progress bar; a file that cannot be
+    read is the command line's mistake."""
+    try:
+        return path.stat().st_size
+    except OSError as e:
+        raise CommandFailed(f"{path}: {e.strerror}", Exit.USAGE) from None
+
+
+def reporter(bad_lines: list[dict[str, Any]], note: Callable[[str], None]) -> Callable[[BadLine], None]:
+    """What `batches` calls for a bad line: kept for the summary, and said
+    at once."""
+
+    def bad(line: BadLine) -> None:
+        bad_lines.append({"line": line.line, "message": line.message})
+        note(f"line {line.line}: {line.message}")
+
+    return bad
 
 
 def batches(

@@ -45,14 +45,8 @@ def send(conn: Connection, out: Output, path: Path, project: str) -> int:
     stub = tracking_pb2_grpc.TrackingServiceStub(conn.channel)
     summary = Summary(str(path), project)
 
-    def bad(line: lines.BadLine) -> None:
-        summary.bad_lines.append({"line": line.line, "message": line.message})
-        out.note(f"line {line.line}: {line.message}")
-
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise CommandFailed(f"{path}: {e.strerror}", Exit.USAGE) from None
+    bad = lines.reporter(summary.bad_lines, out.note)
+    size = lines.size_of(path)
     with out.bar(f"track {path.name}", size, unit="bytes") as bar:
         for batch in lines.batches(
             path,
